@@ -1,0 +1,1 @@
+"""The node daemon: config, outbox and publisher, consumers, rules, store, operations."""

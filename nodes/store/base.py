@@ -1,0 +1,257 @@
+"""The store interface every backend implements (SQLite by default, PostgreSQL for production).
+
+The consumer writes each batch of records, quarantine entries, retractions,
+audit events and the consumed offsets in ONE transaction (:meth:`Store.commit_batch`),
+so a crash never stores a record without its offset or the other way round.
+The publisher's outbox lives here too, so an alert exists in the store before
+it is ever sent.
+
+All times are timezone-aware UTC datetimes. Backends raise
+``exchange.errors.TransientError`` for a store that is unavailable for now, and
+``StoreError`` for anything else; no driver exception leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+from uuid import UUID
+
+from exchange.errors import ExchangeError, Reason
+
+TopicPartition = tuple[str, int]
+
+
+class StoreError(ExchangeError):
+    """A store operation failed for a reason other than unavailability."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.UNAVAILABLE, detail)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # accepted, not yet signed
+    SIGNED = "signed"  # sequence assigned and signed; bytes fixed; not yet acknowledged by Kafka
+    SENT = "sent"  # acknowledged by Kafka (acks=all)
+
+
+class RecordState(StrEnum):
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"  # retracted by its sender; kept, marked
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A verified, decoded record that passed the rules, as stored (after minimisation)."""
+
+    message_id: UUID
+    topic: str
+    partition: int
+    offset: int
+    sender: str
+    message_type: str
+    key: str
+    sequence: int
+    created_at: datetime
+    received_at: datetime
+    category: str | None  # offence category, when the payload has one
+    tlp: str
+    handling_code: str
+    recipients: tuple[str, ...]
+    payload: Mapping[str, Any]  # JSON-able dict (fields dropped by rules already removed)
+    envelope_hash: bytes
+    expires_at: datetime | None  # retention; None = keep
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    topic: str
+    partition: int
+    offset: int
+    reason: str  # exchange.errors.Reason value
+    detail: str
+    raw: bytes  # the record value as received (kept for review; never treated as valid)
+    received_at: datetime
+    message_id: UUID | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetractionOrder:
+    """Apply a verified Retraction: mark the retracted record withdrawn, or purge it."""
+
+    retracted_message_id: UUID
+    by_sender: str  # only the original sender may retract; the store checks sender matches
+    purge: bool
+    retraction_message_id: UUID
+    at: datetime
+
+
+class AuditAction(StrEnum):
+    COLLECTION = "collection"
+    CONSULTATION = "consultation"
+    DISCLOSURE = "disclosure"
+    ERASURE = "erasure"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One Article 25 LED log entry. The store adds sequence, previous hash and hash."""
+
+    at: datetime
+    action: AuditAction
+    actor: str  # person or system that acted ("node:FR/consumer", "cli:alice")
+    justification: str
+    recipients: tuple[str, ...] = ()
+    subject: str | None = None  # usually a message id
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    event: AuditEvent
+    previous_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    topic: str
+    key: str
+    message_type: str
+    payload: Mapping[str, Any]  # the payload as accepted (JSON-able)
+    handling: Mapping[str, Any]
+    recipients: tuple[str, ...]
+    created_at: datetime
+    status: OutboxStatus
+    message_id: UUID | None = None
+    sequence: int | None = None
+    value: bytes | None = None  # the signed SignedEnvelope bytes once SIGNED
+    envelope_hash: bytes | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The publisher's own chain on a topic: last sequence and hash signed."""
+
+    topic: str
+    sequence: int
+    envelope_hash: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    stored: int
+    duplicates: tuple[UUID, ...]  # message ids already stored: the caller quarantines them as `replayed`
+    retractions_applied: int
+
+
+class Store(Protocol):
+    """What the node needs of a store. One instance per node; safe for one asyncio task at a time
+    per method family (the consumer, the publisher and the CLI each hold their own instance)."""
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations (versioned, idempotent)."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    # --- consumer --------------------------------------------------------
+    async def load_offsets(self, group: str) -> dict[TopicPartition, int]:
+        """Next offset to read per (topic, partition) for this consumer group."""
+
+    async def commit_batch(
+        self,
+        group: str,
+        *,
+        records: Sequence[StoredRecord],
+        quarantined: Sequence[QuarantineEntry],
+        retractions: Sequence[RetractionOrder],
+        audit: Sequence[AuditEvent],
+        offsets: Mapping[TopicPartition, int],
+    ) -> BatchResult:
+        """One transaction: insert records (a message id already present is NOT inserted and is
+        reported in ``duplicates``), quarantine entries, apply retractions, append audit events,
+        upsert offsets (next offset to read)."""
+
+    async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of ``ids`` are already stored (records) - for replay detection before a batch."""
+
+    # --- queries ---------------------------------------------------------
+    async def list_records(
+        self,
+        *,
+        topic: str | None = None,
+        sender: str | None = None,
+        include_withdrawn: bool = False,
+        limit: int = 100,
+    ) -> list[StoredRecord]: ...
+
+    async def get_record(self, message_id: UUID) -> StoredRecord | None: ...
+
+    async def count_records(self, topic: str | None = None) -> int: ...
+
+    async def quarantine_counts(self) -> dict[str, int]:
+        """Quarantined entries by reason."""
+
+    async def list_quarantine(self, limit: int = 100) -> list[QuarantineEntry]: ...
+
+    # --- retention -------------------------------------------------------
+    async def purge_expired(self, now: datetime, actor: str) -> list[UUID]:
+        """Delete records whose expires_at <= now, logging one ERASURE audit event each, in one
+        transaction. Returns the erased message ids."""
+
+    # --- outbox (publisher) -----------------------------------------------
+    async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:
+        """Add PENDING items atomically (all or none); returns their ids."""
+
+    async def pending(self, limit: int) -> list[OutboxItem]:
+        """SIGNED items first (to resend their exact bytes), then PENDING, oldest first."""
+
+    async def chain_head(self, topic: str) -> ChainHead | None: ...
+
+    async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
+        """Store message id, sequence, value, envelope hash and status SIGNED for each item and the
+        new chain heads, in one transaction (so a sequence number is never assigned twice)."""
+
+    async def mark_sent(self, ids: Sequence[int], at: datetime) -> None: ...
+
+    async def record_publish_error(self, ids: Sequence[int], error: str) -> None: ...
+
+    async def outbox_depth(self) -> int:
+        """Items not yet SENT."""
+
+    # --- audit log ---------------------------------------------------------
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
+
+    async def audit_entries(self, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]: ...
+
+    async def verify_audit_chain(self) -> int | None:
+        """None when the hash chain is intact, else the seq of the first entry that does not match."""
+
+    # --- status ----------------------------------------------------------
+    async def set_status(self, key: str, value: str) -> None:
+        """Small key/value facts for `node status` (last error, last batch time)."""
+
+    async def get_status(self) -> dict[str, str]: ...
+
+
+def open_store(url: str) -> Store:
+    """A store for ``sqlite:///path/to.db`` or ``postgresql://user@host:port/db``."""
+    if url.startswith("sqlite:"):
+        from nodes.store.sqlite import SqliteStore
+
+        return SqliteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        from nodes.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"store url: unsupported scheme in {url!r} (sqlite:/// or postgresql://)")
