@@ -85,9 +85,14 @@ class TrustListError(ExchangeError):
 
 
 class InputError(ExchangeError):
-    """Local input (CLI options, JSONL, config) refused; ``problems`` lists each (field, reason)."""
+    """Local input (CLI options, JSONL, config) refused.
 
-    def __init__(self, problems: list[tuple[str, str]], *, reason: Reason = Reason.BAD_INPUT) -> None:
+    ``problems`` lists each (field, reason).
+    """
+
+    def __init__(
+        self, problems: list[tuple[str, str]], *, reason: Reason = Reason.BAD_INPUT
+    ) -> None:
         self.problems = problems
         text = "; ".join(f"{f}: {r}" for f, r in problems)
         super().__init__(reason, text, field=problems[0][0] if problems else None)
