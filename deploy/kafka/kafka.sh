@@ -129,9 +129,23 @@ start() {
     echo "kafka.sh: already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
     return 0
   fi
+  # Something else (another broker, another NCP_KAFKA_HOME) already serves this
+  # port: starting would fail to bind, or worse, the probe would answer for it.
+  if answers; then
+    die "127.0.0.1:$port already answers, but not from a broker this script started ($pidfile)"
+  fi
   fetch
   need java openjdk-17-jre-headless
+  # Each port has its own run folder, so brokers on different ports run side
+  # by side. KRaft records the controller's address when it formats the
+  # storage: a start with another controller port needs freshly formatted data.
+  if [ -f "$run/data/meta.properties" ] && [ -f "$run/controller.port" ] \
+      && [ "$(cat "$run/controller.port")" != "$cport" ]; then
+    echo "kafka.sh: controller port changed to $cport; re-formatting $run/data" >&2
+    rm -rf "$run/data"
+  fi
   write_config
+  echo "$cport" >"$run/controller.port"
   if [ ! -f "$run/data/meta.properties" ]; then
     java_cmd kafka.tools.StorageTool format --standalone \
       -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \

@@ -1,0 +1,46 @@
+"""Fixtures shared by every test.
+
+``kafka_bootstrap`` is the one way a test gets a Kafka broker ("host:port"). It is
+session-scoped and lazy: a run of unit tests only never asks for it and starts
+nothing. Where the broker comes from (``KAFKA_BOOTSTRAP_SERVERS``, testcontainers, the
+local ``deploy/kafka/kafka.sh`` broker) is in :mod:`tests.helpers.broker`. When no
+broker can be had, every test that needs one fails with a message saying how to get
+one: an integration test is never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from exchange.bus import KafkaSettings
+from tests.helpers.broker import BrokerUnavailableError, acquire_broker, unique_prefix
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The bootstrap servers of a running broker, released (stopped if started here) at the end."""
+    problem = ""
+    try:
+        lease = acquire_broker()
+    except BrokerUnavailableError as exc:
+        problem = str(exc)
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield lease.bootstrap
+    finally:
+        lease.release()
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    """:class:`exchange.bus.KafkaSettings` for the test broker (plaintext)."""
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap, client_id="ncp-test")
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A topic prefix used by this test only."""
+    return unique_prefix()
