@@ -61,9 +61,12 @@ class StoredRecord:
     tlp: str
     handling_code: str
     recipients: tuple[str, ...]
-    payload: Mapping[str, Any]  # JSON-able dict (fields dropped by rules already removed)
+    # JSON-able dict (fields dropped by rules already removed); datetimes, UUIDs, enums and
+    # Decimals are stored as their ISO/str form and read back as strings
+    payload: Mapping[str, Any]
     envelope_hash: bytes
     expires_at: datetime | None  # retention; None = keep
+    state: RecordState = RecordState.ACTIVE  # WITHDRAWN once its sender retracts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class RetractionOrder:
     purge: bool
     retraction_message_id: UUID
     at: datetime
+    # who applies it, named in the ERASURE audit entry of a purge; None: "sender:<by_sender>"
+    actor: str | None = None
 
 
 class AuditAction(StrEnum):
@@ -149,7 +154,8 @@ class ChainHead:
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     stored: int
-    duplicates: tuple[UUID, ...]  # message ids already stored: the caller quarantines them as `replayed`
+    # message ids already stored (or twice in the batch): the caller quarantines them as `replayed`
+    duplicates: tuple[UUID, ...]
     retractions_applied: int
 
 
@@ -178,9 +184,14 @@ class Store(Protocol):
         audit: Sequence[AuditEvent],
         offsets: Mapping[TopicPartition, int],
     ) -> BatchResult:
-        """One transaction: insert records (a message id already present is NOT inserted and is
-        reported in ``duplicates``), quarantine entries, apply retractions, append audit events,
-        upsert offsets (next offset to read)."""
+        """One transaction: insert records (a message id already present, or met earlier in
+        the same batch, is NOT inserted and is reported in ``duplicates``, in batch order),
+        quarantine entries, apply retractions (after this batch's records, so a retraction may
+        follow its record in one batch; only when ``by_sender`` is the record's sender; purge
+        deletes and appends an ERASURE entry, otherwise the record turns WITHDRAWN; the count of
+        records changed is ``retractions_applied``), append the audit events (then the
+        erasures) to the hash chain, upsert offsets (next offset to read). Any failure rolls
+        everything back."""
 
     async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of ``ids`` are already stored (records) - for replay detection before a batch."""
@@ -193,16 +204,19 @@ class Store(Protocol):
         sender: str | None = None,
         include_withdrawn: bool = False,
         limit: int = 100,
-    ) -> list[StoredRecord]: ...
+    ) -> list[StoredRecord]:
+        """Newest first (by message id, a UUIDv7); WITHDRAWN records only on request."""
 
     async def get_record(self, message_id: UUID) -> StoredRecord | None: ...
 
-    async def count_records(self, topic: str | None = None) -> int: ...
+    async def count_records(self, topic: str | None = None) -> int:
+        """Records stored (ACTIVE and WITHDRAWN), on ``topic`` or all."""
 
     async def quarantine_counts(self) -> dict[str, int]:
         """Quarantined entries by reason."""
 
-    async def list_quarantine(self, limit: int = 100) -> list[QuarantineEntry]: ...
+    async def list_quarantine(self, limit: int = 100) -> list[QuarantineEntry]:
+        """Newest first."""
 
     # --- retention -------------------------------------------------------
     async def purge_expired(self, now: datetime, actor: str) -> list[UUID]:
@@ -211,7 +225,8 @@ class Store(Protocol):
 
     # --- outbox (publisher) -----------------------------------------------
     async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:
-        """Add PENDING items atomically (all or none); returns their ids."""
+        """Add PENDING items atomically (all or none); returns their ids in order. The items'
+        ``id``, ``status`` and signing fields are ignored."""
 
     async def pending(self, limit: int) -> list[OutboxItem]:
         """SIGNED items first (to resend their exact bytes), then PENDING, oldest first."""
@@ -220,22 +235,29 @@ class Store(Protocol):
 
     async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
         """Store message id, sequence, value, envelope hash and status SIGNED for each item and the
-        new chain heads, in one transaction (so a sequence number is never assigned twice)."""
+        new chain heads, in one transaction (so a sequence number is never assigned twice).
+        StoreError, and nothing changes, when an item is not PENDING, lacks a signing field,
+        reuses a (topic, sequence), or a head does not advance past the stored one."""
 
-    async def mark_sent(self, ids: Sequence[int], at: datetime) -> None: ...
+    async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
+        """SIGNED -> SENT (idempotent for SENT items); StoreError for a PENDING or unknown id."""
 
-    async def record_publish_error(self, ids: Sequence[int], error: str) -> None: ...
+    async def record_publish_error(self, ids: Sequence[int], error: str) -> None:
+        """Count a failed attempt and keep the error text; the status does not change."""
 
     async def outbox_depth(self) -> int:
         """Items not yet SENT."""
 
     # --- audit log ---------------------------------------------------------
-    async def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Append to the hash chain (nodes.store.audit_chain) in one transaction."""
 
-    async def audit_entries(self, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]: ...
+    async def audit_entries(self, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        """Entries with seq > ``since_seq``, in seq order."""
 
     async def verify_audit_chain(self) -> int | None:
-        """None when the hash chain is intact, else the seq of the first entry that does not match."""
+        """None when the hash chain is intact, else the seq of the first entry that does not
+        match."""
 
     # --- status ----------------------------------------------------------
     async def set_status(self, key: str, value: str) -> None:

@@ -1,0 +1,162 @@
+"""Conversions between store rows and the dataclasses of :mod:`nodes.store.base`, shared by
+the SQLite and PostgreSQL backends: JSON documents, UTC times, checks that name the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any, cast
+from uuid import UUID
+
+from nodes.store.base import (
+    AuditAction,
+    AuditEvent,
+    OutboxItem,
+    RetractionOrder,
+    StoreError,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICRO = timedelta(microseconds=1)
+
+
+def _json_default(value: object) -> Any:
+    """Values that are JSON-able in spirit: times as ISO 8601, ids and enums as strings."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+)
+
+
+def dump_json(value: Mapping[str, Any] | Sequence[Any], field: str) -> str:
+    """``value`` as compact JSON text; a StoreError naming ``field`` when it is not JSON-able."""
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{field}: not JSON-serialisable ({exc})") from exc
+
+
+def dump_names(values: Sequence[str], field: str) -> str:
+    """A tuple of node ids (recipients) as a JSON array."""
+    if not values:
+        return "[]"
+    for value in values:
+        if not isinstance(value, str):
+            raise StoreError(f"{field}: expected node ids as strings, got {value!r}")
+    return _ENCODER.encode(list(values))
+
+
+def load_json(text: str | bytes) -> Any:
+    return json.loads(text)
+
+
+def load_names(text: str | bytes) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """``value`` itself when timezone-aware, else a StoreError naming ``field``."""
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise StoreError(f"{field}: must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def to_micros(value: datetime, field: str) -> int:
+    """Microseconds since the Unix epoch (UTC) for a timezone-aware datetime."""
+    try:
+        return (value - EPOCH) // MICRO
+    except TypeError:
+        raise StoreError(f"{field}: must be a timezone-aware datetime, got {value!r}") from None
+
+
+def opt_micros(value: datetime | None, field: str) -> int | None:
+    return None if value is None else to_micros(value, field)
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def opt_from_micros(value: int | None) -> datetime | None:
+    return None if value is None else EPOCH + timedelta(microseconds=value)
+
+
+def positive_limit(limit: int) -> int:
+    if not isinstance(limit, int) or limit < 1:
+        raise StoreError(f"limit: must be a positive integer, got {limit!r}")
+    return limit
+
+
+# --- columns, in the order both backends select them -------------------------------------
+RECORD_COLUMNS = (
+    "message_id, topic, kafka_partition, kafka_offset, sender, message_type, record_key,"
+    " sequence, created_at, received_at, category, tlp, handling_code, recipients, payload,"
+    " envelope_hash, expires_at, state"
+)
+QUARANTINE_COLUMNS = (
+    "topic, kafka_partition, kafka_offset, reason, detail, raw, received_at, message_id, sender"
+)
+OUTBOX_COLUMNS = (
+    "id, topic, record_key, message_type, payload, handling, recipients, created_at, status,"
+    " message_id, sequence, value, envelope_hash, attempts, last_error"
+)
+AUDIT_COLUMNS = (
+    "seq, at, action, actor, justification, recipients, subject, details, previous_hash, hash"
+)
+
+
+def audit_action(value: str) -> AuditAction:
+    """The stored action; an unknown value (an edited row) is kept as is so the hash differs."""
+    try:
+        return AuditAction(value)
+    except ValueError:
+        return cast(AuditAction, value)
+
+
+def audit_details(text: str) -> Mapping[str, Any]:
+    """The stored details; text that no longer parses (an edited row) is kept so the hash
+    differs."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"<unparseable>": text}
+    return value if isinstance(value, dict) else {"<not an object>": value}
+
+
+def erasure_for(order: RetractionOrder) -> AuditEvent:
+    return AuditEvent(
+        at=order.at,
+        action=AuditAction.ERASURE,
+        actor=order.actor or f"sender:{order.by_sender}",
+        justification=(
+            f"purged on retraction {order.retraction_message_id} by its sender {order.by_sender}"
+        ),
+        subject=str(order.retracted_message_id),
+        details={"retraction_message_id": str(order.retraction_message_id)},
+    )
+
+
+def signed_fields(item: OutboxItem) -> tuple[UUID, int, bytes, bytes]:
+    """The fields a SIGNED outbox item must carry, or a StoreError naming the missing one."""
+    if item.message_id is None:
+        raise StoreError(f"outbox[{item.id}].message_id: required to mark an item signed")
+    if item.sequence is None:
+        raise StoreError(f"outbox[{item.id}].sequence: required to mark an item signed")
+    if item.value is None:
+        raise StoreError(f"outbox[{item.id}].value: required to mark an item signed")
+    if item.envelope_hash is None:
+        raise StoreError(f"outbox[{item.id}].envelope_hash: required to mark an item signed")
+    return item.message_id, item.sequence, item.value, item.envelope_hash

@@ -1,0 +1,471 @@
+"""The PostgreSQL store (asyncpg, a small connection pool), for production nodes.
+
+Same semantics as the SQLite store. A batch of records goes in as one
+``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING message_id``, so
+duplicates cost nothing extra to find. Appends to the audit log take a transaction-level
+advisory lock, so concurrent instances (consumer, publisher, CLI) never fork the chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from exchange.errors import ExchangeError, TransientError
+from nodes.store import audit_chain, migrations
+from nodes.store import codecs as c
+from nodes.store import postgres_ops as ops
+from nodes.store.base import (
+    AuditAction,
+    AuditEntry,
+    AuditEvent,
+    BatchResult,
+    ChainHead,
+    OutboxItem,
+    OutboxStatus,
+    QuarantineEntry,
+    RetractionOrder,
+    StoredRecord,
+    StoreError,
+    TopicPartition,
+)
+
+T = TypeVar("T")
+Conn = Any  # asyncpg.Connection (asyncpg ships no type hints)
+
+_LOCK_MIGRATE = 0x4E43_5001  # advisory lock keys ("NCP" + purpose)
+# Everything asyncpg raises: server errors, client misuse or a closed connection, a broken
+# protocol state (a connection killed mid-operation), network errors and timeouts.
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+_TRANSIENT_CLASSES = ("08", "53", "57")  # connection, insufficient resources, operator
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "55P03"})  # serialization, deadlock, lock
+
+
+def _translate(exc: BaseException) -> ExchangeError:
+    text = f"postgres store: {type(exc).__name__}: {exc}"
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        if state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES:
+            return TransientError(text)
+        return StoreError(text)
+    if isinstance(exc, asyncpg.InterfaceError) and "closed" not in str(exc):
+        return StoreError(text)
+    return TransientError(text)  # OSError, TimeoutError, a connection that went away
+
+
+class PostgresStore:
+    """:class:`nodes.store.base.Store` on a PostgreSQL database."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise StoreError(f"store url: expected postgresql://user@host:port/db, got {url!r}")
+        self.url = url
+        self.min_size, self.max_size = min_size, max_size
+        self._pool: Any = None
+
+    # --- plumbing ------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _conn(self, *, transaction: bool = False) -> AsyncIterator[Conn]:
+        if self._pool is None:
+            raise StoreError("postgres store: not open (call open() first)")
+        try:
+            async with self._pool.acquire() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except ExchangeError:
+            raise
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        async with self._conn() as conn:
+            return await fn(conn)
+
+    async def _write(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        async with self._conn(transaction=True) as conn:
+            return await fn(conn)
+
+    # --- lifecycle ---------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=self.min_size, max_size=self.max_size
+            )
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        except ValueError as exc:  # a URL asyncpg cannot parse
+            raise StoreError(f"store url: {exc}") from exc
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _migrate(self) -> None:
+        known = migrations.load("postgres")
+        for migration in (None, *known):
+            async with self._conn(transaction=True) as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
+                await conn.execute(migrations.SCHEMA_MIGRATIONS_DDL)
+                current = await ops.schema_version(conn)
+                if current > len(known):
+                    raise StoreError(migrations.too_new_message(current, len(known)))
+                if migration is None or current >= migration.version:
+                    continue
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+                    " VALUES ($1, $2, $3, $4)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                    datetime.now(UTC).isoformat(),
+                )
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except _DRIVER_ERRORS:
+                pool.terminate()
+
+    async def schema_version(self) -> int:
+        return await self._read(ops.schema_version)
+
+    # --- consumer ------------------------------------------------------------------
+    async def load_offsets(self, group: str) -> dict[TopicPartition, int]:
+        async def work(conn: Conn) -> dict[TopicPartition, int]:
+            rows = await conn.fetch(
+                "SELECT topic, kafka_partition, next_offset FROM consumer_offsets"
+                " WHERE group_id = $1",
+                group,
+            )
+            return {(r[0], r[1]): r[2] for r in rows}
+
+        return await self._read(work)
+
+    async def commit_batch(
+        self,
+        group: str,
+        *,
+        records: Sequence[StoredRecord],
+        quarantined: Sequence[QuarantineEntry],
+        retractions: Sequence[RetractionOrder],
+        audit: Sequence[AuditEvent],
+        offsets: Mapping[TopicPartition, int],
+    ) -> BatchResult:
+        seen: set[UUID] = set()
+        rows: list[tuple[Any, ...]] = []
+        for record in records:
+            if record.message_id not in seen:
+                seen.add(record.message_id)
+                rows.append(ops.record_row(record))
+        q_rows = [ops.quarantine_row(q) for q in quarantined]
+        o_rows = [(group, t, p, o) for (t, p), o in offsets.items()]
+
+        async def work(conn: Conn) -> tuple[set[UUID], int]:
+            inserted: set[UUID] = set()
+            if rows:
+                columns = list(zip(*rows, strict=True))
+                got = await conn.fetch(ops.INSERT_RECORDS, *columns)
+                inserted = {UUID(bytes=r[0].bytes) for r in got}
+            if q_rows:
+                await conn.executemany(ops.INSERT_QUARANTINE, q_rows)
+            applied, erasures = await ops.apply_retractions(conn, retractions)
+            await ops.append_audit(conn, [*audit, *erasures])
+            if o_rows:
+                await conn.executemany(ops.UPSERT_OFFSET, o_rows)
+            return inserted, applied
+
+        inserted, applied = await self._write(work)
+        duplicates: list[UUID] = []
+        first: set[UUID] = set()
+        for record in records:
+            if record.message_id not in inserted or record.message_id in first:
+                duplicates.append(record.message_id)
+            first.add(record.message_id)
+        return BatchResult(len(inserted), tuple(duplicates), applied)
+
+    async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        async def work(conn: Conn) -> set[UUID]:
+            rows = await conn.fetch(
+                "SELECT message_id FROM records WHERE message_id = ANY($1::uuid[])", list(ids)
+            )
+            return {UUID(bytes=r[0].bytes) for r in rows}
+
+        return await self._read(work)
+
+    # --- queries -----------------------------------------------------------------------
+    async def list_records(
+        self,
+        *,
+        topic: str | None = None,
+        sender: str | None = None,
+        include_withdrawn: bool = False,
+        limit: int = 100,
+    ) -> list[StoredRecord]:
+        where: list[str] = ["TRUE"]
+        args: list[Any] = []
+        if topic is not None:
+            args.append(topic)
+            where.append(f"topic = ${len(args)}")
+        if sender is not None:
+            args.append(sender)
+            where.append(f"sender = ${len(args)}")
+        if not include_withdrawn:
+            where.append("state = 'active'")
+        args.append(c.positive_limit(limit))
+        sql = (
+            f"SELECT {c.RECORD_COLUMNS} FROM records WHERE {' AND '.join(where)}"  # noqa: S608
+            f" ORDER BY message_id DESC LIMIT ${len(args)}"
+        )
+
+        async def work(conn: Conn) -> list[StoredRecord]:
+            return [ops.record(r) for r in await conn.fetch(sql, *args)]
+
+        return await self._read(work)
+
+    async def get_record(self, message_id: UUID) -> StoredRecord | None:
+        sql = f"SELECT {c.RECORD_COLUMNS} FROM records WHERE message_id = $1"  # noqa: S608
+
+        async def work(conn: Conn) -> StoredRecord | None:
+            row = await conn.fetchrow(sql, message_id)
+            return None if row is None else ops.record(row)
+
+        return await self._read(work)
+
+    async def count_records(self, topic: str | None = None) -> int:
+        if topic is None:
+            return await self._read(
+                lambda conn: ops.fetch_int(conn, "SELECT count(*) FROM records")
+            )
+        return await self._read(
+            lambda conn: ops.fetch_int(conn, "SELECT count(*) FROM records WHERE topic = $1", topic)
+        )
+
+    async def quarantine_counts(self) -> dict[str, int]:
+        async def work(conn: Conn) -> dict[str, int]:
+            rows = await conn.fetch("SELECT reason, count(*) FROM quarantine GROUP BY reason")
+            return {r[0]: r[1] for r in rows}
+
+        return await self._read(work)
+
+    async def list_quarantine(self, limit: int = 100) -> list[QuarantineEntry]:
+        sql = f"SELECT {c.QUARANTINE_COLUMNS} FROM quarantine ORDER BY id DESC LIMIT $1"  # noqa: S608
+        lim = c.positive_limit(limit)
+
+        async def work(conn: Conn) -> list[QuarantineEntry]:
+            return [ops.quarantine(r) for r in await conn.fetch(sql, lim)]
+
+        return await self._read(work)
+
+    # --- retention -----------------------------------------------------------------------
+    async def purge_expired(self, now: datetime, actor: str) -> list[UUID]:
+        cutoff = c.aware(now, "now")
+
+        async def work(conn: Conn) -> list[UUID]:
+            rows = await conn.fetch(
+                "DELETE FROM records WHERE expires_at <= $1"
+                " RETURNING message_id, topic, expires_at",
+                cutoff,
+            )
+            erased = sorted((UUID(bytes=r[0].bytes), r[1], r[2]) for r in rows)
+            events = [
+                AuditEvent(
+                    at=now,
+                    action=AuditAction.ERASURE,
+                    actor=actor,
+                    justification="retention period expired",
+                    subject=str(mid),
+                    details={"topic": topic, "expires_at": exp.astimezone(UTC).isoformat()},
+                )
+                for mid, topic, exp in erased
+            ]
+            await ops.append_audit(conn, events)
+            return [mid for mid, _, _ in erased]
+
+        return await self._write(work)
+
+    # --- outbox ---------------------------------------------------------------------------
+    async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:
+        rows = [
+            (
+                i.topic,
+                i.key,
+                i.message_type,
+                c.dump_json(i.payload, "outbox.payload"),
+                c.dump_json(i.handling, "outbox.handling"),
+                c.dump_names(i.recipients, "outbox.recipients"),
+                c.aware(i.created_at, "outbox.created_at"),
+            )
+            for i in items
+        ]
+
+        async def work(conn: Conn) -> list[int]:
+            sql = (
+                "INSERT INTO outbox (topic, record_key, message_type, payload, handling,"
+                " recipients, created_at, status) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
+                " $6::jsonb, $7, 'pending') RETURNING id"
+            )
+            return [int(await conn.fetchval(sql, *row)) for row in rows]
+
+        return await self._write(work)
+
+    async def pending(self, limit: int) -> list[OutboxItem]:
+        lim = c.positive_limit(limit)
+        sql = (
+            f"SELECT {c.OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
+            " WHERE status <> 'sent' AND status = $1 ORDER BY id LIMIT $2"
+        )
+
+        async def work(conn: Conn) -> list[OutboxItem]:
+            out = [ops.outbox(r) for r in await conn.fetch(sql, "signed", lim)]
+            if len(out) < lim:
+                out.extend(ops.outbox(r) for r in await conn.fetch(sql, "pending", lim - len(out)))
+            return out
+
+        return await self._read(work)
+
+    async def chain_head(self, topic: str) -> ChainHead | None:
+        async def work(conn: Conn) -> ChainHead | None:
+            row = await conn.fetchrow(
+                "SELECT sequence, envelope_hash FROM chain_heads WHERE topic = $1", topic
+            )
+            return None if row is None else ChainHead(topic, row[0], row[1])
+
+        return await self._read(work)
+
+    async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
+        async def work(conn: Conn) -> None:
+            for item in items:
+                mid, seq, value, digest = c.signed_fields(item)
+                try:
+                    status = await conn.fetchval(
+                        "UPDATE outbox SET status = 'signed', message_id = $1, sequence = $2,"
+                        " value = $3, envelope_hash = $4 WHERE id = $5 AND status = 'pending'"
+                        " RETURNING status",
+                        mid,
+                        seq,
+                        value,
+                        digest,
+                        item.id,
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    raise StoreError(
+                        f"outbox[{item.id}].sequence: {seq} is already assigned on topic"
+                        f" {item.topic}"
+                    ) from exc
+                if status is None:
+                    raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+            for head in heads:
+                current = await conn.fetchval(
+                    "SELECT sequence FROM chain_heads WHERE topic = $1 FOR UPDATE", head.topic
+                )
+                if current is not None and head.sequence <= current:
+                    raise StoreError(
+                        f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
+                        f" past {current}"
+                    )
+                await conn.execute(
+                    "INSERT INTO chain_heads (topic, sequence, envelope_hash) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (topic) DO UPDATE SET sequence = excluded.sequence,"
+                    " envelope_hash = excluded.envelope_hash",
+                    head.topic,
+                    head.sequence,
+                    head.envelope_hash,
+                )
+
+        await self._write(work)
+
+    async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
+        when = c.aware(at, "at")
+
+        async def work(conn: Conn) -> None:
+            for item_id in ids:
+                status = await conn.fetchval(
+                    "UPDATE outbox SET status = 'sent', sent_at = $1"
+                    " WHERE id = $2 AND status = 'signed' RETURNING status",
+                    when,
+                    item_id,
+                )
+                if status is None:
+                    now = await conn.fetchval("SELECT status FROM outbox WHERE id = $1", item_id)
+                    if now != OutboxStatus.SENT.value:
+                        state = "unknown" if now is None else now
+                        raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
+
+        await self._write(work)
+
+    async def record_publish_error(self, ids: Sequence[int], error: str) -> None:
+        async def work(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1"
+                " WHERE id = ANY($2::bigint[])",
+                error,
+                list(ids),
+            )
+
+        await self._write(work)
+
+    async def outbox_depth(self) -> int:
+        return await self._read(
+            lambda conn: ops.fetch_int(conn, "SELECT count(*) FROM outbox WHERE status <> 'sent'")
+        )
+
+    # --- audit log ----------------------------------------------------------------------------
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        await self._write(lambda conn: ops.append_audit(conn, events))
+
+    async def audit_entries(self, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        lim = c.positive_limit(limit)
+        return await self._read(lambda conn: ops.audit_page(conn, since_seq, lim))
+
+    async def verify_audit_chain(self) -> int | None:
+        async def work(conn: Conn) -> int | None:
+            verifier = audit_chain.ChainVerifier()
+            since = 0
+            while page := await ops.audit_page(conn, since, 5000):
+                bad = verifier.feed(page)
+                if bad is not None:
+                    return bad
+                since = page[-1].seq
+            return None
+
+        async with self._conn() as conn, conn.transaction(isolation="repeatable_read"):
+            return await work(conn)
+
+    # --- status ---------------------------------------------------------------------------------
+    async def set_status(self, key: str, value: str) -> None:
+        async def work(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO node_status (key, value) VALUES ($1, $2)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                key,
+                value,
+            )
+
+        await self._write(work)
+
+    async def get_status(self) -> dict[str, str]:
+        async def work(conn: Conn) -> dict[str, str]:
+            return {r[0]: r[1] for r in await conn.fetch("SELECT key, value FROM node_status")}
+
+        return await self._read(work)

@@ -1,0 +1,443 @@
+"""The SQLite store: one file, WAL journal, synchronous=NORMAL.
+
+Every call runs on ONE dedicated thread that owns the connection, so the event loop
+never blocks and sqlite3 releases the GIL while SQLite works (the node's signature
+verification runs meanwhile). Write transactions start with ``BEGIN IMMEDIATE`` and
+wait up to ``busy_timeout`` seconds for the file's write lock, so the consumer, the
+publisher and the CLI can each hold their own instance on the same file.
+Times are stored as integer microseconds since the epoch (UTC), ids as 16-byte blobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+from exchange.errors import ExchangeError, TransientError
+from nodes.store import audit_chain
+from nodes.store import codecs as c
+from nodes.store import sqlite_ops as ops
+from nodes.store.base import (
+    AuditAction,
+    AuditEntry,
+    AuditEvent,
+    BatchResult,
+    ChainHead,
+    OutboxItem,
+    QuarantineEntry,
+    RetractionOrder,
+    StoredRecord,
+    StoreError,
+    TopicPartition,
+)
+
+T = TypeVar("T")
+Conn = sqlite3.Connection
+
+# Primary result codes that mean "not now" rather than "never": busy, locked, I/O error,
+# disk full, cannot open, lock protocol.
+_TRANSIENT_CODES = frozenset({5, 6, 10, 13, 14, 15})
+
+
+def parse_sqlite_url(url: str) -> str:
+    """``sqlite:///relative/path`` (relative to the working directory), ``sqlite:////abs``,
+    or ``sqlite:///:memory:``."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise StoreError(f"store url: expected sqlite:///path/to/file.db, got {url!r}")
+    return url[len(prefix) :]
+
+
+class SqliteStore:
+    """:class:`nodes.store.base.Store` on a SQLite file."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 10.0) -> None:
+        self.path = parse_sqlite_url(url)
+        self.busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: Conn | None = None
+
+    # --- plumbing ----------------------------------------------------------
+    def _translate(self, exc: sqlite3.Error) -> ExchangeError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        text = f"sqlite store {self.path}: {exc}"
+        if (code is not None and code & 0xFF in _TRANSIENT_CODES) or "locked" in str(exc):
+            return TransientError(text)
+        return StoreError(text)
+
+    def _guarded(self, fn: Callable[[Conn], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"sqlite store {self.path}: not open")
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    async def _call(self, fn: Callable[[Conn], T]) -> T:
+        if self._executor is None:
+            raise StoreError(f"sqlite store {self.path}: not open (call open() first)")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._guarded, fn)
+
+    async def _write(self, fn: Callable[[Conn], T]) -> T:
+        """Run ``fn`` inside one write transaction (all or nothing)."""
+        return await self._call(partial(ops.in_transaction, fn))
+
+    # --- lifecycle ---------------------------------------------------------
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store url: cannot create folder for {self.path}: {exc}") from exc
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        self._conn = conn
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA cache_size=-32768")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            ops.migrate(conn)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
+        executor.shutdown(wait=True)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # only a hint; closing anyway
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    async def schema_version(self) -> int:
+        return await self._call(ops.schema_version)
+
+    # --- consumer ----------------------------------------------------------
+    async def load_offsets(self, group: str) -> dict[TopicPartition, int]:
+        def work(conn: Conn) -> dict[TopicPartition, int]:
+            rows = conn.execute(
+                "SELECT topic, kafka_partition, next_offset FROM consumer_offsets"
+                " WHERE group_id = ?",
+                (group,),
+            )
+            return {(t, p): o for t, p, o in rows}
+
+        return await self._call(work)
+
+    async def commit_batch(
+        self,
+        group: str,
+        *,
+        records: Sequence[StoredRecord],
+        quarantined: Sequence[QuarantineEntry],
+        retractions: Sequence[RetractionOrder],
+        audit: Sequence[AuditEvent],
+        offsets: Mapping[TopicPartition, int],
+    ) -> BatchResult:
+        def work(conn: Conn) -> BatchResult:
+            # Serialise before taking the write lock, so the lock is held briefly.
+            seen: set[bytes] = set()
+            rows: list[tuple[Any, ...]] = []
+            in_batch: set[bytes] = set()
+            for record in records:
+                key = record.message_id.bytes
+                if key in seen:
+                    in_batch.add(key)
+                    continue
+                seen.add(key)
+                rows.append(ops.sq_record_row(record))
+            q_rows = [ops.sq_quarantine_row(q) for q in quarantined]
+            o_rows = [(group, t, p, o) for (t, p), o in offsets.items()]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                existing = ops.insert_records(conn, rows)
+                if q_rows:
+                    conn.executemany(ops.SQ_INSERT_QUARANTINE, q_rows)
+                applied, erasures = ops.apply_retractions(conn, retractions)
+                if audit or erasures:
+                    ops.append_audit(conn, [*audit, *erasures])
+                if o_rows:
+                    conn.executemany(ops.SQ_UPSERT_OFFSET, o_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            duplicates: list[UUID] = []
+            first: set[bytes] = set()
+            for record in records:
+                key = record.message_id.bytes
+                if key in existing or key in first:
+                    duplicates.append(record.message_id)
+                first.add(key)
+            stored = len(rows) - len(existing)
+            return BatchResult(stored, tuple(duplicates), applied)
+
+        return await self._call(work)
+
+    async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
+        def work(conn: Conn) -> set[UUID]:
+            return {UUID(bytes=b) for b in ops.existing_ids(conn, [i.bytes for i in ids])}
+
+        return await self._call(work)
+
+    # --- queries -------------------------------------------------------------
+    async def list_records(
+        self,
+        *,
+        topic: str | None = None,
+        sender: str | None = None,
+        include_withdrawn: bool = False,
+        limit: int = 100,
+    ) -> list[StoredRecord]:
+        where, args = ["1"], []
+        if topic is not None:
+            where.append("topic = ?")
+            args.append(topic)
+        if sender is not None:
+            where.append("sender = ?")
+            args.append(sender)
+        if not include_withdrawn:
+            where.append("state = 'active'")
+        sql = (
+            f"SELECT {c.RECORD_COLUMNS} FROM records WHERE {' AND '.join(where)}"  # noqa: S608
+            " ORDER BY message_id DESC LIMIT ?"
+        )
+        args_t = (*args, c.positive_limit(limit))
+        return await self._call(lambda conn: [ops.sq_record(r) for r in conn.execute(sql, args_t)])
+
+    async def get_record(self, message_id: UUID) -> StoredRecord | None:
+        sql = f"SELECT {c.RECORD_COLUMNS} FROM records WHERE message_id = ?"  # noqa: S608
+
+        def work(conn: Conn) -> StoredRecord | None:
+            row = conn.execute(sql, (message_id.bytes,)).fetchone()
+            return None if row is None else ops.sq_record(row)
+
+        return await self._call(work)
+
+    async def count_records(self, topic: str | None = None) -> int:
+        if topic is None:
+            return await self._call(lambda conn: ops.scalar(conn, "SELECT count(*) FROM records"))
+        return await self._call(
+            lambda conn: ops.scalar(conn, "SELECT count(*) FROM records WHERE topic = ?", topic)
+        )
+
+    async def quarantine_counts(self) -> dict[str, int]:
+        sql = "SELECT reason, count(*) FROM quarantine GROUP BY reason"
+        return await self._call(lambda conn: dict(conn.execute(sql).fetchall()))
+
+    async def list_quarantine(self, limit: int = 100) -> list[QuarantineEntry]:
+        sql = f"SELECT {c.QUARANTINE_COLUMNS} FROM quarantine ORDER BY id DESC LIMIT ?"  # noqa: S608
+        lim = c.positive_limit(limit)
+        return await self._call(
+            lambda conn: [ops.sq_quarantine(r) for r in conn.execute(sql, (lim,))]
+        )
+
+    # --- retention -------------------------------------------------------------
+    async def purge_expired(self, now: datetime, actor: str) -> list[UUID]:
+        cutoff = c.to_micros(now, "now")
+
+        def work(conn: Conn) -> list[UUID]:
+            rows = conn.execute(
+                "DELETE FROM records WHERE expires_at <= ? RETURNING message_id, topic, expires_at",
+                (cutoff,),
+            ).fetchall()
+            erased = [(UUID(bytes=m), t, c.from_micros(e)) for m, t, e in rows]
+            erased.sort(key=lambda x: x[0])
+            ops.append_audit(
+                conn,
+                [
+                    AuditEvent(
+                        at=now,
+                        action=AuditAction.ERASURE,
+                        actor=actor,
+                        justification="retention period expired",
+                        subject=str(mid),
+                        details={"topic": topic, "expires_at": exp.isoformat()},
+                    )
+                    for mid, topic, exp in erased
+                ],
+            )
+            return [mid for mid, _, _ in erased]
+
+        return await self._write(work)
+
+    # --- outbox ------------------------------------------------------------------
+    async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:
+        def work(conn: Conn) -> list[int]:
+            rows = [
+                (
+                    i.topic,
+                    i.key,
+                    i.message_type,
+                    c.dump_json(i.payload, "outbox.payload"),
+                    c.dump_json(i.handling, "outbox.handling"),
+                    c.dump_names(i.recipients, "outbox.recipients"),
+                    c.to_micros(i.created_at, "outbox.created_at"),
+                )
+                for i in items
+            ]
+            return ops.in_transaction(
+                lambda cn: [
+                    int(cn.execute(ops.SQ_INSERT_OUTBOX, row).fetchone()[0]) for row in rows
+                ],
+                conn,
+            )
+
+        return await self._call(work)
+
+    async def pending(self, limit: int) -> list[OutboxItem]:
+        lim = c.positive_limit(limit)
+        sql = (
+            f"SELECT {c.OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
+            " WHERE status <> 'sent' AND status = ? ORDER BY id LIMIT ?"
+        )
+
+        def work(conn: Conn) -> list[OutboxItem]:
+            out = [ops.sq_outbox(r) for r in conn.execute(sql, ("signed", lim))]
+            if len(out) < lim:
+                rows = conn.execute(sql, ("pending", lim - len(out)))
+                out.extend(ops.sq_outbox(r) for r in rows)
+            return out
+
+        return await self._call(work)
+
+    async def chain_head(self, topic: str) -> ChainHead | None:
+        def work(conn: Conn) -> ChainHead | None:
+            row = conn.execute(
+                "SELECT sequence, envelope_hash FROM chain_heads WHERE topic = ?", (topic,)
+            ).fetchone()
+            return None if row is None else ChainHead(topic, row[0], row[1])
+
+        return await self._call(work)
+
+    async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
+        def work(conn: Conn) -> None:
+            for item in items:
+                mid, seq, value, digest = c.signed_fields(item)
+                try:
+                    cur = conn.execute(
+                        "UPDATE outbox SET status = 'signed', message_id = ?, sequence = ?,"
+                        " value = ?, envelope_hash = ? WHERE id = ? AND status = 'pending'",
+                        (mid.bytes, seq, value, digest, item.id),
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise StoreError(
+                        f"outbox[{item.id}].sequence: {seq} is already assigned on topic"
+                        f" {item.topic} ({exc})"
+                    ) from exc
+                if cur.rowcount != 1:
+                    raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+            for head in heads:
+                row = conn.execute(
+                    "SELECT sequence FROM chain_heads WHERE topic = ?", (head.topic,)
+                ).fetchone()
+                if row is not None and head.sequence <= row[0]:
+                    raise StoreError(
+                        f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
+                        f" past {row[0]}"
+                    )
+                conn.execute(
+                    "INSERT INTO chain_heads (topic, sequence, envelope_hash) VALUES (?, ?, ?)"
+                    " ON CONFLICT (topic) DO UPDATE SET sequence = excluded.sequence,"
+                    " envelope_hash = excluded.envelope_hash",
+                    (head.topic, head.sequence, head.envelope_hash),
+                )
+
+        await self._write(work)
+
+    async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
+        when = c.to_micros(at, "at")
+
+        def work(conn: Conn) -> None:
+            for item_id in ids:
+                cur = conn.execute(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?"
+                    " WHERE id = ? AND status = 'signed'",
+                    (when, item_id),
+                )
+                if cur.rowcount == 0:
+                    row = conn.execute("SELECT status FROM outbox WHERE id = ?", (item_id,))
+                    status = row.fetchone()
+                    if status is None or status[0] != "sent":
+                        state = "unknown" if status is None else status[0]
+                        raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
+
+        await self._write(work)
+
+    async def record_publish_error(self, ids: Sequence[int], error: str) -> None:
+        rows = [(error, i) for i in ids]
+        await self._write(
+            lambda conn: conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", rows
+            )
+        )
+
+    async def outbox_depth(self) -> int:
+        return await self._call(
+            lambda conn: ops.scalar(conn, "SELECT count(*) FROM outbox WHERE status <> 'sent'")
+        )
+
+    # --- audit log -----------------------------------------------------------------
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        await self._write(lambda conn: ops.append_audit(conn, events))
+
+    async def audit_entries(self, since_seq: int = 0, limit: int = 1000) -> list[AuditEntry]:
+        lim = c.positive_limit(limit)
+        return await self._call(lambda conn: ops.audit_page(conn, since_seq, lim))
+
+    async def verify_audit_chain(self) -> int | None:
+        def work(conn: Conn) -> int | None:
+            verifier = audit_chain.ChainVerifier()
+            since = 0
+            while page := ops.audit_page(conn, since, 5000):
+                bad = verifier.feed(page)
+                if bad is not None:
+                    return bad
+                since = page[-1].seq
+            return None
+
+        # A read transaction, so a long log is checked against one snapshot.
+        return await self._call(partial(ops.in_transaction, work, begin="BEGIN"))
+
+    # --- status ----------------------------------------------------------------------
+    async def set_status(self, key: str, value: str) -> None:
+        await self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO node_status (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
+
+    async def get_status(self) -> dict[str, str]:
+        return await self._call(
+            lambda conn: dict(conn.execute("SELECT key, value FROM node_status").fetchall())
+        )

@@ -1,0 +1,327 @@
+"""The SQLite store's work on its own thread: SQL text, row codecs, migrations, and the
+steps of a write transaction. Only :mod:`nodes.store.sqlite` calls these."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from nodes.store import audit_chain, migrations
+from nodes.store.audit_chain import Chained
+from nodes.store.base import (
+    AuditEntry,
+    AuditEvent,
+    OutboxItem,
+    OutboxStatus,
+    QuarantineEntry,
+    RecordState,
+    RetractionOrder,
+    StoredRecord,
+    StoreError,
+)
+from nodes.store.codecs import (
+    AUDIT_COLUMNS,
+    EPOCH,
+    MICRO,
+    QUARANTINE_COLUMNS,
+    RECORD_COLUMNS,
+    audit_action,
+    audit_details,
+    dump_json,
+    dump_names,
+    erasure_for,
+    from_micros,
+    load_names,
+    opt_micros,
+    to_micros,
+)
+
+T = TypeVar("T")
+Conn = sqlite3.Connection
+_CHUNK = 500  # ids per IN (...) lookup
+
+# --- SQLite rows: times as int microseconds, ids as 16-byte blobs, JSON as text ------------
+SQ_INSERT_RECORD = f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({','.join('?' * 18)})"  # noqa: S608
+SQ_INSERT_RECORD_OR_IGNORE = SQ_INSERT_RECORD.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+SQ_INSERT_QUARANTINE = f"INSERT INTO quarantine ({QUARANTINE_COLUMNS}) VALUES ({','.join('?' * 9)})"  # noqa: S608
+SQ_INSERT_OUTBOX = (
+    "INSERT INTO outbox (topic, record_key, message_type, payload, handling, recipients,"
+    " created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id"
+)
+SQ_INSERT_AUDIT = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 10)})"  # noqa: S608
+SQ_UPSERT_OFFSET = (
+    "INSERT INTO consumer_offsets (group_id, topic, kafka_partition, next_offset)"
+    " VALUES (?, ?, ?, ?) ON CONFLICT (group_id, topic, kafka_partition)"
+    " DO UPDATE SET next_offset = excluded.next_offset"
+)
+
+
+def sq_record_row(r: StoredRecord) -> tuple[Any, ...]:
+    """The row of ``r`` (the consumer's hot path: times inlined, checked as one)."""
+    try:
+        created = (r.created_at - EPOCH) // MICRO
+        received = (r.received_at - EPOCH) // MICRO
+        expires = None if r.expires_at is None else (r.expires_at - EPOCH) // MICRO
+    except TypeError:
+        to_micros(r.created_at, "record.created_at")
+        to_micros(r.received_at, "record.received_at")
+        opt_micros(r.expires_at, "record.expires_at")
+        raise
+    return (
+        r.message_id.bytes,
+        r.topic,
+        r.partition,
+        r.offset,
+        r.sender,
+        r.message_type,
+        r.key,
+        r.sequence,
+        created,
+        received,
+        r.category,
+        r.tlp,
+        r.handling_code,
+        dump_names(r.recipients, "record.recipients"),
+        dump_json(r.payload, "record.payload"),
+        r.envelope_hash,
+        expires,
+        r.state.value,
+    )
+
+
+def sq_record(row: Sequence[Any]) -> StoredRecord:
+    return StoredRecord(
+        UUID(bytes=row[0]),
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        EPOCH + timedelta(microseconds=row[8]),
+        EPOCH + timedelta(microseconds=row[9]),
+        row[10],
+        row[11],
+        row[12],
+        tuple(json.loads(row[13])),
+        json.loads(row[14]),
+        row[15],
+        None if row[16] is None else EPOCH + timedelta(microseconds=row[16]),
+        RecordState(row[17]),
+    )
+
+
+def sq_quarantine_row(q: QuarantineEntry) -> tuple[Any, ...]:
+    return (
+        q.topic,
+        q.partition,
+        q.offset,
+        q.reason,
+        q.detail,
+        q.raw,
+        to_micros(q.received_at, "quarantine.received_at"),
+        None if q.message_id is None else q.message_id.bytes,
+        q.sender,
+    )
+
+
+def sq_quarantine(row: Sequence[Any]) -> QuarantineEntry:
+    return QuarantineEntry(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        bytes(row[5]),
+        from_micros(row[6]),
+        None if row[7] is None else UUID(bytes=row[7]),
+        row[8],
+    )
+
+
+def sq_outbox(row: Sequence[Any]) -> OutboxItem:
+    return OutboxItem(
+        id=row[0],
+        topic=row[1],
+        key=row[2],
+        message_type=row[3],
+        payload=json.loads(row[4]),
+        handling=json.loads(row[5]),
+        recipients=load_names(row[6]),
+        created_at=from_micros(row[7]),
+        status=OutboxStatus(row[8]),
+        message_id=None if row[9] is None else UUID(bytes=row[9]),
+        sequence=row[10],
+        value=row[11],
+        envelope_hash=row[12],
+        attempts=row[13],
+        last_error=row[14],
+    )
+
+
+def sq_audit_row(entry: Chained) -> tuple[Any, ...]:
+    e = entry.event
+    return (
+        entry.seq,
+        to_micros(e.at, "audit.at"),
+        str(e.action),
+        e.actor,
+        e.justification,
+        dump_names(e.recipients, "audit.recipients"),
+        e.subject,
+        entry.details_json,
+        entry.previous_hash,
+        entry.hash,
+    )
+
+
+def sq_entry(row: Sequence[Any]) -> AuditEntry:
+    event = AuditEvent(
+        at=from_micros(row[1]),
+        action=audit_action(row[2]),
+        actor=row[3],
+        justification=row[4],
+        recipients=load_names(row[5]),
+        subject=row[6],
+        details=audit_details(row[7]),
+    )
+    return AuditEntry(row[0], event, bytes(row[8]), bytes(row[9]))
+
+
+def split_statements(script: str) -> list[str]:
+    """A SQLite script cut into complete statements (comments kept, empty tails dropped)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    rest = "\n".join(
+        line for line in buffer.splitlines() if line.strip() and not line.strip().startswith("--")
+    )
+    if rest:
+        raise StoreError(f"migration: incomplete statement at the end: {rest[:80]!r}")
+    return statements
+
+
+# --- steps, on the store's thread ----------------------------------------------
+def in_transaction(fn: Callable[[Conn], T], conn: Conn, begin: str = "BEGIN IMMEDIATE") -> T:
+    conn.execute(begin)
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return result
+
+
+def scalar(conn: Conn, sql: str, *args: Any) -> int:
+    return int(conn.execute(sql, args).fetchone()[0])
+
+
+def schema_version(conn: Conn) -> int:
+    return scalar(conn, "SELECT coalesce(max(version), 0) FROM schema_migrations")
+
+
+def migrate(conn: Conn) -> None:
+    known = migrations.load("sqlite")
+    in_transaction(lambda cn: cn.execute(migrations.SCHEMA_MIGRATIONS_DDL), conn)
+    current = schema_version(conn)
+    if current > len(known):
+        raise StoreError(migrations.too_new_message(current, len(known)))
+    for migration in known[current:]:
+
+        def apply(cn: Conn, m: migrations.Migration = migration) -> None:
+            if schema_version(cn) >= m.version:
+                return  # another instance applied it meanwhile
+            for statement in split_statements(m.sql):
+                cn.execute(statement)
+            cn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+                " VALUES (?, ?, ?, ?)",
+                (m.version, m.name, m.checksum, datetime.now(UTC).isoformat()),
+            )
+
+        in_transaction(apply, conn)
+
+
+def existing_ids(conn: Conn, keys: Sequence[bytes]) -> set[bytes]:
+    found: set[bytes] = set()
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT message_id FROM records WHERE message_id IN ({marks})"  # noqa: S608
+        found.update(row[0] for row in conn.execute(sql, chunk))
+    return found
+
+
+def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[bytes]:
+    """Insert ``rows`` (distinct ids); returns the ids that were already stored (not inserted).
+    Fast path: INSERT OR IGNORE and compare the change count; only when some row was
+    ignored, roll back to a savepoint and insert the new ones after looking the ids up."""
+    if not rows:
+        return set()
+    conn.execute("SAVEPOINT records")
+    if conn.executemany(SQ_INSERT_RECORD_OR_IGNORE, rows).rowcount == len(rows):
+        conn.execute("RELEASE records")
+        return set()
+    conn.execute("ROLLBACK TO records")
+    existing = existing_ids(conn, [row[0] for row in rows])
+    conn.executemany(SQ_INSERT_RECORD, [row for row in rows if row[0] not in existing])
+    conn.execute("RELEASE records")
+    return existing
+
+
+def apply_retractions(
+    conn: Conn, orders: Sequence[RetractionOrder]
+) -> tuple[int, list[AuditEvent]]:
+    applied, erasures = 0, []
+    for order in orders:
+        mid = order.retracted_message_id.bytes
+        if order.purge:
+            cur = conn.execute(
+                "DELETE FROM records WHERE message_id = ? AND sender = ?", (mid, order.by_sender)
+            )
+            if cur.rowcount:
+                erasures.append(erasure_for(order))
+        else:
+            cur = conn.execute(
+                "UPDATE records SET state = ?, withdrawn_at = ?, retraction_id = ?"
+                " WHERE message_id = ? AND sender = ? AND state = ?",
+                (
+                    RecordState.WITHDRAWN.value,
+                    to_micros(order.at, "retraction.at"),
+                    order.retraction_message_id.bytes,
+                    mid,
+                    order.by_sender,
+                    RecordState.ACTIVE.value,
+                ),
+            )
+        applied += cur.rowcount
+    return applied, erasures
+
+
+def append_audit(conn: Conn, events: Sequence[AuditEvent]) -> None:
+    if not events:
+        return
+    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, previous = (0, audit_chain.GENESIS) if last is None else (last[0], last[1])
+    chained = audit_chain.extend(seq, previous, events)
+    conn.executemany(SQ_INSERT_AUDIT, [sq_audit_row(entry) for entry in chained])
+
+
+def audit_page(conn: Conn, since_seq: int, limit: int) -> list[AuditEntry]:
+    rows = conn.execute(
+        "SELECT seq, at, action, actor, justification, recipients, subject, details,"
+        " previous_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        (since_seq, limit),
+    )
+    return [sq_entry(r) for r in rows]
