@@ -1,0 +1,287 @@
+"""The recipe: seal a payload into a Kafka record value, and verify / open one.
+
+Record value = SignedEnvelope single-object encoding (see exchange.codec)::
+
+    C3 01 | fp(SignedEnvelope) | len | envelope bytes | len | Ed25519 signature (64) | len | key_id
+
+``envelope bytes`` = Envelope single-object encoding (see exchange.envelope); the
+signature covers exactly those bytes; envelope_hash = SHA-256 of them. The Kafka
+record key is the UTF-8 of ``Envelope.key``.
+
+Verification order (the hot path; nothing is decoded before the signature holds):
+parse SignedEnvelope -> look up key_id (UNKNOWN_KEY) -> Ed25519 verify
+(BAD_SIGNATURE) -> decode Envelope -> sender owns the key (UNKNOWN_SENDER,
+SENDER_KEY_MISMATCH) -> key valid at created_at (REVOKED_KEY, KEY_NOT_VALID_AT_TIME)
+-> topic, record key, type on topic (WRONG_TOPIC, WRONG_KEY, TYPE_NOT_ALLOWED)
+-> created_at not after now + max_skew (FROM_THE_FUTURE) -> sequence 1 exactly when
+previous_hash is null (MALFORMED) -> handling consistent (HANDLING_INCONSISTENT).
+
+Measured (tests/bench/bench_wire.py): verify_record runs at about 0.8x the rate of the
+bare libsodium verify on a 1 KB alert; libsodium releases the GIL, so verification in
+two threads runs close to twice as fast on two free cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from exchange import codec, crypto, models
+from exchange.chain import Link
+from exchange.crypto import EncryptedBody, Recipient
+from exchange.envelope import Envelope, decode_envelope, encode_envelope
+from exchange.errors import (
+    ConfidentialityError,
+    InputError,
+    Reason,
+    VerificationError,
+    WireError,
+)
+from exchange.ids import KeyId, NodeId, Topic
+from exchange.keys import EncryptionKey, SigningKey
+from exchange.models import Handling, HandlingCode, Payload, Tlp
+from exchange.topics import ALLOWED_TYPES, TOPIC_VERSION, MessageType, TopicKind
+from exchange.trust import TrustList
+from exchange.uuid7 import uuid7
+
+__all__ = ["Opened", "Sealed", "Verified", "open_record", "seal", "verify_record"]
+
+DEFAULT_MAX_SKEW = timedelta(minutes=5)
+_sha256 = hashlib.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """A sealed record: Kafka value and key, the envelope, and its hash for the chain."""
+
+    value: bytes
+    key: bytes
+    envelope: Envelope
+    envelope_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A record whose signature, key, placement, time and handling checked out."""
+
+    envelope: Envelope
+    envelope_bytes: bytes
+    envelope_hash: bytes
+    key_id: KeyId
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A verified record and its payload; None when addressed to other nodes only."""
+
+    verified: Verified
+    payload: Payload | None
+
+
+_KINDS: dict[str, TopicKind | None] = {}
+
+
+def _topic_kind(topic: str) -> TopicKind | None:
+    """The kind of ``<prefix>.<kind>.v1``, whatever the prefix (memoised)."""
+    try:
+        return _KINDS[topic]
+    except KeyError:
+        pass
+    head, _, version = topic.rpartition(".")
+    kind: TopicKind | None = None
+    if version == TOPIC_VERSION:
+        try:
+            kind = TopicKind(head.rpartition(".")[2])
+        except ValueError:
+            kind = None
+    if len(_KINDS) < 10_000:
+        _KINDS[topic] = kind
+    return kind
+
+
+def _type_allowed(topic: str, message_type: MessageType) -> bool:
+    kind = _topic_kind(topic)
+    return kind is not None and message_type in ALLOWED_TYPES[kind]
+
+
+def _handling_problem(handling: Handling, recipients: Sequence[str], encrypted: bool) -> str | None:
+    if bool(recipients) != encrypted:
+        return "the body is encrypted exactly when there are recipients"
+    if handling.tlp is Tlp.RED and not recipients:
+        return "TLP:RED needs named recipients"
+    if handling.code is HandlingCode.H3:
+        if not handling.restriction:
+            return "handling code H3 needs a restriction text"
+    elif handling.restriction is not None:
+        return f"a restriction text is only for H3, not {handling.code.value}"
+    return None
+
+
+def _ms(t: datetime) -> datetime:
+    """``t`` truncated to the millisecond, as it travels."""
+    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
+
+
+def seal(
+    payload: Payload,
+    *,
+    signer: SigningKey,
+    sender: NodeId,
+    topic: Topic,
+    link: Link,
+    handling: Handling,
+    recipients: Sequence[NodeId] = (),
+    trust: TrustList | None = None,
+    now: datetime,
+    message_id: UUID | None = None,
+    key: str | None = None,
+) -> Sealed:
+    """Encode, (encrypt for ``recipients``,) sign: the record to publish on ``topic``.
+
+    Raises InputError for a payload, topic or handling that must not be sent, and
+    VerificationError when a recipient has no usable encryption key in ``trust``.
+    """
+    if now.tzinfo is None:
+        raise InputError([("now", "must be timezone-aware")])
+    message_type = models.payload_type(payload)
+    if not _type_allowed(topic, message_type):
+        raise InputError(
+            [("topic", f"{message_type.value} may not travel on {topic}")],
+            reason=Reason.TYPE_NOT_ALLOWED,
+        )
+    recips = tuple(dict.fromkeys(recipients))
+    problem = _handling_problem(handling, recips, bool(recips))
+    if problem is not None:
+        raise InputError([("handling", problem)], reason=Reason.HANDLING_INCONSISTENT)
+    record_key = key if key is not None else models.record_key(payload, sender)
+    if record_key is None:
+        raise InputError([("key", f"a {message_type.value} travels under the key it retracts")])
+    created_at = _ms(now)
+    mid = message_id or uuid7(created_at)
+    payload_bytes = codec.encode(message_type.value, models.to_avro(payload))
+    body: bytes | EncryptedBody = payload_bytes
+    if recips:
+        if trust is None:
+            raise InputError([("trust", "needed to encrypt for recipients")])
+        targets = []
+        for r in recips:
+            entry = trust.encryption_key(r, created_at)
+            targets.append(Recipient(r, entry.key_id, entry.public_key))
+        body = crypto.encrypt_body(payload_bytes, mid.bytes, targets)
+    envelope = Envelope(
+        message_id=mid,
+        message_type=message_type,
+        topic=topic,
+        key=record_key,
+        sender=sender,
+        created_at=created_at,
+        sequence=link.sequence,
+        previous_hash=link.previous_hash,
+        recipients=recips,
+        handling=handling,
+        body=body,
+    )
+    envelope_bytes = encode_envelope(envelope)
+    value = codec.encode_signed(envelope_bytes, signer.sign(envelope_bytes), signer.key_id)
+    return Sealed(value, envelope.key.encode(), envelope, _sha256(envelope_bytes).digest())
+
+
+def _refuse(reason: Reason, detail: str, field: str) -> VerificationError:
+    return VerificationError(reason, detail, field=field)
+
+
+def verify_record(
+    value: bytes,
+    *,
+    topic: Topic | str,
+    key: bytes | None,
+    trust: TrustList,
+    now: datetime,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> Verified:
+    """Check a record value (see the module doc for the order); does not touch the body.
+
+    ``key`` is the Kafka record key as received; None (no key) matches no envelope.
+    Raises WireError or VerificationError (both ExchangeError), nothing else.
+    """
+    envelope_bytes, signature, key_id = codec.decode_signed(value)
+    owner, entry = trust.signing_entry(key_id)
+    if not crypto.verify(entry.public_key, signature, envelope_bytes):
+        raise _refuse(
+            Reason.BAD_SIGNATURE, f"signature does not verify with key {key_id}", "signature"
+        )
+    env = decode_envelope(envelope_bytes)
+    if env.sender != owner:
+        if env.sender not in trust.members:
+            raise _refuse(Reason.UNKNOWN_SENDER, f"{env.sender!r} is not a member", "sender")
+        raise _refuse(
+            Reason.SENDER_KEY_MISMATCH,
+            f"key {key_id} belongs to {owner}, not to the sender {env.sender}",
+            "sender",
+        )
+    trust.check_valid(entry, env.created_at)
+    if env.topic != topic:
+        raise _refuse(Reason.WRONG_TOPIC, f"written for {env.topic}, read on {topic}", "topic")
+    if key is None or env.key.encode() != key:
+        raise _refuse(Reason.WRONG_KEY, f"written for key {env.key!r}, read with {key!r}", "key")
+    if not _type_allowed(topic, env.message_type):
+        raise _refuse(
+            Reason.TYPE_NOT_ALLOWED,
+            f"{env.message_type.value} may not travel on {topic}",
+            "message_type",
+        )
+    if env.created_at > now + max_skew:
+        raise _refuse(
+            Reason.FROM_THE_FUTURE,
+            f"created {env.created_at.isoformat()}, now {now.isoformat()}",
+            "created_at",
+        )
+    if (env.sequence == 1) != (env.previous_hash is None) or env.sequence < 1:
+        raise WireError(
+            Reason.MALFORMED,
+            f"sequence {env.sequence} with previous_hash"
+            f" {'absent' if env.previous_hash is None else 'present'}",
+            field="sequence",
+        )
+    problem = _handling_problem(env.handling, env.recipients, type(env.body) is EncryptedBody)
+    if problem is not None:
+        raise _refuse(Reason.HANDLING_INCONSISTENT, problem, "handling")
+    return Verified(env, envelope_bytes, _sha256(envelope_bytes).digest(), KeyId(key_id))
+
+
+def open_record(
+    value: bytes,
+    *,
+    topic: Topic | str,
+    key: bytes | None,
+    trust: TrustList,
+    now: datetime,
+    reader: NodeId,
+    decryption_key: EncryptionKey | None,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> Opened:
+    """:func:`verify_record`, then decrypt (when addressed to ``reader``), decode and validate.
+
+    Addressed to other nodes only: ``payload`` is None. Listed as a recipient but
+    unable to decrypt: ConfidentialityError(DECRYPTION_FAILED). A payload that
+    does not decode or validate: WireError.
+    """
+    verified = verify_record(value, topic=topic, key=key, trust=trust, now=now, max_skew=max_skew)
+    env = verified.envelope
+    body = env.body
+    if isinstance(body, EncryptedBody):
+        if reader not in env.recipients:
+            return Opened(verified, None)
+        if decryption_key is None:
+            raise ConfidentialityError(
+                Reason.DECRYPTION_FAILED, f"{reader} has no decryption key", field="body"
+            )
+        data = crypto.decrypt_body(body, env.message_id.bytes, reader, decryption_key)
+    else:
+        data = body
+    _, record = codec.decode(data, expected=env.message_type.value)
+    payload = models.from_avro(env.message_type, record, now=now)
+    return Opened(verified, payload)

@@ -1,0 +1,421 @@
+"""The trust list: the federation's members, their keys and revocations.
+
+The trust-list FILE is a ``SignedEnvelope`` (schemas/SignedEnvelope.avsc) whose
+``envelope`` field holds the single-object encoding of a ``TrustList``
+(schemas/TrustList.avsc: marker C3 01, 8-byte fingerprint, Avro binary), its
+``signature`` the root key's Ed25519 signature over exactly those bytes, and its
+``key_id`` the root key's id. Loading checks the signature against a root public
+key the caller trusts (by default ``root.pub`` beside the file) and that the same
+key is named inside the list.
+
+Validity windows are ``[valid_from, valid_until)``; a key revoked at T refuses
+every message created at or after T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from exchange import codec, crypto
+from exchange.errors import ExchangeError, Reason, TrustListError, VerificationError
+from exchange.ids import KeyId, NodeId
+from exchange.keys import SigningKey, key_id_for, load_public_key
+
+__all__ = [
+    "KeyEntry",
+    "Member",
+    "Revocation",
+    "TrustList",
+    "load_trust_list",
+]
+
+ROOT_PUBLIC_FILE = "root.pub"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A public key with its validity window ``[valid_from, valid_until)``."""
+
+    key_id: KeyId
+    public_key: bytes
+    valid_from: datetime
+    valid_until: datetime | None = None
+
+    @classmethod
+    def for_key(
+        cls, public_key: bytes, valid_from: datetime, valid_until: datetime | None = None
+    ) -> KeyEntry:
+        """An entry whose key id is computed from ``public_key``."""
+        return cls(key_id_for(public_key), public_key, valid_from, valid_until)
+
+    def valid_at(self, at: datetime) -> bool:
+        """Whether ``at`` falls inside the validity window."""
+        return self.valid_from <= at and (self.valid_until is None or at < self.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member node and its keys."""
+
+    node_id: NodeId
+    name: str
+    signing_keys: tuple[KeyEntry, ...]
+    encryption_keys: tuple[KeyEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A revoked key: refused for messages created at or after ``revoked_at``."""
+
+    key_id: KeyId
+    revoked_at: datetime
+    reason: str
+
+
+def _bad(detail: str, field: str | None = None) -> TrustListError:
+    return TrustListError(Reason.BAD_TRUST_LIST, detail, field=field)
+
+
+def _ms(t: datetime, field: str) -> datetime:
+    """``t`` in UTC truncated to the millisecond, as it travels (timestamp-millis)."""
+    if t.tzinfo is None:
+        raise _bad("times must be timezone-aware", field)
+    t = t.astimezone(UTC)
+    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
+
+
+def _entry_ms(k: KeyEntry, field: str) -> KeyEntry:
+    until = None if k.valid_until is None else _ms(k.valid_until, f"{field}.valid_until")
+    return replace(k, valid_from=_ms(k.valid_from, f"{field}.valid_from"), valid_until=until)
+
+
+class TrustList:
+    """An immutable, validated trust list with indexes for the verification hot path."""
+
+    __slots__ = (
+        "_signing",
+        "federation",
+        "issued_at",
+        "members",
+        "revocations",
+        "root_key_id",
+        "root_public_key",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        federation: str,
+        version: int,
+        issued_at: datetime,
+        root_public_key: bytes,
+        members: Iterable[Member],
+        revocations: Iterable[Revocation] = (),
+    ) -> None:
+        if len(root_public_key) != 32:
+            raise _bad("the root public key is not 32 bytes", "root_public_key")
+        if version < 1:
+            raise _bad("version starts at 1", "version")
+        self.federation = federation
+        self.version = version
+        self.issued_at = _ms(issued_at, "issued_at")
+        self.root_public_key = root_public_key
+        self.root_key_id = key_id_for(root_public_key)
+        by_node: dict[NodeId, Member] = {}
+        signing: dict[KeyId, tuple[NodeId, KeyEntry]] = {}
+        seen: set[KeyId] = set()
+        for i, m in enumerate(members):
+            where = f"members[{i}]"
+            m = replace(
+                m,
+                signing_keys=tuple(
+                    _entry_ms(k, f"{where}.signing_keys[{j}]") for j, k in enumerate(m.signing_keys)
+                ),
+                encryption_keys=tuple(
+                    _entry_ms(k, f"{where}.encryption_keys[{j}]")
+                    for j, k in enumerate(m.encryption_keys)
+                ),
+            )
+            if m.node_id in by_node:
+                raise _bad(f"member {m.node_id} listed twice", f"{where}.node_id")
+            by_node[m.node_id] = m
+            for kind, entries in (
+                ("signing_keys", m.signing_keys),
+                ("encryption_keys", m.encryption_keys),
+            ):
+                for j, k in enumerate(entries):
+                    at = f"{where}.{kind}[{j}]"
+                    if len(k.public_key) != 32:
+                        raise _bad("public key is not 32 bytes", f"{at}.public_key")
+                    if k.key_id != key_id_for(k.public_key):
+                        raise _bad(
+                            f"key id {k.key_id} does not match its public key", f"{at}.key_id"
+                        )
+                    if k.key_id in seen:
+                        raise _bad(f"key {k.key_id} listed twice", f"{at}.key_id")
+                    if k.valid_until is not None and k.valid_until <= k.valid_from:
+                        raise _bad("valid_until is not after valid_from", f"{at}.valid_until")
+                    seen.add(k.key_id)
+                    if kind == "signing_keys":
+                        signing[k.key_id] = (m.node_id, k)
+        revoked: dict[KeyId, Revocation] = {}
+        for i, r in enumerate(revocations):
+            r = replace(r, revoked_at=_ms(r.revoked_at, f"revocations[{i}].revoked_at"))
+            earlier = revoked.get(r.key_id)
+            if earlier is None or r.revoked_at < earlier.revoked_at:
+                revoked[r.key_id] = r
+        self.members: Mapping[NodeId, Member] = MappingProxyType(by_node)
+        self.revocations: Mapping[KeyId, Revocation] = MappingProxyType(revoked)
+        self._signing = signing
+
+    # ---- look-ups ---------------------------------------------------------------
+
+    def signing_entry(self, key_id: str) -> tuple[NodeId, KeyEntry]:
+        """The owner and entry of a signing key, whatever the time (UNKNOWN_KEY if absent)."""
+        found = self._signing.get(KeyId(key_id))
+        if found is None:
+            raise VerificationError(
+                Reason.UNKNOWN_KEY, f"no signing key {key_id!r} in the trust list", field="key_id"
+            )
+        return found
+
+    def check_valid(self, entry: KeyEntry, at: datetime) -> None:
+        """Raise KEY_NOT_VALID_AT_TIME / REVOKED_KEY unless ``entry`` may be used at ``at``."""
+        revocation = self.revocations.get(entry.key_id)
+        if revocation is not None and revocation.revoked_at <= at:
+            raise VerificationError(
+                Reason.REVOKED_KEY,
+                f"key {entry.key_id} revoked at {revocation.revoked_at.isoformat()} "
+                f"({revocation.reason}), message created {at.isoformat()}",
+                field="key_id",
+            )
+        if not entry.valid_at(at):
+            until = entry.valid_until.isoformat() if entry.valid_until else "open"
+            raise VerificationError(
+                Reason.KEY_NOT_VALID_AT_TIME,
+                f"key {entry.key_id} is valid from {entry.valid_from.isoformat()} "
+                f"until {until}, not at {at.isoformat()}",
+                field="key_id",
+            )
+
+    def signing_key(self, key_id: KeyId, at: datetime) -> tuple[NodeId, bytes]:
+        """The owner and raw public key of signing key ``key_id``, usable at ``at``."""
+        node, entry = self.signing_entry(key_id)
+        self.check_valid(entry, at)
+        return node, entry.public_key
+
+    def member(self, node: NodeId) -> Member:
+        """The member ``node`` (UNKNOWN_SENDER if it is not one)."""
+        m = self.members.get(node)
+        if m is None:
+            raise VerificationError(
+                Reason.UNKNOWN_SENDER,
+                f"{node!r} is not a member of {self.federation}",
+                field="sender",
+            )
+        return m
+
+    def encryption_key(self, node: NodeId, at: datetime) -> KeyEntry:
+        """The encryption key of ``node`` to use at ``at``: the newest valid, unrevoked one."""
+        m = self.member(node)
+        usable = [
+            k
+            for k in m.encryption_keys
+            if k.valid_at(at)
+            and not ((r := self.revocations.get(k.key_id)) is not None and r.revoked_at <= at)
+        ]
+        if not usable:
+            raise VerificationError(
+                Reason.KEY_NOT_VALID_AT_TIME,
+                f"{node} has no encryption key valid at {at.isoformat()}",
+                field="recipients",
+            )
+        return max(usable, key=lambda k: k.valid_from)
+
+    # ---- new versions -----------------------------------------------------------
+
+    def _next(self, issued_at: datetime, **changes: Any) -> TrustList:
+        fields: dict[str, Any] = {
+            "federation": self.federation,
+            "version": self.version + 1,
+            "issued_at": issued_at,
+            "root_public_key": self.root_public_key,
+            "members": tuple(self.members.values()),
+            "revocations": tuple(self.revocations.values()),
+        }
+        fields.update(changes)
+        return TrustList(**fields)
+
+    def revoke(
+        self, key_id: KeyId, at: datetime, reason: str, *, issued_at: datetime | None = None
+    ) -> TrustList:
+        """A new version (version + 1) in which ``key_id`` is revoked from ``at``."""
+        if key_id not in self._signing and not any(
+            k.key_id == key_id for m in self.members.values() for k in m.encryption_keys
+        ):
+            raise _bad(f"no key {key_id} to revoke", "key_id")
+        revs = (*self.revocations.values(), Revocation(key_id, at, reason))
+        return self._next(issued_at or at, revocations=revs)
+
+    def with_member(self, member: Member, *, issued_at: datetime) -> TrustList:
+        """A new version with ``member`` added or replaced."""
+        others = tuple(m for m in self.members.values() if m.node_id != member.node_id)
+        return self._next(issued_at, members=(*others, member))
+
+    def with_key_window(
+        self,
+        key_id: KeyId,
+        valid_from: datetime,
+        valid_until: datetime | None,
+        *,
+        issued_at: datetime,
+    ) -> TrustList:
+        """A new version with the validity window of ``key_id`` changed (tests of expired keys)."""
+        members = []
+        for m in self.members.values():
+            members.append(
+                replace(
+                    m,
+                    signing_keys=tuple(
+                        replace(k, valid_from=valid_from, valid_until=valid_until)
+                        if k.key_id == key_id
+                        else k
+                        for k in m.signing_keys
+                    ),
+                    encryption_keys=tuple(
+                        replace(k, valid_from=valid_from, valid_until=valid_until)
+                        if k.key_id == key_id
+                        else k
+                        for k in m.encryption_keys
+                    ),
+                )
+            )
+        return self._next(issued_at, members=tuple(members))
+
+    # ---- wire ---------------------------------------------------------------------
+
+    def to_avro(self) -> dict[str, Any]:
+        """The TrustList record as fastavro expects it."""
+
+        def entry(k: KeyEntry) -> dict[str, Any]:
+            return {
+                "key_id": k.key_id,
+                "public_key": k.public_key,
+                "valid_from": k.valid_from,
+                "valid_until": k.valid_until,
+            }
+
+        return {
+            "federation": self.federation,
+            "version": self.version,
+            "issued_at": self.issued_at,
+            "root_public_key": self.root_public_key,
+            "members": [
+                {
+                    "node_id": m.node_id,
+                    "name": m.name,
+                    "signing_keys": [entry(k) for k in m.signing_keys],
+                    "encryption_keys": [entry(k) for k in m.encryption_keys],
+                }
+                for m in self.members.values()
+            ],
+            "revocations": [
+                {"key_id": r.key_id, "revoked_at": r.revoked_at, "reason": r.reason}
+                for r in self.revocations.values()
+            ],
+        }
+
+    @classmethod
+    def from_avro(cls, d: Mapping[str, Any]) -> TrustList:
+        """From a decoded TrustList record."""
+
+        def entry(k: Mapping[str, Any]) -> KeyEntry:
+            return KeyEntry(KeyId(k["key_id"]), k["public_key"], k["valid_from"], k["valid_until"])
+
+        return cls(
+            federation=d["federation"],
+            version=d["version"],
+            issued_at=d["issued_at"],
+            root_public_key=d["root_public_key"],
+            members=[
+                Member(
+                    NodeId(m["node_id"]),
+                    m["name"],
+                    tuple(entry(k) for k in m["signing_keys"]),
+                    tuple(entry(k) for k in m["encryption_keys"]),
+                )
+                for m in d["members"]
+            ],
+            revocations=[
+                Revocation(KeyId(r["key_id"]), r["revoked_at"], r["reason"])
+                for r in d["revocations"]
+            ],
+        )
+
+    def encode(self) -> bytes:
+        """The TrustList single-object encoding (what the root key signs)."""
+        return codec.encode("TrustList", self.to_avro())
+
+    def sign(self, root: SigningKey) -> bytes:
+        """The trust-list file: a SignedEnvelope over :meth:`encode`, signed by the root key."""
+        if root.public_bytes != self.root_public_key:
+            raise _bad("signing key is not this list's root key", "root_public_key")
+        body = self.encode()
+        return codec.encode_signed(body, root.sign(body), root.key_id)
+
+    @classmethod
+    def from_signed(cls, data: bytes, root_public_key: bytes) -> TrustList:
+        """Verify and parse a trust-list file against the trusted ``root_public_key``."""
+        try:
+            body, signature, key_id = codec.decode_signed(data)
+        except ExchangeError as exc:
+            raise _bad(f"not a signed trust list: {exc}") from exc
+        if key_id != key_id_for(root_public_key):
+            raise _bad(
+                f"signed by key {key_id}, not by the root key {key_id_for(root_public_key)}",
+                "key_id",
+            )
+        if not crypto.verify(root_public_key, signature, body):
+            raise _bad("the root signature does not verify", "signature")
+        try:
+            _, record = codec.decode(body, expected="TrustList")
+        except ExchangeError as exc:
+            raise _bad(f"signed content is not a TrustList: {exc}") from exc
+        trust = cls.from_avro(record)
+        if trust.root_public_key != root_public_key:
+            raise _bad(
+                "the root key named inside differs from the trusted root key", "root_public_key"
+            )
+        return trust
+
+    def __repr__(self) -> str:
+        return (
+            f"TrustList(federation={self.federation!r}, version={self.version}, "
+            f"members={sorted(self.members)})"
+        )
+
+
+def load_trust_list(path: Path, root_public_key: bytes | Path | None = None) -> TrustList:
+    """Read and verify a trust-list file.
+
+    ``root_public_key``: raw 32 bytes, a PEM file, or None for ``root.pub`` beside ``path``.
+    """
+    path = Path(path)
+    if root_public_key is None:
+        root_public_key = path.parent / ROOT_PUBLIC_FILE
+    if isinstance(root_public_key, Path):
+        try:
+            root_public_key = load_public_key(root_public_key)
+        except ExchangeError as exc:
+            raise _bad(f"root public key: {exc}", str(root_public_key)) from exc
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
+    return TrustList.from_signed(data, root_public_key)

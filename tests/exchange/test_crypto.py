@@ -1,0 +1,83 @@
+"""Ed25519 signatures, UUIDv7 ids and the hash chain (exchange.crypto, uuid7, chain)."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from exchange import crypto
+from exchange.chain import ChainState, Link, envelope_hash
+from exchange.ids import Topic
+from exchange.keys import SigningKey
+from exchange.uuid7 import uuid7, uuid7_time_ms
+
+NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
+
+
+def test_signature_verifies_over_exact_bytes() -> None:
+    """A signature verifies over the signed bytes and over nothing else."""
+    key = SigningKey.generate()
+    data = os.urandom(1000)
+    sig = key.sign(data)
+    assert len(sig) == 64
+    assert crypto.verify(key.public_bytes, sig, data)
+    assert not crypto.verify(key.public_bytes, sig, data + b"\0")
+    assert not crypto.verify(SigningKey.generate().public_bytes, sig, data)
+
+
+@pytest.mark.parametrize(
+    ("public", "signature"),
+    [(b"short", b"s" * 64), (b"p" * 32, b""), (b"p" * 32, b"s" * 63), (b"p" * 32, b"s" * 65)],
+)
+def test_verify_refuses_malformed_inputs_without_raising(public: bytes, signature: bytes) -> None:
+    """Wrong-sized keys or signatures make verify return False, not raise."""
+    assert crypto.verify(public, signature, b"data") is False
+
+
+def test_uuid7_layout_carries_the_millisecond() -> None:
+    """A UUIDv7 has version 7, the RFC variant and the given time's unix milliseconds."""
+    u = uuid7(NOW)
+    assert u.version == 7
+    assert u.variant == "specified in RFC 4122"
+    assert uuid7_time_ms(u) == int(NOW.timestamp() * 1000)
+
+
+def test_uuid7_is_monotonic_within_one_millisecond() -> None:
+    """Ids made in the same millisecond strictly increase; a later ms sorts after."""
+    ids = [uuid7(NOW) for _ in range(1000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 1000
+    assert uuid7(NOW + timedelta(milliseconds=1)) > ids[-1]
+
+
+def test_uuid7_refuses_naive_time() -> None:
+    """A naive datetime is refused: the id must carry UTC time."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        uuid7(datetime(2026, 1, 1))
+
+
+def test_chain_numbers_from_one_and_links_hashes() -> None:
+    """The chain starts at sequence 1 without hash, then carries each previous envelope hash."""
+    chain = ChainState()
+    t = Topic("ncp.alerts.v1")
+    assert chain.next(t) == Link(1, None)
+    h1 = envelope_hash(b"first")
+    chain.advance(t, h1)
+    assert chain.next(t) == Link(2, h1)
+    h2 = envelope_hash(b"second")
+    chain.advance(t, h2)
+    assert chain.next(t).follows(Link(2, h1), h2)
+    assert chain.next(Topic("ncp.blacklist.v1")) == Link(1, None)
+    restored = ChainState(chain.snapshot())
+    assert restored.next(t) == Link(3, h2)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "previous"), [(0, None), (1, b"h" * 32), (2, None), (2, b"h")]
+)
+def test_link_refuses_impossible_positions(sequence: int, previous: bytes | None) -> None:
+    """A link without a hash is sequence 1, and only sequence 1; hashes are 32 bytes."""
+    with pytest.raises(ValueError, match=r"sequence|previous_hash"):
+        Link(sequence, previous)
