@@ -1,0 +1,280 @@
+"""``exchange audit replay`` and ``exchange audit export``.
+
+Exit codes: 0 the replay found nothing, 1 violations found, 2 usage, input
+(trust list, archive, options) or connection errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from exchange.audit.archive import ArchiveWriter, read_archive, read_description
+from exchange.audit.html import write_html
+from exchange.audit.reader import KafkaHistoryReader, RawRecord, truncated_topics
+from exchange.audit.replay import from_iterable, replay
+from exchange.audit.report import ProgressBar, build_report, summary_text, write_json
+from exchange.audit.verify_pool import VerifyPool
+from exchange.bus import federation_topics, load_settings
+from exchange.errors import InputError
+from exchange.keys import load_public_key
+from exchange.topics import DEFAULT_PREFIX
+from exchange.trust import ROOT_PUBLIC_FILE, TrustList
+
+
+def _when(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="federation topic prefix (ncp)")
+    p.add_argument(
+        "--topic",
+        action="extend",
+        nargs="+",
+        metavar="T",
+        help="topics to read (default: the four federation topics of --prefix)",
+    )
+    p.add_argument(
+        "--since", type=_when, help="first record time, ISO 8601 (inclusive; naive = UTC)"
+    )
+    p.add_argument("--until", type=_when, help="end record time, ISO 8601 (exclusive)")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the cluster (30)"
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``audit`` command group."""
+    audit = subparsers.add_parser(
+        "audit", help="replay and check topic history (auditors)", description=__doc__
+    )
+    sub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    sub.required = True
+
+    rp = sub.add_parser(
+        "replay",
+        help="verify every record and check every chain; report violations",
+        description="Replay topic history from the cluster or an archive and check it: "
+        "signatures against the trust list as of each message's time, placement, handling, "
+        "and per (sender, topic) sequence gaps, forks, hash-chain breaks and duplicate ids. "
+        "Exit 0 clean, 1 violations, 2 errors.",
+    )
+    src = rp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bootstrap", metavar="HOST:PORT", help="the Kafka cluster to read")
+    src.add_argument("--archive", type=Path, metavar="FILE", help="an `audit export` file")
+    rp.add_argument("--trust", type=Path, required=True, metavar="TRUST_FILE")
+    rp.add_argument(
+        "--root-key", type=Path, metavar="FILE", help=f"default: {ROOT_PUBLIC_FILE} beside --trust"
+    )
+    _common(rp)
+    rp.add_argument("--report", type=Path, metavar="FILE.json", help="write the JSON report")
+    rp.add_argument("--html", type=Path, metavar="FILE.html", help="write the HTML report")
+    rp.add_argument(
+        "--workers", type=int, metavar="N", help="verification processes (default: all cores)"
+    )
+    rp.set_defaults(func=run_replay)
+
+    ex = sub.add_parser(
+        "export",
+        help="copy topic history into an Avro object container file",
+        description="Export records (topic, partition, offset, timestamp, key, value) as they "
+        "are on the bus, for an offline `audit replay --archive`.",
+    )
+    ex.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    _common(ex)
+    ex.add_argument("--out", type=Path, required=True, metavar="FILE.avro")
+    ex.set_defaults(func=run_export)
+
+
+def _topics(args: argparse.Namespace) -> tuple[list[str], bool]:
+    if args.topic:
+        return list(dict.fromkeys(args.topic)), True
+    return sorted(federation_topics(args.prefix)), False
+
+
+def _reader(args: argparse.Namespace) -> KafkaHistoryReader:
+    if args.timeout <= 0:
+        raise InputError([("--timeout", "must be > 0")])
+    if args.since and args.until and args.since >= args.until:
+        raise InputError([("--until", "must be after --since")])
+    try:
+        settings = load_settings({"bootstrap_servers": args.bootstrap, "client_id": "ncp-audit"})
+    except InputError:
+        raise InputError(
+            [("--bootstrap", f"expected HOST:PORT[,HOST:PORT...], got {args.bootstrap!r}")]
+        ) from None
+    topics, required = _topics(args)
+    return KafkaHistoryReader(
+        settings,
+        topics,
+        since=args.since,
+        until=args.until,
+        required=required,
+        timeout_s=args.timeout,
+    )
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fo:
+        for chunk in iter(lambda: fo.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _trust(args: argparse.Namespace) -> tuple[bytes, bytes]:
+    """(signed trust-list bytes, root public key), verified: a bad list stops here."""
+    root = load_public_key(args.root_key or args.trust.parent / ROOT_PUBLIC_FILE)
+    try:
+        signed_trust: bytes = args.trust.read_bytes()
+    except OSError as exc:
+        raise InputError([("--trust", f"{args.trust}: {exc.strerror or exc}")]) from None
+    TrustList.from_signed(signed_trust, root)
+    return signed_trust, root
+
+
+@dataclass
+class _Source:
+    """Where the records come from, as the report describes it."""
+
+    describe: dict[str, Any]
+    batches: Callable[[], AsyncIterator[list[RawRecord]]]
+    late_start: Callable[[], set[str]]  # topics whose oldest records are gone
+    anchored: bool
+    reader: KafkaHistoryReader | None = None
+
+    def total(self) -> int | None:
+        if self.reader is None:
+            return None
+        return sum(e - s for p in self.reader.plan.ranges.values() for s, e in p.values())
+
+
+def _source(args: argparse.Namespace) -> _Source:
+    times = {"since": _iso(args.since), "until": _iso(args.until)}
+    if args.archive is None:
+        reader = _reader(args)
+        return _Source(
+            {"kind": "kafka", "bootstrap": args.bootstrap, **times},
+            reader.batches,
+            reader.plan.truncated_topics,
+            args.since is not None,
+            reader,
+        )
+    export = read_description(args.archive)
+    topics = args.topic or None
+    offsets = export.get("source", {}).get("offsets", {})
+    return _Source(
+        {
+            "kind": "archive",
+            "archive": str(args.archive),
+            "archive_sha256": _sha256(args.archive),
+            "export": export,
+            "topics": sorted(topics) if topics else "all in the archive",
+            **times,
+        },
+        lambda: from_iterable(
+            read_archive(args.archive, topics=topics, since=args.since, until=args.until)
+        ),
+        lambda: truncated_topics(offsets),
+        args.since is not None or export.get("since") is not None,
+    )
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """``exchange audit replay``."""
+    if args.workers is not None and args.workers < 0:
+        raise InputError([("--workers", "must be >= 0")])
+    signed_trust, root = _trust(args)
+    source = _source(args)
+    now = datetime.now(UTC)
+    with VerifyPool(signed_trust, root, now=now, workers=args.workers) as pool:
+        bar = ProgressBar()
+
+        def progress(done: int) -> None:
+            if bar.total is None:
+                bar.total = source.total()
+            bar(done)
+
+        try:
+            outcome = asyncio.run(
+                replay(
+                    source.batches(),
+                    pool,
+                    anchored=source.anchored,
+                    anchored_topics=source.late_start,
+                    progress=progress,
+                )
+            )
+        finally:
+            bar.close()
+        if source.reader is not None:
+            source.describe |= source.reader.plan.as_dict()
+        report = build_report(
+            outcome,
+            source=source.describe,
+            trust=pool.trust,
+            replayed_at=now.isoformat(),
+            anchored=source.anchored,
+        )
+    if args.report is not None:
+        write_json(report, args.report)
+    if args.html is not None:
+        write_html(report, outcome.tally.times, args.html)
+    print(summary_text(report))
+    rate = outcome.tally.records / max(outcome.elapsed_s, 1e-9)
+    print(
+        f"replayed {outcome.tally.records:,} records in {outcome.elapsed_s:.1f} s "
+        f"({rate:,.0f} msgs/s, {pool.workers} workers)",
+        file=sys.stderr,
+    )
+    return outcome.exit_status
+
+
+async def _export(reader: KafkaHistoryReader, out: Path, description: dict[str, Any]) -> int:
+    batches = reader.batches()
+    first = await anext(batches, None)  # connects and plans before the file is created
+    description |= {"source": {**description["source"], **reader.plan.as_dict()}}
+    try:
+        fo = out.open("wb")
+    except OSError as exc:
+        raise InputError([("--out", f"{out}: {exc.strerror or exc}")]) from None
+    with fo:
+        writer = ArchiveWriter(fo, description)
+        if first is not None:
+            writer.write_batch(first)
+        async for batch in batches:
+            writer.write_batch(batch)
+        writer.close()
+    return writer.count
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """``exchange audit export``."""
+    reader = _reader(args)
+    description: dict[str, Any] = {
+        "format": "ncp-exchange/audit-export",
+        "format_version": 1,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "source": {"kind": "kafka", "bootstrap": args.bootstrap},
+        "since": _iso(args.since),
+        "until": _iso(args.until),
+    }
+    count = asyncio.run(_export(reader, args.out, description))
+    print(f"exported {count:,} records to {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,197 @@
+"""Reading topic history from Kafka for the audit: the only Kafka-touching audit module.
+
+The reader joins no consumer group and commits nothing: it assigns itself every
+partition of the topics, takes the end offsets once at start (what is written later
+is not part of this replay), seeks each partition to its beginning or, with
+``since``, to the first offset whose timestamp is at or after ``since``
+(``offsets_for_times``), and reads up to those end offsets. Records are filtered on
+their Kafka timestamp to ``since <= timestamp < until`` (Kafka timestamps need not be
+monotonic, so the filter applies to every record read). It yields batches of
+:data:`RawRecord` tuples, cheap to hand to verification workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from exchange.bus import KafkaSettings, admin_kwargs, consumer_kwargs, kafka_errors
+from exchange.errors import InputError, TransientError
+
+T = TypeVar("T")
+
+#: (topic, partition, offset, timestamp ms, key, value)
+RawRecord = tuple[str, int, int, int, bytes | None, bytes | None]
+
+
+def to_ms(t: datetime | None) -> int | None:
+    """An aware datetime as milliseconds since the epoch (None stays None)."""
+    return None if t is None else int(t.timestamp() * 1000)
+
+
+def truncated_topics(offsets: dict[str, dict[str, dict[str, int]]]) -> set[str]:
+    """Topics of a report's ``offsets`` mapping where some partition starts after 0."""
+    return {t for t, parts in offsets.items() if any(r["start"] > 0 for r in parts.values())}
+
+
+@dataclass
+class ReadPlan:
+    """What a reader read: per topic and partition the offsets ``[start, end)``."""
+
+    topics: list[str]
+    missing_topics: list[str] = field(default_factory=list)
+    ranges: dict[str, dict[int, tuple[int, int]]] = field(default_factory=dict)
+
+    def truncated_topics(self) -> set[str]:
+        """Topics read from after their first offset (retention removed the oldest)."""
+        return truncated_topics(self.as_dict()["offsets"])
+
+    def as_dict(self) -> dict[str, Any]:
+        """Sorted, JSON-ready form for the report."""
+        return {
+            "topics": sorted(self.topics),
+            "missing_topics": sorted(self.missing_topics),
+            "offsets": {
+                t: {str(p): {"start": s, "end": e} for p, (s, e) in sorted(parts.items())}
+                for t, parts in sorted(self.ranges.items())
+            },
+        }
+
+
+class KafkaHistoryReader:
+    """Reads ``topics`` from ``settings``' cluster between ``since`` and ``until``.
+
+    ``required``: every topic must exist; otherwise at least one must, and those that
+    do not are listed in :attr:`plan` ``.missing_topics``. ``timeout_s`` bounds each
+    request and each stretch without progress; a cluster that does not answer raises
+    :class:`TransientError`.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        required: bool = True,
+        timeout_s: float = 30.0,
+        batch_records: int = 2000,
+    ) -> None:
+        self.settings = settings
+        self.plan = ReadPlan(list(dict.fromkeys(topics)))
+        self.since_ms = to_ms(since)
+        self.until_ms = to_ms(until)
+        self.required = required
+        self.timeout_s = timeout_s
+        self.batch_records = batch_records
+
+    async def _bounded(self, request: Awaitable[T], action: str) -> T:
+        """``request``, or TransientError when the cluster does not answer within the timeout."""
+        try:
+            return await asyncio.wait_for(request, self.timeout_s)
+        except TimeoutError:
+            raise TransientError(f"{action}: no answer within {self.timeout_s:g} s") from None
+
+    async def _partitions(self) -> dict[str, list[int]]:
+        """The partitions of each existing topic (an admin metadata request, no group)."""
+        action = f"connecting to {self.settings.bootstrap_servers}"
+        admin = AIOKafkaAdminClient(**admin_kwargs(self.settings))
+        with kafka_errors(action):
+            try:
+                await self._bounded(admin.start(), action)
+                # list first: describing a missing topic makes a broker with
+                # auto.create.topics.enable create it, and an audit must change nothing
+                existing = set(await self._bounded(admin.list_topics(), action))
+                wanted = [t for t in self.plan.topics if t in existing]
+                described = (
+                    await self._bounded(admin.describe_topics(wanted), action) if wanted else []
+                )
+            finally:
+                await admin.close()
+        found: dict[str, list[int]] = {}
+        for entry in described:
+            if entry.get("error_code", 0) == 0:
+                found[entry["topic"]] = sorted(p["partition"] for p in entry["partitions"])
+        return found
+
+    async def _start(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        partitions = await self._partitions()
+        self.plan.missing_topics = [t for t in self.plan.topics if t not in partitions]
+        missing = self.plan.missing_topics
+        if missing and (self.required or len(missing) == len(self.plan.topics)):
+            raise InputError([("topic", f"{t}: no such topic on the cluster") for t in missing])
+        action = f"connecting to {self.settings.bootstrap_servers}"
+        with kafka_errors(action):
+            await self._bounded(consumer.start(), action)
+        tps = [TopicPartition(t, p) for t in self.plan.topics for p in partitions.get(t, ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        with kafka_errors("reading offsets"):
+            ends = await self._bounded(consumer.end_offsets(tps), "reading end offsets")
+            starts = await self._bounded(consumer.beginning_offsets(tps), "reading start offsets")
+            if self.since_ms is not None:
+                found = await self._bounded(
+                    consumer.offsets_for_times(dict.fromkeys(tps, self.since_ms)),
+                    "finding offsets by time",
+                )
+                for tp, at in found.items():
+                    starts[tp] = ends[tp] if at is None else max(starts[tp], at.offset)
+        todo = []
+        for tp in tps:
+            start, end = starts[tp], ends[tp]
+            self.plan.ranges.setdefault(tp.topic, {})[tp.partition] = (start, end)
+            if start < end:
+                consumer.seek(tp, start)
+                todo.append(tp)
+        return todo
+
+    async def batches(self) -> AsyncIterator[list[RawRecord]]:
+        """The records, in batches; each partition in offset order."""
+        consumer = AIOKafkaConsumer(**consumer_kwargs(self.settings))
+        try:
+            todo = await self._start(consumer)
+            pending = {tp: self.plan.ranges[tp.topic][tp.partition][1] for tp in todo}
+            since, until = self.since_ms, self.until_ms
+            idle = 0.0
+            while pending:
+                with kafka_errors("reading records"):
+                    fetched = await consumer.getmany(
+                        *pending, timeout_ms=500, max_records=self.batch_records
+                    )
+                batch: list[RawRecord] = []
+                for tp, records in fetched.items():
+                    end = pending.get(tp)
+                    if end is None:
+                        continue
+                    for r in records:
+                        if r.offset >= end:
+                            break
+                        ts = r.timestamp
+                        if (since is None or ts >= since) and (until is None or ts < until):
+                            batch.append((r.topic, r.partition, r.offset, ts, r.key, r.value))
+                for tp in list(pending):
+                    with kafka_errors("reading positions"):
+                        position = await consumer.position(tp)
+                    if position >= pending[tp]:
+                        del pending[tp]
+                        consumer.pause(tp)
+                idle = 0.0 if fetched else idle + 0.5
+                if idle >= self.timeout_s:
+                    raise TransientError(
+                        f"reading records: no progress within {self.timeout_s:g} s "
+                        f"on {len(pending)} partition(s)"
+                    )
+                if batch:
+                    yield batch
+        finally:
+            with kafka_errors("closing the consumer"):
+                await consumer.stop()

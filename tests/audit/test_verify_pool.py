@@ -1,0 +1,113 @@
+"""Verification of raw records into summaries, inline, on threads and on processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from exchange.audit.checks import RecordSummary
+from exchange.audit.reader import RawRecord
+from exchange.audit.verify_pool import Mode, VerifyPool, summarize
+from exchange.errors import TrustListError
+from exchange.ids import KeyId, Topic
+from exchange.trust import KeyEntry, TrustList
+from tests.audit.history import Federation, forge
+
+TOPIC = Topic("ncp.alerts.v1")
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Federation:
+    return Federation.build(tmp_path)
+
+
+def _records(fed: Federation, now: datetime, n: int = 5) -> list[RawRecord]:
+    fr = fed.nodes["FR"]
+    out: list[RawRecord] = []
+    for i in range(n):
+        s = fr.seal(TOPIC, now)
+        out.append((TOPIC, 0, i, 1_000 + i, s.key, s.value))
+    return out
+
+
+def test_verified_record_is_summarized_with_its_chain_fields(fed: Federation) -> None:
+    """A valid record's summary carries sender, type, id, sequence, hashes and key id."""
+    now = datetime.now(UTC)
+    sealed = fed.nodes["FR"].seal(TOPIC, now)
+    s = summarize((TOPIC, 2, 7, 1_000, sealed.key, sealed.value), fed.trust, now)
+    env = sealed.envelope
+    assert s.verified
+    assert (s.topic, s.partition, s.offset, s.timestamp) == (TOPIC, 2, 7, 1_000)
+    assert (s.sender, s.message_type, s.message_id) == ("FR", "OffenceAlert", str(env.message_id))
+    assert (s.sequence, s.previous_hash, s.envelope_hash) == (1, None, sealed.envelope_hash)
+    assert s.key_id == fed.nodes["FR"].key.key_id
+    assert (s.tlp, s.recipients) == ("GREEN", ())
+
+
+def test_refused_record_names_what_it_claims(fed: Federation) -> None:
+    """A forged record: its Reason code and detail, plus the sender and id it claims."""
+    now = datetime.now(UTC)
+    sealed = fed.nodes["FR"].seal(TOPIC, now)
+    s = summarize((TOPIC, 0, 0, 0, sealed.key, forge(sealed.value)), fed.trust, now)
+    assert s.error_reason == "bad_signature"
+    assert s.error_detail is not None
+    assert "does not verify" in s.error_detail
+    assert (s.sender, s.message_id) == ("FR", str(sealed.envelope.message_id))
+    assert s.envelope_hash is None
+
+
+def test_tombstone_is_malformed(fed: Federation) -> None:
+    """A record without a value (a tombstone) is malformed, named as such."""
+    s = summarize((TOPIC, 0, 0, 0, b"k", None), fed.trust, datetime.now(UTC))
+    assert (s.error_reason, s.error_detail) == ("malformed", "record has no value (a tombstone)")
+
+
+class _BrokenTrust(TrustList):
+    """A trust list whose look-up fails as a bug would (not with an ExchangeError)."""
+
+    __slots__ = ()
+
+    def signing_entry(self, key_id: str) -> tuple[str, KeyEntry]:  # type: ignore[override]
+        raise RuntimeError(f"boom for {KeyId(key_id)}")
+
+
+def test_unexpected_error_is_reported_not_raised(fed: Federation) -> None:
+    """An unexpected exception while verifying one record becomes a finding, not a crash."""
+    t = fed.trust
+    broken = _BrokenTrust(
+        federation=t.federation,
+        version=t.version,
+        issued_at=t.issued_at,
+        root_public_key=t.root_public_key,
+        members=t.members.values(),
+    )
+    now = datetime.now(UTC)
+    sealed = fed.nodes["FR"].seal(TOPIC, now)
+    s = summarize((TOPIC, 0, 0, 0, sealed.key, sealed.value), broken, now)
+    assert s.error_reason == "malformed"
+    assert s.error_detail == "verification failed unexpectedly: RuntimeError: boom for " + (
+        fed.nodes["FR"].key.key_id
+    )
+
+
+@pytest.mark.parametrize(("mode", "workers"), [("process", 2), ("thread", 2), ("process", 0)])
+def test_pools_return_the_same_as_inline(fed: Federation, mode: Mode, workers: int) -> None:
+    """Processes, threads and inline verification give identical summaries and counts."""
+    now = datetime.now(UTC)
+    batch = _records(fed, now)
+    trust_bytes = fed.trust_file.read_bytes()
+    root = fed.base.root.public_bytes
+    expected = [summarize(r, fed.trust, now) for r in batch]
+    with VerifyPool(trust_bytes, root, now=now, workers=workers, mode=mode) as pool:
+        rows, tally = pool.submit(batch).result(timeout=60)
+    assert [RecordSummary._make(r) for r in rows] == expected
+    assert tally.records == len(batch)
+    assert tally.by_sender == {"FR": len(batch)}
+
+
+def test_pool_refuses_a_trust_list_that_does_not_verify(fed: Federation) -> None:
+    """The pool verifies the trust list before starting any worker."""
+    with pytest.raises(TrustListError):
+        VerifyPool(fed.trust_file.read_bytes(), bytes(32), now=datetime.now(UTC), workers=1)

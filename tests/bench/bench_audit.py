@@ -1,0 +1,181 @@
+"""The auditor's replay-verify rate against the bare Ed25519 verify rate on all cores.
+
+Set-up (not measured): a four-member federation; ``ctx.n(200_000)`` OffenceAlerts
+(about 1.2 KB records), every one validly signed and hash-chained per sender, sealed
+by one process per core (each takes whole chains), written once with raw aiokafka at
+1 MB batches to a three-partition alerts topic.
+
+Measured, in the same run:
+
+- ``bare Ed25519 verify, all cores``: one process per core, each verifying its share
+  of pre-made signatures over 1.2 KB messages with PyNaCl's libsodium binding (the
+  fastest on this hardware, PERFORMANCE.md); the figure is the sum of their rates,
+  the median of three runs (before, between and after the replays);
+- ``audit replay-verify (processes)``: read the topic from Kafka (no consumer
+  group), verify every record in the process pool, run the chain checks; messages per
+  second from the first fetch to the last check. Target: >= 0.70 of the bare rate;
+- ``audit replay-verify (threads)``: the same with a thread pool, for the comparison
+  the verify_pool docstring reports (processes are kept when faster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nacl.bindings
+from aiokafka import AIOKafkaProducer
+
+from exchange.audit.reader import KafkaHistoryReader
+from exchange.audit.replay import replay
+from exchange.audit.verify_pool import Mode, VerifyPool, default_workers
+from exchange.bus import KafkaSettings
+from exchange.chain import ChainState
+from exchange.ids import NodeId, Topic
+from exchange.keys import SigningKey
+from exchange.models import OffenceAlert
+from exchange.seal import seal
+from tests.bench.harness import BenchContext, Figure
+from tests.helpers.broker import create_topics
+from tests.helpers.federation import handling, make_alert, make_federation
+
+N_FULL = 200_000
+MEMBERS = ("FR", "DE", "NL", "BE")
+MESSAGE_BYTES = 1200
+BARE = "bare Ed25519 verify, all cores (PyNaCl)"
+
+
+def _bare_worker(n: int) -> float:
+    """Verify ``n`` pre-made signatures; verifications per second (signing not timed)."""
+    public, secret = nacl.bindings.crypto_sign_keypair()
+    signed = [nacl.bindings.crypto_sign(os.urandom(MESSAGE_BYTES), secret) for _ in range(n)]
+    open_ = nacl.bindings.crypto_sign_open
+    t0 = time.perf_counter()
+    for s in signed:
+        open_(s, public)
+    return n / (time.perf_counter() - t0)
+
+
+def bare_verify_rate(total: int, workers: int) -> float:
+    """The sum of the per-process verify rates of ``workers`` processes sharing ``total``."""
+    with ProcessPoolExecutor(workers) as pool:
+        return sum(pool.map(_bare_worker, [total // workers] * workers))
+
+
+def _seal_chains(
+    key_files: dict[str, str], topic: str, counts: dict[str, int], now: datetime
+) -> list[tuple[bytes, bytes]]:
+    """Seal ``counts[sender]`` chained alerts per sender; (key, value) pairs."""
+    template = make_alert(now)
+    assert isinstance(template, OffenceAlert)
+    out: list[tuple[bytes, bytes]] = []
+    style = handling()
+    for sender, n in counts.items():
+        signer = SigningKey.load(Path(key_files[sender]))
+        chain = ChainState()
+        for _ in range(n):
+            payload = template.model_copy(update={"alert_id": uuid.uuid4()})
+            sealed = seal(
+                payload,
+                signer=signer,
+                sender=NodeId(sender),
+                topic=Topic(topic),
+                link=chain.next(Topic(topic)),
+                handling=style,
+                now=now,
+            )
+            chain.advance(Topic(topic), sealed.envelope_hash)
+            out.append((sealed.key, sealed.value))
+    return out
+
+
+def make_history(
+    key_files: dict[str, str], topic: str, n: int, workers: int, now: datetime
+) -> list[tuple[bytes, bytes]]:
+    """``n`` records over the members' chains, sealed by ``workers`` processes."""
+    per = n // len(MEMBERS)
+    counts = {m: per + (1 if i < n % len(MEMBERS) else 0) for i, m in enumerate(MEMBERS)}
+    shares: list[dict[str, int]] = [{} for _ in range(min(workers, len(MEMBERS)))]
+    for i, (m, c) in enumerate(counts.items()):
+        shares[i % len(shares)][m] = c
+    with ProcessPoolExecutor(len(shares)) as pool:
+        parts = pool.map(
+            _seal_chains, *zip(*[(key_files, topic, s, now) for s in shares], strict=True)
+        )
+        return [r for part in parts for r in part]
+
+
+async def write_history(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Produce the records once with raw aiokafka at 1 MB batches."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_batch_size=1_048_576, linger_ms=20
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def replay_rate(
+    bootstrap: str, topic: str, trust: bytes, root: bytes, n: int, mode: Mode, workers: int
+) -> float:
+    """Replay ``topic`` with a warmed-up pool; messages per second (asserts it is clean)."""
+    now = datetime.now(UTC)
+    with VerifyPool(trust, root, now=now, workers=workers, mode=mode) as pool:
+        for f in [pool.submit([]) for _ in range(workers)]:  # start every worker first
+            f.result()
+        reader = KafkaHistoryReader(
+            KafkaSettings(bootstrap_servers=bootstrap, client_id="bench-audit"), [topic]
+        )
+        t0 = time.perf_counter()
+        outcome = await replay(reader.batches(), pool, anchored=False)
+        elapsed = time.perf_counter() - t0
+    if outcome.violations or outcome.tally.records != n:
+        raise RuntimeError(
+            f"bench history not clean: {outcome.tally.records} records, "
+            f"{outcome.violations[:3]} ..."
+        )
+    return n / elapsed
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    """Build the history, then measure bare verify and the replay in the same run."""
+    n = ctx.n(N_FULL, minimum=1000)
+    workers = default_workers()
+    topic = f"{ctx.prefix}.alerts.v1"
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
+        fed = make_federation(Path(tmp), MEMBERS, now, prefix=ctx.prefix)
+        key_files = {m: str(fed.nodes[NodeId(m)].directory / "signing.key") for m in MEMBERS}
+        root = fed.root.public_bytes
+        t0 = time.perf_counter()
+        records = await asyncio.to_thread(make_history, key_files, topic, n, workers, now)
+        sealed_s = time.perf_counter() - t0
+        await create_topics(ctx.bootstrap, [topic], 3)
+        await write_history(ctx.bootstrap, topic, records)
+        del records
+        # The machine is shared: bare verify runs before, between and after the two
+        # replays, and the median is the baseline, so that load changing during the
+        # run does not favour either side.
+        bares = [await asyncio.to_thread(bare_verify_rate, max(n // 4, 4000), workers)]
+        rates: dict[Mode, float] = {}
+        for mode in ("process", "thread"):
+            rates[mode] = await replay_rate(
+                ctx.bootstrap, topic, fed.trust_bytes, root, n, mode, workers
+            )
+            bares.append(await asyncio.to_thread(bare_verify_rate, max(n // 4, 4000), workers))
+    bare = sorted(bares)[1]
+    return [
+        Figure(BARE, bare, "msgs/s"),
+        Figure("audit replay-verify (processes)", rates["process"], "msgs/s", BARE, bare),
+        Figure("audit replay-verify (threads)", rates["thread"], "msgs/s", BARE, bare),
+        Figure("audit bench history sealing", n / sealed_s, "msgs/s"),
+    ]
