@@ -1,0 +1,174 @@
+"""The connector plugin API: how police systems plug into a node.
+
+A plugin is registered under the entry-point group ``exchange.connectors``; the entry point
+names a *factory* ``factory(context) -> OutboundConnector | InboundConnector`` (a class
+whose ``__init__`` takes the context is one). A node's config lists instances::
+
+    [[connectors]]
+    name = "case-system"          # unique in the node
+    plugin = "jsonl"              # entry-point name, or "package.module:factory"
+    topics = ["alerts"]           # what it receives (outbound); default: every topic
+    options = { path = "shared.jsonl" }
+
+- An :class:`OutboundConnector` receives each record the node stored (``deliver``) and each
+  retraction of one (``retract``). The node hands it only records whose handling code
+  allows onward sharing (``onward_sharing_max_handling_code`` of the topic's rules), and
+  logs a DISCLOSURE audit event for each delivery the connector confirms (returns True).
+- An :class:`InboundConnector` runs as a task for the node's life and files new messages
+  with ``await context.submit(...)``: validated, then put in the node's outbox.
+
+A plugin sees only :class:`ConnectorContext` and :class:`SharedRecord`: never the store,
+the keys or the node's internals.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+from exchange.errors import InputError, Reason
+from exchange.ids import NodeId
+
+ENTRY_POINT_GROUP = "exchange.connectors"
+
+#: Connectors shipped with the project (found even when the entry points are not installed).
+BUILTIN: Mapping[str, str] = {"jsonl": "connectors.jsonl:JsonlConnector"}
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRecord:
+    """What a connector learns about a record the node stored."""
+
+    message_id: UUID
+    topic: str
+    message_type: str
+    sender: str
+    created_at: datetime
+    received_at: datetime
+    category: str | None
+    tlp: str
+    handling_code: str
+    recipients: tuple[str, ...]
+    payload: Mapping[str, Any]  # JSON-able, after the node's minimisation
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": str(self.message_id),
+            "topic": self.topic,
+            "message_type": self.message_type,
+            "sender": self.sender,
+            "created_at": self.created_at.isoformat(),
+            "received_at": self.received_at.isoformat(),
+            "category": self.category,
+            "tlp": self.tlp,
+            "handling_code": self.handling_code,
+            "recipients": list(self.recipients),
+            "payload": dict(self.payload),
+        }
+
+
+#: ``submit(message_type, payload, handling=..., recipients=...) -> outbox id``
+Submit = Callable[..., Awaitable[int]]
+
+
+async def _no_submit(*_: Any, **__: Any) -> int:
+    raise InputError(
+        [("connector", "this connector may not submit messages")], reason=Reason.BAD_CONFIG
+    )
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """All a plugin may use: who it runs for, its options, a logger, a folder, and (inbound)
+    a way to submit messages. ``submit`` validates like ``exchange alert publish``."""
+
+    node_id: NodeId
+    name: str
+    options: Mapping[str, Any]
+    log: Any  # a structlog BoundLogger bound to connector=name
+    base_dir: Path  # relative paths in options are relative to this (the config's folder)
+    submit: Submit = field(default=_no_submit)
+
+    def path(self, option: str, default: str | None = None) -> Path:
+        """The option ``option`` as a path, relative ones resolved against ``base_dir``."""
+        value = self.options.get(option, default)
+        if not isinstance(value, str) or not value:
+            raise InputError(
+                [(f"connectors.{self.name}.options.{option}", "a file path is required")],
+                reason=Reason.BAD_CONFIG,
+            )
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+@runtime_checkable
+class OutboundConnector(Protocol):
+    """Receives what the node stored; tells the systems behind it about withdrawals."""
+
+    async def deliver(self, record: SharedRecord, context: ConnectorContext) -> bool:
+        """Hand ``record`` on; True when it was actually shared (audited as DISCLOSURE)."""
+
+    async def retract(self, message_id: UUID, context: ConnectorContext) -> bool:
+        """Tell the systems behind it that ``message_id`` was withdrawn by its sender."""
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class InboundConnector(Protocol):
+    """Feeds the node's outbox from a police system."""
+
+    async def run(self, context: ConnectorContext) -> None:
+        """Run until cancelled, calling ``context.submit`` for each new message."""
+
+    async def close(self) -> None: ...
+
+
+Factory = Callable[[ConnectorContext], OutboundConnector | InboundConnector]
+
+
+def load_factory(plugin: str) -> Factory:
+    """The factory for ``plugin``: an entry point of ``exchange.connectors``, a built-in, or
+    ``"module:attr"``. Raises InputError(BAD_CONFIG) when it cannot be found."""
+    spec: str | None = None
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == plugin:
+            spec = ep.value
+            break
+    if spec is None:
+        spec = BUILTIN.get(plugin, plugin if ":" in plugin else None)
+    if spec is None:
+        known = sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(BUILTIN))
+        raise InputError(
+            [("plugin", f"unknown connector {plugin!r}; known: {known}")], reason=Reason.BAD_CONFIG
+        )
+    module, _, attr = spec.partition(":")
+    try:
+        factory: Factory = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(
+            [("plugin", f"cannot load {spec}: {exc}")], reason=Reason.BAD_CONFIG
+        ) from None
+    return factory
+
+
+def instantiate(plugin: str, context: ConnectorContext) -> OutboundConnector | InboundConnector:
+    """Load and build one connector; it must implement one of the two protocols."""
+    connector = load_factory(plugin)(context)
+    if not isinstance(connector, OutboundConnector | InboundConnector):
+        raise InputError(
+            [
+                (
+                    f"connectors.{context.name}.plugin",
+                    f"{plugin} is neither an outbound nor an inbound connector",
+                )
+            ],
+            reason=Reason.BAD_CONFIG,
+        )
+    return connector

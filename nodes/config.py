@@ -1,0 +1,401 @@
+"""The node's configuration: ONE TOML file, overridable by ``EXCHANGE_*`` environment variables.
+
+Shape (``exchange federation init`` writes the first five tables)::
+
+    node_id = "FR"
+    [keys]        signing_key, encryption_key, trust_list, root_public_key (paths)
+    [kafka]       bootstrap_servers, topic_prefix, security settings of exchange.bus.KafkaSettings
+    [store]       url ("sqlite:///node.db" or "postgresql://..."), purge_interval_s
+    [http]        listen ("127.0.0.1:9100" serves /healthz and /metrics; "" disables)
+    [rules.alerts] / [rules.blacklist] / [rules.pseudonyms] / [rules.indicators]
+                  accept_senders, categories_kept, drop_fields, retention_days,
+                  on_retraction, onward_sharing_max_handling_code (+ pseudonym query limits)
+    [[connectors]] name, plugin, topics, options
+    [publisher]   batch_size, backoff_initial_ms, backoff_max_ms, poll_interval_ms
+    [consumer]    max_records, poll_timeout_ms, verify_threads, max_skew_s, own_messages
+    [log]         level, format
+
+Environment variables override the file: prefix ``EXCHANGE_``, nested delimiter ``__``
+(``EXCHANGE_KAFKA__BOOTSTRAP_SERVERS=host:9092``, ``EXCHANGE_LOG__LEVEL=debug``).
+Relative paths (keys, TLS files, a SQLite file) are relative to the config file's folder.
+:func:`load_config` reports EVERY problem at once, each as ``path: reason``, in one
+:class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from exchange.bus import KafkaSettings
+from exchange.errors import InputError, Reason
+from exchange.ids import NodeId
+from exchange.topics import DEFAULT_PREFIX, TopicKind
+
+#: The folder relative paths are resolved against, while a config is being validated.
+_BASE_DIR: ContextVar[Path | None] = ContextVar("_BASE_DIR", default=None)
+
+_NODE_RE = re.compile(r"^[A-Z]{2}$")
+_FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_LISTEN_RE = re.compile(r"^[^\s:]+:\d{1,5}$")
+
+HandlingCodeName = Literal["H0", "H1", "H2", "H3"]
+
+
+class ConfigError(InputError):
+    """The config file is unusable; ``problems`` lists every (dotted path, reason)."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__(problems, reason=Reason.BAD_CONFIG)
+
+
+class OnRetraction(StrEnum):
+    """What a node does with a stored record its sender retracts."""
+
+    WITHDRAW = "withdraw"  # keep it, marked withdrawn (auditable)
+    PURGE = "purge"  # delete it (an ERASURE audit event is logged)
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"  # JSON when stderr is not a terminal, console otherwise
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+def _resolve(path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else ((_BASE_DIR.get() or Path.cwd()) / path).resolve()
+
+
+def _existing_file(path: Path) -> Path:
+    path = _resolve(path)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeysConfig(_Section):
+    """This node's key files and the federation's trust list."""
+
+    signing_key: Path
+    encryption_key: Path
+    trust_list: Path
+    root_public_key: Path | None = None  # None: root.pub beside the trust list
+
+    @field_validator("signing_key", "encryption_key", "trust_list", "root_public_key")
+    @classmethod
+    def _file_exists(cls, value: Path | None) -> Path | None:
+        return None if value is None else _existing_file(value)
+
+
+class KafkaConfig(KafkaSettings):
+    """exchange.bus.KafkaSettings plus the federation's topic prefix."""
+
+    topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None) -> Path | None:
+        return None if value is None else _resolve(value)
+
+    def settings(self) -> KafkaSettings:
+        """The plain :class:`KafkaSettings` for exchange.bus."""
+        return KafkaSettings.model_validate(self.model_dump(exclude={"topic_prefix"}))
+
+
+class StoreConfig(_Section):
+    url: str = "sqlite:///node.db"
+    purge_interval_s: float = Field(default=3600.0, gt=0, le=86_400)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value.startswith("sqlite:///"):
+            path = value.removeprefix("sqlite:///")
+            if not path:
+                raise ValueError("sqlite url names no file (sqlite:///node.db)")
+            return f"sqlite:///{_resolve(Path(path))}"
+        if value.startswith(("postgresql://", "postgres://")):
+            return value
+        raise ValueError("unsupported store url: use sqlite:///FILE or postgresql://...")
+
+
+class HttpConfig(_Section):
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        value = value.strip()
+        if value and (not _LISTEN_RE.match(value) or not 0 <= int(value.rsplit(":", 1)[1]) < 65536):
+            raise ValueError("must be HOST:PORT (e.g. 127.0.0.1:9100; port 0: any) or empty")
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+def _node_list(values: list[str], allow_star: bool) -> list[str]:
+    bad = [v for v in values if not (_NODE_RE.match(v) or (allow_star and v == "*"))]
+    if bad:
+        raise ValueError(
+            f"not node ids (two upper-case letters{' or *' if allow_star else ''}): {bad}"
+        )
+    return values
+
+
+class TopicRules(_Section):
+    """The data-sharing rules for one topic."""
+
+    accept_senders: list[str] = Field(default_factory=lambda: ["*"])
+    categories_kept: list[str] = Field(default_factory=lambda: ["*"])
+    drop_fields: list[str] = Field(default_factory=list)
+    retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    on_retraction: OnRetraction = OnRetraction.WITHDRAW
+    onward_sharing_max_handling_code: HandlingCodeName = "H1"
+
+    @field_validator("accept_senders", "categories_kept", mode="before")
+    @classmethod
+    def _all(cls, value: Any) -> Any:
+        return ["*"] if isinstance(value, str) and value.strip().lower() in ("*", "all") else value
+
+    @field_validator("accept_senders")
+    @classmethod
+    def _senders(cls, value: list[str]) -> list[str]:
+        return _node_list(value, allow_star=True)
+
+    @field_validator("categories_kept")
+    @classmethod
+    def _categories(cls, value: list[str]) -> list[str]:
+        if value == ["*"]:
+            return value
+        from exchange.models import OffenceCategory
+
+        known = {c.value for c in OffenceCategory}
+        bad = [v for v in value if v not in known]
+        if bad:
+            raise ValueError(f"unknown categories {bad}; known: {sorted(known)} or ['*']")
+        return value
+
+    @field_validator("drop_fields")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not _FIELD_PATH_RE.match(v)]
+        if bad:
+            raise ValueError(f"not dotted field paths: {bad}")
+        return value
+
+    @property
+    def all_senders(self) -> bool:
+        return "*" in self.accept_senders
+
+    @property
+    def all_categories(self) -> bool:
+        return "*" in self.categories_kept
+
+
+class PseudonymRules(TopicRules):
+    """Rules for the pseudonym topic, plus who may query and how often (enforced by the query
+    service; stored here so one file holds every rule)."""
+
+    query_allowed_from: list[str] = Field(default_factory=list)
+    max_queries_per_hour: int = Field(default=60, ge=0, le=1_000_000)
+
+    @field_validator("query_allowed_from")
+    @classmethod
+    def _queriers(cls, value: list[str]) -> list[str]:
+        return _node_list(value, allow_star=True)
+
+
+class RulesConfig(_Section):
+    alerts: TopicRules = Field(default_factory=TopicRules)
+    blacklist: TopicRules = Field(default_factory=TopicRules)
+    pseudonyms: PseudonymRules = Field(default_factory=PseudonymRules)
+    indicators: TopicRules = Field(default_factory=TopicRules)
+
+    def for_kind(self, kind: TopicKind) -> TopicRules:
+        rules: TopicRules = getattr(self, kind.value)
+        return rules
+
+
+class ConnectorConfig(_Section):
+    """One outbound/inbound connector plugin instance."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    plugin: str = Field(min_length=1)  # entry-point name in exchange.connectors, or "module:attr"
+    topics: list[TopicKind] = Field(default_factory=lambda: list(TopicKind))
+    enabled: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PublisherConfig(_Section):
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    backoff_initial_ms: int = Field(default=200, ge=1, le=600_000)
+    backoff_max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
+    poll_interval_ms: int = Field(default=500, ge=10, le=600_000)
+
+    @model_validator(mode="after")
+    def _order(self) -> PublisherConfig:
+        if self.backoff_max_ms < self.backoff_initial_ms:
+            raise ValueError("backoff_max_ms must be >= backoff_initial_ms")
+        return self
+
+
+class OwnMessages(StrEnum):
+    """What a node does with its own messages when it reads them back from the bus."""
+
+    STORE = "store"  # verify and store them like any other (its store shows what it shared)
+    SKIP = "skip"  # skip them unverified (half the CPU on a node that mostly sends)
+
+
+class ConsumerConfig(_Section):
+    max_records: int = Field(default=2000, ge=1, le=100_000)
+    own_messages: OwnMessages = OwnMessages.STORE
+    poll_timeout_ms: int = Field(default=500, ge=1, le=60_000)
+    verify_threads: int = Field(default=2, ge=0, le=32)  # 0: verify on the event loop's thread
+    max_skew_s: float = Field(default=300.0, ge=0, le=86_400)
+
+
+class LogConfig(_Section):
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.AUTO
+
+
+class NodeConfig(BaseSettings):
+    """The whole node configuration (validated; paths absolute)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EXCHANGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    node_id: str
+    keys: KeysConfig
+    kafka: KafkaConfig
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+    publisher: PublisherConfig = Field(default_factory=PublisherConfig)
+    consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (the file's values arrive as init kwargs).
+        return env_settings, init_settings
+
+    @field_validator("node_id")
+    @classmethod
+    def _node(cls, value: str) -> str:
+        if not _NODE_RE.match(value):
+            raise ValueError("must be an ISO 3166-1 alpha-2 code in upper case, e.g. FR")
+        return value
+
+    @field_validator("connectors")
+    @classmethod
+    def _unique_names(cls, value: list[ConnectorConfig]) -> list[ConnectorConfig]:
+        names = [c.name for c in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"connector names must be unique; repeated: {dupes}")
+        return value
+
+    @property
+    def node(self) -> NodeId:
+        return NodeId(self.node_id)
+
+    @property
+    def root_public_key_path(self) -> Path:
+        return self.keys.root_public_key or self.keys.trust_list.parent / "root.pub"
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.kafka.topic_prefix}.node.{self.node_id}"
+
+
+@contextmanager
+def _base_dir(path: Path) -> Iterator[None]:
+    token = _BASE_DIR.set(path)
+    try:
+        yield
+    finally:
+        _BASE_DIR.reset(token)
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting"
+        out.append((where, message))
+    return out
+
+
+def load_config(path: Path | str, **overrides: Any) -> NodeConfig:
+    """Read, override from the environment, resolve and validate the config at ``path``.
+
+    ``overrides`` (top-level tables as dicts, merged over the file's tables) lets tests and
+    the demo adjust a config without writing it. Raises :class:`ConfigError` listing every
+    problem as (dotted path, reason).
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([(str(path), "config file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([(str(path), f"cannot read: {exc}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from None
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return config_from_dict(data, base_dir=path.parent)
+
+
+def config_from_dict(data: dict[str, Any], *, base_dir: Path) -> NodeConfig:
+    """Validate an already parsed config (relative paths against ``base_dir``)."""
+    with _base_dir(base_dir):
+        try:
+            return NodeConfig(**data)
+        except ValidationError as exc:
+            raise ConfigError(_problems(exc)) from None

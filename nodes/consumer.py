@@ -1,0 +1,371 @@
+"""The consumer: Kafka -> verify/open -> rules -> store (records + offsets in ONE transaction).
+
+One ``AIOKafkaConsumer`` reads all four federation topics (group ``{prefix}.node.{node}``):
+one group membership and one fetch loop, and - what matters most for speed - one store
+transaction per batch whatever the topic mix; per-partition order is kept all the same.
+Kafka's own committed offsets are never used: on every assignment the rebalance listener
+seeks to the offsets stored with the records (or to the beginning when there are none),
+so each record lands in the store exactly once.
+
+Each batch (``getmany(max_records=...)``) is opened in a small thread pool (signature
+verification releases the GIL), decided by the pure pipeline, then committed in a task
+that overlaps with opening the next batch; the consumer waits for that commit before
+deciding the next batch (replay checks see it) and on revocation. A failed commit rewinds
+every assigned partition to the stored offsets and retries after a backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
+from exchange.errors import ExchangeError, Reason
+from nodes.config import ConsumerConfig, PublisherConfig
+from nodes.logging import get_logger
+from nodes.metrics import Metrics
+from nodes.outbound import Dispatcher
+from nodes.pipeline import (
+    INTERNAL_ERROR,
+    BatchOutcome,
+    Opening,
+    PipelineContext,
+    RawRecord,
+    message_ids,
+    open_raw,
+    process,
+    quarantine,
+)
+from nodes.publisher import Backoff, Clock, utc_now
+from nodes.store.base import Store
+
+STATUS_EVERY_S = 5.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: Consumer) -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.owner.settle()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.owner.seek_to_stored(list(assigned))
+
+
+class Consumer:
+    """Reads the federation topics into the store. ``run()`` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        group: str,
+        topics: Sequence[str],
+        store: Store,
+        kafka: KafkaSettings,
+        context: PipelineContext,
+        config: ConsumerConfig,
+        backoff: PublisherConfig,
+        metrics: Metrics | None = None,
+        dispatcher: Dispatcher | None = None,
+        clock: Clock = utc_now,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.node = node
+        self.group = group
+        self.topics = list(topics)
+        self.store = store
+        self.kafka = kafka
+        self.context = context
+        self.config = config
+        self.backoff_config = backoff
+        self.metrics = metrics or Metrics()
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.on_commit = on_commit
+        self.actor = f"node:{node}/consumer"
+        self.log = get_logger(node=node, component="consumer")
+        self._consumer: AIOKafkaConsumer | None = None
+        self._commit_task: asyncio.Task[None] | None = None
+        self._pool = (
+            ThreadPoolExecutor(config.verify_threads, thread_name_prefix="verify")
+            if config.verify_threads > 0
+            else None
+        )
+        self._stopping = False
+        self._stop = asyncio.Event()
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._last_status = 0.0
+        self.alive = False
+        self.last_error: str | None = None
+
+    def stop(self) -> None:
+        """Finish (and commit) the current batch, then return from :meth:`run`."""
+        self._stopping = True
+        self._stop.set()
+
+    # --- rebalancing ---------------------------------------------------------------------
+
+    async def settle(self) -> None:
+        """Wait for the in-flight commit (before partitions move)."""
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
+            await task
+
+    async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
+        consumer = self._consumer
+        if consumer is None or not partitions:
+            return
+        stored = await self.store.load_offsets(self.group)
+        fresh = []
+        for tp in partitions:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                fresh.append(tp)
+            else:
+                consumer.seek(tp, offset)
+                self._offsets[(tp.topic, tp.partition)] = offset
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        self.log.info("partitions assigned", count=len(partitions), from_beginning=len(fresh))
+
+    # --- the loop --------------------------------------------------------------------------
+
+    async def _start(self) -> AIOKafkaConsumer:
+        kwargs = consumer_kwargs(self.kafka, self.group)
+        kwargs["fetch_max_bytes"] = 16 * 1024 * 1024
+        consumer = AIOKafkaConsumer(**kwargs)
+        try:
+            with kafka_errors("starting the consumer"):
+                await consumer.start()
+                consumer.subscribe(self.topics, listener=_Listener(self))
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    async def run(self) -> None:
+        backoff = Backoff(
+            self.backoff_config.backoff_initial_ms / 1000, self.backoff_config.backoff_max_ms / 1000
+        )
+        self.alive = True
+        try:
+            while not self._stopping:
+                try:
+                    if self._consumer is None:
+                        self._consumer = await self._start()
+                    await self._round(self._consumer)
+                    if backoff.failures:
+                        self.log.info("consuming again", after_failures=backoff.failures)
+                        backoff.reset()
+                        self.last_error = None
+                except ExchangeError as exc:
+                    await self._failed(exc)
+                    await self._pause(backoff.next_delay())
+                except Exception as exc:  # a bug: log it loudly, rewind, retry; never die
+                    self.log.exception("consumer round failed unexpectedly")
+                    await self._failed(
+                        ExchangeError(Reason.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+                    )
+                    await self._pause(backoff.next_delay())
+            await self.settle()
+        finally:
+            self.alive = False
+            await self._close()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless :meth:`stop` is called meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _failed(self, exc: ExchangeError) -> None:
+        error = str(exc)
+        task, self._commit_task = self._commit_task, None
+        if task is not None:  # a failed commit: it is retried from the stored offsets
+            with contextlib.suppress(Exception):
+                await task
+        if error != self.last_error:  # once per state change, not once per retry
+            self.log.warning("consuming paused, will retry", error=error)
+            with contextlib.suppress(Exception):  # the store may be what failed
+                await self.store.set_status(
+                    "last_error", f"{self.clock().isoformat()} consumer: {error}"
+                )
+        self.last_error = error
+        if self._consumer is not None:
+            try:
+                assignment = list(self._consumer.assignment())
+                await self.seek_to_stored(assignment)
+            except Exception as rewind_error:  # the next round restarts the client
+                self.log.debug("rewind failed", error=str(rewind_error))
+                await self._close()
+
+    async def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:
+                self.log.debug("consumer stop failed", error=str(exc))
+
+    def shutdown_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _round(self, consumer: AIOKafkaConsumer) -> None:
+        with kafka_errors("fetching"):
+            batch = await consumer.getmany(
+                timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
+            )
+        if not batch:
+            await self.settle()
+            return
+        raws = [
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            for msgs in batch.values()
+            for m in msgs
+        ]
+        self.metrics.consumed.inc(len(raws))
+        now = self.clock()
+        opened = await self._open(raws, now)
+        await self.settle()
+        already = await self.store.seen_message_ids(message_ids(opened))
+        outcome = process(raws, self.context, now, already, opened)
+        self._log_internal(outcome)
+        self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
+
+    async def _open(self, raws: Sequence[RawRecord], now: datetime) -> list[Opening]:
+        ctx = self.context
+        if self._pool is None or len(raws) < 32:
+            return [open_raw(r, ctx, now) for r in raws]
+        parts = self.config.verify_threads * 2
+        size = -(-len(raws) // parts)
+        chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
+        loop = asyncio.get_running_loop()
+
+        def work(chunk: Sequence[RawRecord]) -> list[Opening]:
+            return [open_raw(r, ctx, now) for r in chunk]
+
+        results = await asyncio.gather(*(loop.run_in_executor(self._pool, work, c) for c in chunks))
+        return [item for part in results for item in part]
+
+    def _log_internal(self, outcome: BatchOutcome) -> None:
+        for raw, exc in outcome.internal_errors:
+            self.log.error(
+                "internal error on a record; quarantined",
+                topic=raw.topic,
+                partition=raw.partition,
+                offset=raw.offset,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        for entry in outcome.quarantined:
+            if entry.reason == INTERNAL_ERROR and entry.message_id is None:
+                self.log.error(
+                    "internal error opening a record; quarantined",
+                    topic=entry.topic,
+                    partition=entry.partition,
+                    offset=entry.offset,
+                    error=entry.detail,
+                )
+
+    async def _commit(
+        self, outcome: BatchOutcome, raws: Sequence[RawRecord], now: datetime
+    ) -> None:
+        audit = outcome.collection_events(self.actor, now)
+        started = time.perf_counter()
+        result = await self.store.commit_batch(
+            self.group,
+            records=outcome.records,
+            quarantined=outcome.quarantined,
+            retractions=outcome.retractions,
+            audit=audit,
+            offsets=outcome.offsets,
+        )
+        self.metrics.commit_latency.observe(time.perf_counter() - started)
+        records = outcome.records
+        if result.duplicates:  # stored meanwhile by someone else: quarantine as replayed
+            dupes = set(result.duplicates)
+            raw_by_place = {(r.topic, r.partition, r.offset): r for r in raws}
+            entries = [
+                quarantine(
+                    raw_by_place[(r.topic, r.partition, r.offset)],
+                    Reason.REPLAYED.value,
+                    f"message {r.message_id} already stored",
+                    now,
+                    r.message_id,
+                    r.sender,
+                )
+                for r in records
+                if r.message_id in dupes
+            ]
+            await self.store.commit_batch(
+                self.group, records=(), quarantined=entries, retractions=(), audit=(), offsets={}
+            )
+            outcome.quarantined.extend(entries)
+            records = [r for r in records if r.message_id not in dupes]
+        self._offsets.update(outcome.offsets)
+        self._count(outcome, records, result.retractions_applied)
+        await self._status(now)
+        if self.on_commit is not None:
+            self.on_commit()
+        if self.dispatcher is not None:
+            await self.dispatcher.dispatch(records, outcome.retractions, now)
+
+    def _count(self, outcome: BatchOutcome, records: Sequence[Any], retractions: int) -> None:
+        m = self.metrics
+        for record in records:
+            m.stored.inc(1, record.topic)
+        for entry in outcome.quarantined:
+            m.quarantined.inc(1, entry.reason)
+        for skipped in outcome.skipped:
+            m.skipped.inc(1, skipped.reason)
+        m.retractions.inc(retractions)
+        m.last_batch.set(time.time())
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lag: dict[str, float] = {}
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                done = self._offsets.get((tp.topic, tp.partition), 0)
+                lag[tp.topic] = lag.get(tp.topic, 0.0) + max(0, high - done)
+        for topic, value in lag.items():
+            m.lag.set(value, topic)
+
+    async def _status(self, now: datetime) -> None:
+        if time.monotonic() - self._last_status < STATUS_EVERY_S:
+            return
+        self._last_status = time.monotonic()
+        await self.store.set_status("last_batch_at", now.isoformat())
+
+
+async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """The end offset of every partition of ``topics`` (for ``exchange node status``)."""
+    consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, None))
+    with kafka_errors("reading end offsets"):
+        await consumer.start()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            if not partitions:
+                await consumer.topics()
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in topics
+                    for p in sorted(consumer.partitions_for_topic(topic) or ())
+                ]
+            ends = await consumer.end_offsets(partitions) if partitions else {}
+        finally:
+            await consumer.stop()
+    return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}

@@ -1,0 +1,390 @@
+"""The node daemon: one :class:`Node` runs publisher, consumer, retention, connectors and HTTP.
+
+Driving a node from a test (in-process, real broker, real store)::
+
+    config = load_config(path, consumer={"poll_timeout_ms": 100})  # tables override the file
+    node = Node(config, clock=...)              # clock: optional, for retention tests
+    await node.start()                          # opens stores, starts every loop
+    await node.submit("OffenceAlert", payload, handling={"tlp": "GREEN", "code": "H0"},
+                      recipients=["DE"])        # validated + enqueued; or store.enqueue(items)
+    await node.wait_stored(3, within_s=30)      # until 3 records stored since start (any topic)
+    await node.wait_published(3)                # until 3 outbox items acknowledged by Kafka
+    await node.wait_until(lambda: node.metrics.consumed.value() >= 4)
+    node.metrics.quarantined.value("replayed")  # counters: published, consumed, stored (by
+                                                # topic), quarantined / skipped (by reason)
+    records = await node.store.list_records(topic=node.topics[0])
+    await node.health()                         # [] when healthy, else the problems
+    await node.stop()                           # finish the batch, commit, close cleanly
+
+Crash tests run ``exchange node run --config FILE`` as a child process instead (SIGKILL it;
+restart it); the stores and offsets it leaves are what the next start resumes from.
+
+``exchange node run`` is :func:`run_node`: SIGTERM/SIGINT stop the node as above, exit 0.
+Each loop holds its own store instance (the store is one-task-per-instance); ``node.store``
+is the one for queries, retention and connectors' submissions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
+from exchange.bus import ensure_topics
+from exchange.errors import ExchangeError
+from exchange.keys import EncryptionKey, SigningKey
+from exchange.topics import TopicKind, topic_name
+from exchange.trust import TrustList, load_trust_list
+from nodes.config import NodeConfig, OnRetraction, OwnMessages
+from nodes.consumer import Consumer
+from nodes.http import HttpServer
+from nodes.inbound import build_item
+from nodes.logging import get_logger
+from nodes.metrics import Metrics
+from nodes.outbound import Dispatcher, Outbound
+from nodes.pipeline import PipelineContext, TopicPolicy
+from nodes.publisher import Backoff, Clock, Publisher, utc_now
+from nodes.rules import build_chain
+from nodes.store.base import Store, open_store
+
+STOP_TIMEOUT_S = 30.0
+
+
+def load_identity(config: NodeConfig) -> tuple[SigningKey, EncryptionKey, TrustList]:
+    """The node's keys and the verified trust list named by ``config``."""
+    signer = SigningKey.load(config.keys.signing_key)
+    decrypter = EncryptionKey.load(config.keys.encryption_key)
+    trust = load_trust_list(config.keys.trust_list, config.root_public_key_path)
+    return signer, decrypter, trust
+
+
+def pipeline_context(
+    config: NodeConfig, trust: TrustList, decrypter: EncryptionKey | None
+) -> PipelineContext:
+    policies: dict[str, TopicPolicy] = {}
+    for kind in TopicKind:
+        rules = config.rules.for_kind(kind)
+        policies[topic_name(kind, config.kafka.topic_prefix)] = TopicPolicy(
+            chain=build_chain(rules, config.node),
+            purge_on_retraction=rules.on_retraction is OnRetraction.PURGE,
+        )
+    own: frozenset[str] = frozenset()
+    if config.consumer.own_messages is OwnMessages.SKIP and config.node in trust.members:
+        own = frozenset(k.key_id for k in trust.member(config.node).signing_keys)
+    return PipelineContext(
+        node=config.node,
+        trust=trust,
+        decryption_key=decrypter,
+        policies=policies,
+        max_skew=timedelta(seconds=config.consumer.max_skew_s),
+        skip_key_ids=own,
+    )
+
+
+class Node:
+    """A running node. Not started by ``__init__``: call :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, config: NodeConfig, *, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = Metrics()
+        self.log = get_logger(node=config.node_id)
+        self.topics = [topic_name(k, config.kafka.topic_prefix) for k in TopicKind]
+        self.store: Store = open_store(config.store.url)
+        self._consumer_store: Store = open_store(config.store.url)
+        self._publisher_store: Store = open_store(config.store.url)
+        self.publisher: Publisher | None = None
+        self.consumer: Consumer | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.http: HttpServer | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._inbound: list[tuple[str, InboundConnector]] = []
+        self._contexts: dict[str, ConnectorContext] = {}
+        self._committed = asyncio.Event()
+        self._topics_ready = asyncio.Event()
+        self._signer: SigningKey | None = None
+        self._trust: TrustList | None = None
+        self._started = False
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        signer, decrypter, trust = await asyncio.to_thread(load_identity, config)
+        self._signer, self._trust = signer, trust
+        for store in (self.store, self._consumer_store, self._publisher_store):
+            await store.open()
+        kafka = config.kafka.settings()
+        outbound, inbound = self._connectors()
+        self.dispatcher = Dispatcher(
+            node=config.node_id,
+            outbound=outbound,
+            rules=config.rules,
+            prefix=config.kafka.topic_prefix,
+            store=self._consumer_store,
+            metrics=self.metrics,
+        )
+        self.publisher = Publisher(
+            node=config.node,
+            store=self._publisher_store,
+            kafka=kafka,
+            signer=signer,
+            trust=trust,
+            config=config.publisher,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        self.consumer = Consumer(
+            node=config.node_id,
+            group=config.consumer_group,
+            topics=self.topics,
+            store=self._consumer_store,
+            kafka=kafka,
+            context=pipeline_context(config, trust, decrypter),
+            config=config.consumer,
+            backoff=config.publisher,
+            metrics=self.metrics,
+            dispatcher=self.dispatcher,
+            clock=self.clock,
+            on_commit=self._committed.set,
+        )
+        self._spawn("publisher", self._publish())
+        self._spawn("consumer", self._consume())
+        self._spawn("retention", self._purge_loop())
+        for name, connector in inbound:
+            self._spawn(f"inbound:{name}", connector.run(self._contexts[name]))
+        self._inbound = inbound
+        listen = config.http.host_port
+        if listen is not None:
+            self.http = HttpServer(listen[0], listen[1], self.health, self.metrics_text)
+            await self.http.start()
+        self._started = True
+        self.log.info(
+            "node started",
+            topics=self.topics,
+            store=config.store.url.split("://", 1)[0],
+            http=f"{self.http.host}:{self.http.port}" if self.http else None,
+            connectors=[c.name for c in config.connectors if c.enabled],
+        )
+
+    def _spawn(self, name: str, work: Any) -> None:
+        task = asyncio.create_task(work, name=f"{self.config.node_id}:{name}")
+        self._tasks[name] = task
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("node task failed", task=task.get_name(), error=repr(task.exception()))
+
+    async def _consume(self) -> None:
+        """Make sure the topics exist (retrying while Kafka is away), then consume."""
+        assert self.consumer is not None
+        config = self.config
+        backoff = Backoff(
+            config.publisher.backoff_initial_ms / 1000, config.publisher.backoff_max_ms / 1000
+        )
+        while True:
+            try:
+                await ensure_topics(config.kafka.settings(), config.kafka.topic_prefix)
+                break
+            except ExchangeError as exc:
+                if not exc.retriable:
+                    raise
+                self.consumer.last_error = str(exc)
+                if backoff.failures == 0:
+                    self.log.warning("cannot create topics yet, will retry", error=str(exc))
+                await asyncio.sleep(backoff.next_delay())
+        self.consumer.last_error = None
+        self._topics_ready.set()
+        await self.consumer.run()
+
+    async def _publish(self) -> None:
+        """Publish once the topics exist (sending to a missing topic only fails and logs)."""
+        assert self.publisher is not None
+        await self._topics_ready.wait()
+        await self.publisher.run()
+
+    async def stop(self) -> None:
+        """Finish the current batch, commit, stop every loop and close the stores."""
+        if not self._started:
+            return
+        self._started = False
+        if self.publisher is not None:
+            self.publisher.stop()
+        if self.consumer is not None:
+            self.consumer.stop()
+        for name, task in self._tasks.items():
+            waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
+            if waiting or name == "retention" or name.startswith("inbound:"):
+                task.cancel()  # nothing in flight to finish
+        tasks = list(self._tasks.values())
+        _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+        for task in pending:
+            self.log.warning("task did not stop in time; cancelled", task=task.get_name())
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for name, connector in self._inbound:
+            try:
+                await connector.close()
+            except Exception as exc:
+                self.log.warning("connector close failed", connector=name, error=str(exc))
+        if self.dispatcher is not None:
+            await self.dispatcher.close()
+        if self.http is not None:
+            await self.http.close()
+        if self.consumer is not None:
+            self.consumer.shutdown_pool()
+        for store in (self._consumer_store, self._publisher_store, self.store):
+            await store.close()
+        self.log.info(
+            "node stopped",
+            stored=int(self.metrics.stored.value()),
+            published=int(self.metrics.published.value()),
+        )
+
+    # --- connectors ----------------------------------------------------------------------
+
+    def _connectors(self) -> tuple[list[Outbound], list[tuple[str, InboundConnector]]]:
+        self._contexts = {}
+        outbound: list[Outbound] = []
+        inbound: list[tuple[str, InboundConnector]] = []
+        base_dir = self.config.keys.signing_key.parent
+        for spec in self.config.connectors:
+            if not spec.enabled:
+                continue
+            context = ConnectorContext(
+                node_id=self.config.node,
+                name=spec.name,
+                options=spec.options,
+                log=get_logger(node=self.config.node_id, connector=spec.name),
+                base_dir=base_dir,
+                submit=self.submit,
+            )
+            self._contexts[spec.name] = context
+            connector = instantiate(spec.plugin, context)
+            if isinstance(connector, OutboundConnector):
+                outbound.append(Outbound(spec.name, frozenset(spec.topics), connector, context))
+            else:
+                inbound.append((spec.name, connector))
+        return outbound, inbound
+
+    async def submit(
+        self,
+        message_type: str,
+        payload: Mapping[str, Any],
+        *,
+        handling: Mapping[str, Any],
+        recipients: Sequence[str] = (),
+        topic: str | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Validate and enqueue one message (inbound connectors call this); its outbox id."""
+        if self._signer is None or self._trust is None:
+            raise RuntimeError("node not started")
+        item = build_item(
+            message_type,
+            payload,
+            handling=handling,
+            recipients=recipients,
+            node=self.config.node,
+            prefix=self.config.kafka.topic_prefix,
+            signer=self._signer,
+            trust=self._trust,
+            now=self.clock(),
+            topic=topic,
+            key=key,
+        )
+        ids = await self.store.enqueue([item])
+        if self.publisher is not None:
+            self.publisher.wake()
+        return ids[0]
+
+    # --- waiting, health, metrics --------------------------------------------------------
+
+    async def wait_until(self, predicate: Callable[[], bool], within_s: float = 30.0) -> None:
+        """Wait until ``predicate()`` holds after a commit (or now); TimeoutError otherwise."""
+        async with asyncio.timeout(within_s):
+            while not predicate():
+                self._committed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._committed.wait(), 0.1)
+
+    async def wait_stored(
+        self, count: int, within_s: float = 30.0, topic: str | None = None
+    ) -> None:
+        """Wait until this node has stored ``count`` records since it started (TimeoutError)."""
+        await self.wait_until(lambda: self.metrics.stored.value(topic) >= count, within_s)
+
+    async def wait_published(self, count: int, within_s: float = 30.0) -> None:
+        """Wait until this node's publisher has had ``count`` items acknowledged (TimeoutError)."""
+        await self.wait_until(lambda: self.metrics.published.value() >= count, within_s)
+
+    async def health(self) -> list[str]:
+        problems = []
+        if not self._topics_ready.is_set():
+            problems.append("waiting for Kafka to create or confirm the topics")
+        if self.consumer is None or not self.consumer.alive:
+            problems.append("consumer loop is not running")
+        elif self.consumer.last_error:
+            problems.append(f"consumer: {self.consumer.last_error}")
+        if self.publisher is None or not self.publisher.alive:
+            problems.append("publisher loop is not running")
+        elif self.publisher.last_error:
+            problems.append(f"publisher: {self.publisher.last_error}")
+        try:
+            await asyncio.wait_for(self.store.schema_version(), 2.0)
+        except Exception as exc:
+            problems.append(f"store does not answer: {type(exc).__name__}: {exc}")
+        return problems
+
+    async def metrics_text(self) -> str:
+        try:
+            self.metrics.outbox_depth.set(await asyncio.wait_for(self.store.outbox_depth(), 2.0))
+        except Exception as exc:
+            self.log.debug("outbox depth unavailable", error=str(exc))
+        return self.metrics.render()
+
+    async def _purge_loop(self) -> None:
+        interval = self.config.store.purge_interval_s
+        actor = f"node:{self.config.node_id}/retention"
+        while True:
+            try:
+                erased = await self.store.purge_expired(self.clock(), actor)
+                if erased:
+                    self.log.info("retention purge", erased=len(erased))
+            except ExchangeError as exc:
+                self.log.warning("retention purge failed", error=str(exc))
+            await asyncio.sleep(interval)
+
+
+async def run_node(config: NodeConfig) -> int:
+    """``exchange node run``: start, wait for SIGTERM/SIGINT, stop cleanly; the exit code."""
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()
+        raise
+    failed = asyncio.create_task(_first_failure(node))
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({failed, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    failed.cancel()
+    waiter.cancel()
+    node.log.info("stopping", signal=stop.is_set())
+    await node.stop()
+    return 0 if stop.is_set() else 1
+
+
+async def _first_failure(node: Node) -> None:
+    """Return when a loop that must run forever has ended on its own (a fatal error)."""
+    watched = [t for name, t in node._tasks.items() if name in ("publisher", "consumer")]
+    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)

@@ -1,0 +1,337 @@
+"""From raw Kafka records to what the store keeps: pure, no I/O, ``now`` passed in.
+
+Two steps, so the costly one can run in threads:
+
+1. :func:`open_raw` - verify the signature, decrypt when addressed to this node, decode and
+   validate the payload (``exchange.seal.open_record``). Thread-safe; PyNaCl releases the
+   GIL while it verifies, so a small thread pool overlaps verification with everything else.
+2. :func:`decide` - replay check (message id already stored, or seen earlier in this
+   batch -> quarantine ``replayed``), then the topic's rule chain -> a :class:`StoredRecord`
+   (plus a :class:`RetractionOrder` for a Retraction), a :class:`QuarantineEntry`, or a
+   :class:`Skipped`.
+
+Every :class:`ExchangeError` becomes a quarantine entry with its reason code; anything
+unexpected (a bug) in one record becomes a quarantine entry with reason ``internal_error``
+(logged at ERROR by the caller) - one record never stops the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableSet, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from exchange.codec import decode_signed
+from exchange.errors import ExchangeError, Reason, WireError
+from exchange.ids import NodeId, Topic
+from exchange.keys import EncryptionKey
+from exchange.seal import Opened, open_record
+from exchange.topics import MessageType
+from exchange.trust import TrustList
+from nodes.rules import Drop, Incoming, Rule, Skip, apply
+from nodes.store.base import (
+    AuditAction,
+    AuditEvent,
+    QuarantineEntry,
+    RetractionOrder,
+    StoredRecord,
+    TopicPartition,
+)
+
+INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A Kafka record as consumed."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Consumed, not for this node: neither stored nor quarantined."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    message_id: UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPolicy:
+    """What :func:`decide` needs to know about one topic."""
+
+    chain: Sequence[Rule]
+    purge_on_retraction: bool
+
+
+@dataclass(frozen=True)
+class PipelineContext:
+    """Everything the pipeline needs, fixed for the life of a consumer."""
+
+    node: NodeId
+    trust: TrustList
+    decryption_key: EncryptionKey | None
+    policies: Mapping[str, TopicPolicy]  # by full topic name
+    max_skew: timedelta = timedelta(minutes=5)
+    #: Records signed with these key ids (this node's own) are skipped before verification.
+    skip_key_ids: frozenset[str] = frozenset()
+
+
+Outcome = StoredRecord | QuarantineEntry | Skipped
+
+
+@dataclass
+class Decision:
+    """The fate of one record."""
+
+    outcome: Outcome
+    retraction: RetractionOrder | None = None
+    internal_error: BaseException | None = None  # the caller logs it
+
+
+@dataclass
+class BatchOutcome:
+    """A whole batch, ready for ``store.commit_batch``."""
+
+    records: list[StoredRecord] = field(default_factory=list)
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
+    retractions: list[RetractionOrder] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    internal_errors: list[tuple[RawRecord, BaseException]] = field(default_factory=list)
+
+    def add(self, raw: RawRecord, decision: Decision) -> None:
+        outcome = decision.outcome
+        if isinstance(outcome, StoredRecord):
+            self.records.append(outcome)
+        elif isinstance(outcome, QuarantineEntry):
+            self.quarantined.append(outcome)
+        else:
+            self.skipped.append(outcome)
+        if decision.retraction is not None:
+            self.retractions.append(decision.retraction)
+        if decision.internal_error is not None:
+            self.internal_errors.append((raw, decision.internal_error))
+        tp = (raw.topic, raw.partition)
+        if raw.offset + 1 > self.offsets.get(tp, -1):
+            self.offsets[tp] = raw.offset + 1
+
+    def collection_events(self, actor: str, at: datetime) -> list[AuditEvent]:
+        """One COLLECTION audit event per (sender, topic) in this batch, naming the message ids."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for record in self.records:
+            groups.setdefault((record.sender, record.topic), []).append(str(record.message_id))
+        return [
+            AuditEvent(
+                at=at,
+                action=AuditAction.COLLECTION,
+                actor=actor,
+                justification=f"received from member {sender} on {topic} under the node's rules",
+                subject=None,
+                details={"sender": sender, "topic": topic, "message_ids": ids},
+            )
+            for (sender, topic), ids in groups.items()
+        ]
+
+
+def quarantine(
+    raw: RawRecord,
+    reason: str,
+    detail: str,
+    now: datetime,
+    message_id: UUID | None = None,
+    sender: str | None = None,
+) -> QuarantineEntry:
+    return QuarantineEntry(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        reason=reason,
+        detail=detail,
+        raw=raw.value or b"",
+        received_at=now,
+        message_id=message_id,
+        sender=sender,
+    )
+
+
+Opening = Opened | QuarantineEntry | Skipped
+
+OWN_MESSAGE = "own_message"
+
+
+def _signed_by_own_key(value: bytes, ctx: PipelineContext) -> bool:
+    """Whether the record names one of this node's own signing keys (not verified: a record
+    that only claims it is skipped by this node and still refused by every other)."""
+    try:
+        return decode_signed(value)[2] in ctx.skip_key_ids
+    except ExchangeError:
+        return False  # open_record says why it is bad
+
+
+def open_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Opening:
+    """Verify and open one record, or the quarantine entry saying why not. Never raises."""
+    try:
+        if raw.value is None:
+            raise WireError(Reason.MALFORMED, "record has no value (tombstone)")
+        if ctx.skip_key_ids and _signed_by_own_key(raw.value, ctx):
+            return Skipped(raw.topic, raw.partition, raw.offset, OWN_MESSAGE, None)
+        return open_record(
+            raw.value,
+            topic=Topic(raw.topic),
+            key=raw.key,
+            trust=ctx.trust,
+            now=now,
+            reader=ctx.node,
+            decryption_key=ctx.decryption_key,
+            max_skew=ctx.max_skew,
+        )
+    except ExchangeError as exc:
+        return quarantine(raw, exc.reason.value, exc.detail, now)
+    except Exception as exc:  # a bug must not stop the node: quarantine, the caller logs
+        return quarantine(raw, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", now)
+
+
+def _payload_dict(opened: Opened) -> dict[str, Any] | None:
+    if opened.payload is None:
+        return None
+    data: dict[str, Any] = opened.payload.model_dump(mode="json")
+    return data
+
+
+def decide(
+    raw: RawRecord,
+    opened: Opening,
+    ctx: PipelineContext,
+    now: datetime,
+    seen: MutableSet[UUID],
+) -> Decision:
+    """Replay check and rules for one opened record. ``seen`` holds the message ids already
+    stored or met earlier in this batch; ids kept or skipped here are added to it."""
+    if isinstance(opened, QuarantineEntry | Skipped):
+        return Decision(opened)
+    envelope = opened.verified.envelope
+    try:
+        if envelope.message_id in seen:
+            return Decision(
+                quarantine(
+                    raw,
+                    Reason.REPLAYED.value,
+                    f"message {envelope.message_id} already received",
+                    now,
+                    envelope.message_id,
+                    envelope.sender,
+                )
+            )
+        policy = ctx.policies.get(raw.topic)
+        if policy is None:
+            raise ExchangeError(Reason.WRONG_TOPIC, f"{raw.topic} is not a topic this node reads")
+        item = Incoming(
+            envelope=envelope,
+            payload=_payload_dict(opened),
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            received_at=now,
+        )
+        try:
+            item = apply(policy.chain, item)
+        except Skip as skip:
+            seen.add(envelope.message_id)
+            return Decision(
+                Skipped(raw.topic, raw.partition, raw.offset, skip.code, envelope.message_id)
+            )
+        except Drop as drop:
+            return Decision(
+                quarantine(
+                    raw,
+                    Reason.RULE_REJECTED.value,
+                    f"{drop.code}: {drop.detail}",
+                    now,
+                    envelope.message_id,
+                    envelope.sender,
+                )
+            )
+        seen.add(envelope.message_id)
+        record = _stored(item, opened, raw)
+        retraction = None
+        if envelope.message_type == MessageType.RETRACTION and item.payload is not None:
+            retraction = RetractionOrder(
+                retracted_message_id=UUID(str(item.payload["retracted_message_id"])),
+                by_sender=envelope.sender,
+                purge=policy.purge_on_retraction,
+                retraction_message_id=envelope.message_id,
+                at=now,
+            )
+        return Decision(record, retraction)
+    except ExchangeError as exc:
+        return Decision(
+            quarantine(raw, exc.reason.value, exc.detail, now, envelope.message_id, envelope.sender)
+        )
+    except Exception as exc:  # a bug must not stop the node
+        entry = quarantine(
+            raw,
+            INTERNAL_ERROR,
+            f"{type(exc).__name__}: {exc}",
+            now,
+            envelope.message_id,
+            envelope.sender,
+        )
+        return Decision(entry, internal_error=exc)
+
+
+def _stored(item: Incoming, opened: Opened, raw: RawRecord) -> StoredRecord:
+    envelope = item.envelope
+    handling = envelope.handling
+    return StoredRecord(
+        message_id=envelope.message_id,
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        sender=envelope.sender,
+        message_type=envelope.message_type.value,
+        key=envelope.key,
+        sequence=envelope.sequence,
+        created_at=envelope.created_at,
+        received_at=item.received_at,
+        category=item.category,
+        tlp=str(handling.tlp.value),
+        handling_code=str(handling.code.value),
+        recipients=tuple(envelope.recipients),
+        payload=item.payload or {},
+        envelope_hash=opened.verified.envelope_hash,
+        expires_at=item.expires_at,
+    )
+
+
+def process(
+    raws: Iterable[RawRecord],
+    ctx: PipelineContext,
+    now: datetime,
+    already_stored: Iterable[UUID] = (),
+    opened: Sequence[Opening] | None = None,
+) -> BatchOutcome:
+    """Open (unless ``opened`` is given, in the same order) and decide a whole batch."""
+    raws = list(raws)
+    if opened is None:
+        opened = [open_raw(raw, ctx, now) for raw in raws]
+    seen: set[UUID] = set(already_stored)
+    out = BatchOutcome()
+    for raw, item in zip(raws, opened, strict=True):
+        out.add(raw, decide(raw, item, ctx, now, seen))
+    return out
+
+
+def message_ids(opened: Iterable[Opening]) -> list[UUID]:
+    """The message ids of the records that opened (for the store's replay check)."""
+    return [o.verified.envelope.message_id for o in opened if isinstance(o, Opened)]

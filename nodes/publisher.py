@@ -1,0 +1,362 @@
+"""The publisher: outbox -> sign -> Kafka, never losing or re-signing an item.
+
+Each round takes ``store.pending()`` (SIGNED items first, then PENDING, oldest first):
+
+1. PENDING items get the next links of this node's chain per topic (``exchange.chain``),
+   are sealed (signed; encrypted when they name recipients) with ``now`` = the clock, and
+   ``store.mark_signed`` fixes their bytes and the new chain heads in one transaction -
+   so a sequence number is never given twice, even across a crash.
+2. All of them are sent with the idempotent producer (``acks=all``): every ``send()`` first,
+   then one ``gather`` of the delivery futures; acknowledged ids are ``mark_sent``.
+
+After a crash between 1 and 2 the SIGNED items are re-sent with their exact stored bytes.
+If the first attempt did reach Kafka, receivers get the same message id twice: the first
+is stored, the second quarantined as ``replayed`` (harmless, and visible to auditors).
+When Kafka is down, rounds fail with TransientError and the loop retries with exponential
+backoff and jitter (``backoff_initial_ms`` .. ``backoff_max_ms``), logging once per state
+change. The node wakes the loop when it enqueues; other processes' enqueues (the CLI) are
+found by polling every ``poll_interval_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from exchange.bus import KafkaSettings, kafka_errors, producer_kwargs
+from exchange.chain import ChainState
+from exchange.errors import ExchangeError, TransientError
+from exchange.ids import NodeId, Topic
+from exchange.keys import SigningKey
+from exchange.models import Handling, parse_payload
+from exchange.seal import seal
+from exchange.topics import MessageType
+from exchange.trust import TrustList
+from nodes.config import PublisherConfig
+from nodes.logging import get_logger
+from nodes.metrics import Metrics
+from nodes.store.base import ChainHead, OutboxItem, OutboxStatus, Store
+
+Clock = Callable[[], datetime]
+#: How many batches one read of the outbox fetches.
+BACKLOG_BATCHES = 4
+#: Sealed items, the new chain heads, and the items that could not be sealed (with why).
+_Sealing = tuple[list[OutboxItem], list[ChainHead], list[tuple[OutboxItem, str]]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Backoff:
+    """Exponential backoff with full jitter between ``initial_s`` and ``max_s``."""
+
+    def __init__(self, initial_s: float, max_s: float) -> None:
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.max_s, self.initial_s * (2**self.failures))
+        self.failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Publisher:
+    """Drains the outbox to Kafka. ``run()`` until cancelled or :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        node: NodeId,
+        store: Store,
+        kafka: KafkaSettings,
+        signer: SigningKey,
+        trust: TrustList,
+        config: PublisherConfig,
+        metrics: Metrics | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.node = node
+        self.store = store
+        self.kafka = kafka
+        self.signer = signer
+        self.trust = trust
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.log = get_logger(node=node, component="publisher")
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._producer: AIOKafkaProducer | None = None
+        self._chain: ChainState | None = None
+        self._in_flight: tuple[list[OutboxItem], list[asyncio.Future[Any]]] | None = None
+        self._backlog: deque[OutboxItem] = deque()  # fetched, not yet handled, in outbox order
+        self.alive = False
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        """Publish now rather than at the next poll (something was enqueued)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the current round, then return from :meth:`run`."""
+        self._stopping = True
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = Backoff(self.config.backoff_initial_ms / 1000, self.config.backoff_max_ms / 1000)
+        poll_s = self.config.poll_interval_ms / 1000
+        self.alive = True
+        try:
+            while not self._stopping:
+                self._wake.clear()  # an enqueue from now on wakes the pause below
+                try:
+                    count = await self._round()
+                    if count < self.config.batch_size:
+                        await self._flush()  # nothing more waiting: finish before pausing
+                except Exception as exc:  # ExchangeError, or a bug: log, back off, retry
+                    if not isinstance(exc, ExchangeError):
+                        self.log.exception("publish round failed unexpectedly")
+                    elif not exc.retriable:
+                        self.log.error("publish failed", error=str(exc))
+                    await self._failed(str(exc))
+                    await self._sleep(backoff.next_delay(), self._stop)  # enqueues do not cut it
+                    continue
+                if backoff.failures:
+                    self.log.info("publishing again", after_failures=backoff.failures)
+                    backoff.reset()
+                    self.last_error = None
+                if count >= self.config.batch_size:
+                    continue  # more waiting: no pause
+                await self._sleep(poll_s, self._wake)
+            with contextlib.suppress(ExchangeError):
+                await self._flush()  # stopping: what was sent gets marked SENT
+        finally:
+            self.alive = False
+            self._in_flight = None  # unacknowledged items stay SIGNED: re-sent next start
+            await self._close_producer()
+
+    async def _sleep(self, seconds: float, until: asyncio.Event) -> None:
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), seconds)
+
+    async def _failed(self, error: str) -> None:
+        self.metrics.publish_errors.inc()
+        self._backlog.clear()  # the store says again what is left, after the pause
+        if error != self.last_error:  # once per state change, not once per retry
+            self.log.warning("publishing paused, will retry", error=error)
+            with contextlib.suppress(Exception):  # the store may be what failed
+                await self.store.set_status(
+                    "last_error", f"{self.clock().isoformat()} publisher: {error}"
+                )
+        self.last_error = error
+        await self._close_producer()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(**producer_kwargs(self.kafka))
+            try:
+                with kafka_errors("starting the producer"):
+                    await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception as exc:  # closing a broken producer must not mask the real error
+                self.log.debug("producer stop failed", error=str(exc))
+
+    async def _chain_state(self, topics: Sequence[str]) -> ChainState:
+        if self._chain is None:
+            self._chain = ChainState()
+        known = self._chain.snapshot()
+        last: dict[Topic, tuple[int, bytes]] = dict(known)
+        for topic in topics:
+            if Topic(topic) in known:
+                continue
+            head = await self.store.chain_head(topic)
+            if head is not None and head.sequence > 0 and head.envelope_hash is not None:
+                last[Topic(topic)] = (head.sequence, head.envelope_hash)
+        if len(last) != len(known):
+            self._chain = ChainState(last)
+        return self._chain
+
+    async def publish_once(self) -> int:
+        """One complete round: sign what is pending, send, wait for the acknowledgements.
+        Returns the number of items acknowledged."""
+        await self._round()
+        return await self._flush()
+
+    async def _round(self) -> int:
+        """Sign the next batch while the previous batch's acknowledgements arrive, then send it.
+
+        Only this task calls the store, one call at a time; sealing runs in a worker thread
+        meanwhile. Returns how many items this round sent (now in flight).
+        """
+        if not self._backlog:
+            # Several batches at once: fewer reads, and none re-reads the batch in flight.
+            skip = {i.id for i in self._in_flight[0]} if self._in_flight else set()
+            fetched = await self.store.pending(self.config.batch_size * BACKLOG_BATCHES + len(skip))
+            self._backlog.extend(i for i in fetched if i.id not in skip)
+        items = [
+            self._backlog.popleft() for _ in range(min(self.config.batch_size, len(self._backlog)))
+        ]
+        ready = [i for i in items if i.status is OutboxStatus.SIGNED]
+        pending = [i for i in items if i.status is OutboxStatus.PENDING]
+        sealing: asyncio.Future[_Sealing] | None = None
+        if pending:
+            chain = await self._chain_state(sorted({i.topic for i in pending}))
+            sealing = asyncio.ensure_future(
+                asyncio.to_thread(self._seal_all, pending, chain, self.clock())
+            )
+        try:
+            await self._flush()
+        except BaseException:
+            if sealing is not None:  # let the thread finish; its links were never stored
+                await asyncio.wait([sealing])
+                self._chain = None
+            raise
+        if sealing is not None:
+            ready.extend(await self._keep_signed(await sealing))
+        if not items:
+            self.metrics.outbox_depth.set(0)
+        if not ready:
+            return 0
+        producer = await self._ensure_producer()
+        try:
+            with kafka_errors("publishing"):
+                futures = [
+                    await producer.send(item.topic, value=item.value, key=item.key.encode())
+                    for item in ready
+                ]
+        except TransientError as exc:
+            await self.store.record_publish_error([i.id for i in ready], str(exc))
+            raise
+        self._in_flight = (ready, futures)
+        return len(ready)
+
+    async def _flush(self) -> int:
+        """Wait for the in-flight batch's acknowledgements and mark those items SENT."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return 0
+        items, futures = flight
+        try:
+            with kafka_errors("publishing"):
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except TransientError as exc:
+            await self.store.record_publish_error([i.id for i in items], str(exc))
+            raise
+        sent = [
+            i.id for i, r in zip(items, results, strict=True) if not isinstance(r, BaseException)
+        ]
+        failed = [
+            (i, r) for i, r in zip(items, results, strict=True) if isinstance(r, BaseException)
+        ]
+        if sent:
+            await self.store.mark_sent(sent, self.clock())
+            self.metrics.published.inc(len(sent))
+        if failed:
+            error = f"{type(failed[0][1]).__name__}: {failed[0][1]}"
+            await self.store.record_publish_error([i.id for i, _ in failed], error)
+            raise TransientError(f"{len(failed)} of {len(items)} sends failed: {error}")
+        self.log.debug("published", count=len(sent))
+        return len(sent)
+
+    async def sign_pending(self) -> list[OutboxItem]:
+        """Sign the PENDING items without sending them (what a crash before sending leaves)."""
+        items = await self.store.pending(self.config.batch_size)
+        pending = [i for i in items if i.status is OutboxStatus.PENDING]
+        if not pending:
+            return []
+        chain = await self._chain_state(sorted({i.topic for i in pending}))
+        return await self._keep_signed(
+            await asyncio.to_thread(self._seal_all, pending, chain, self.clock())
+        )
+
+    async def _keep_signed(self, sealing: _Sealing) -> list[OutboxItem]:
+        """Store the sealed items and chain heads (SIGNED); log the ones that cannot be sealed."""
+        done, heads, refused = sealing
+        if refused:
+            for item, error in refused:
+                self.log.error(
+                    "outbox item cannot be sealed; left pending",
+                    outbox_id=item.id,
+                    topic=item.topic,
+                    error=error,
+                )
+            await self.store.record_publish_error([i.id for i, _ in refused], refused[0][1])
+        if done:
+            try:
+                await self.store.mark_signed(done, heads)
+            except BaseException:
+                self._chain = None  # reload the heads from the store next round
+                raise
+        return done
+
+    def _seal_all(
+        self, pending: Sequence[OutboxItem], chain: ChainState, now: datetime
+    ) -> _Sealing:
+        done: list[OutboxItem] = []
+        refused: list[tuple[OutboxItem, str]] = []
+        touched: dict[str, ChainHead] = {}
+        for item in pending:
+            topic = Topic(item.topic)
+            try:
+                payload = parse_payload(MessageType(item.message_type), item.payload, now=now)
+                sealed = seal(
+                    payload,
+                    signer=self.signer,
+                    sender=self.node,
+                    topic=topic,
+                    link=chain.next(topic),
+                    handling=Handling.model_validate(dict(item.handling)),
+                    recipients=[NodeId(r) for r in item.recipients],
+                    trust=self.trust,
+                    now=now,
+                    message_id=item.message_id,
+                    key=item.key,
+                )
+            except (ExchangeError, ValueError) as exc:
+                refused.append((item, str(exc)))
+                continue
+            link = chain.advance(topic, sealed.envelope_hash)
+            touched[item.topic] = ChainHead(item.topic, link.sequence, sealed.envelope_hash)
+            done.append(
+                dataclasses.replace(
+                    item,
+                    status=OutboxStatus.SIGNED,
+                    message_id=sealed.envelope.message_id,
+                    sequence=link.sequence,
+                    value=sealed.value,
+                    envelope_hash=sealed.envelope_hash,
+                )
+            )
+        return done, list(touched.values()), refused
+
+
+def describe(item: OutboxItem) -> dict[str, Any]:
+    """A loggable summary of an outbox item (no payload)."""
+    return {"outbox_id": item.id, "topic": item.topic, "status": item.status.value}

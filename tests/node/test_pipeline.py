@@ -1,0 +1,262 @@
+"""The pure pipeline: each raw Kafka record ends stored, quarantined with its reason, or skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from exchange.errors import Reason
+from exchange.ids import NodeId
+from exchange.keys import SigningKey
+from exchange.seal import Sealed
+from exchange.topics import TopicKind, topic_name
+from nodes.config import TopicRules
+from nodes.pipeline import (
+    INTERNAL_ERROR,
+    BatchOutcome,
+    PipelineContext,
+    RawRecord,
+    Skipped,
+    TopicPolicy,
+    process,
+)
+from nodes.rules import Incoming, Rule, build_chain
+from nodes.store.base import AuditAction
+from tests.node.conftest import ALERTS, NOW, Federation, Sender
+
+
+def context(
+    fed: Federation, *, purge: bool = False, extra: Sequence[Rule] = (), **rules: Any
+) -> PipelineContext:
+    chain = (*build_chain(TopicRules(**rules), NodeId("DE")), *extra)
+    return PipelineContext(
+        node=NodeId("DE"),
+        trust=fed.trust,
+        decryption_key=fed.files.nodes[NodeId("DE")].encryption,
+        policies={ALERTS: TopicPolicy(chain=chain, purge_on_retraction=purge)},
+    )
+
+
+def raw(sealed: Sealed, offset: int = 0, *, topic: str = ALERTS, partition: int = 0) -> RawRecord:
+    return RawRecord(topic, partition, offset, sealed.key, sealed.value)
+
+
+def run(ctx: PipelineContext, *raws: RawRecord, stored: Sequence[Any] = ()) -> BatchOutcome:
+    return process(raws, ctx, NOW, stored)
+
+
+def only_reason(outcome: BatchOutcome) -> str:
+    (entry,) = outcome.quarantined
+    assert not outcome.records
+    return entry.reason
+
+
+@pytest.fixture
+def fr(federation: Federation) -> Sender:
+    return Sender(federation, "FR")
+
+
+def test_valid_alert_is_stored_with_its_envelope_facts(federation: Federation, fr: Sender) -> None:
+    """A verified alert passing the rules becomes a StoredRecord; the next offset is kept."""
+    alert, sealed = fr.alert(tlp="AMBER", code="H1")
+    out = run(context(federation), raw(sealed, offset=41, partition=2))
+    (record,) = out.records
+    assert record.message_id == sealed.envelope.message_id
+    assert (record.topic, record.partition, record.offset) == (ALERTS, 2, 41)
+    assert (record.sender, record.message_type, record.category) == (
+        "FR",
+        "OffenceAlert",
+        "FRAUDULENT_SALES",
+    )
+    assert (record.tlp, record.handling_code, record.sequence) == ("AMBER", "H1", 1)
+    assert record.key == str(alert.alert_id)
+    assert record.payload["title"] == alert.title
+    assert record.envelope_hash == sealed.envelope_hash
+    assert record.expires_at is None
+    assert out.offsets == {(ALERTS, 2): 42}
+    assert not out.quarantined
+    assert not out.skipped
+
+
+def test_garbage_and_tombstones_are_quarantined_as_malformed(federation: Federation) -> None:
+    """Bytes that are not a SignedEnvelope, and records without a value, are malformed."""
+    ctx = context(federation)
+    garbage = RawRecord(ALERTS, 0, 5, b"k", b"\x00not avro at all")
+    tombstone = RawRecord(ALERTS, 0, 6, b"k", None)
+    out = run(ctx, garbage, tombstone)
+    assert [q.reason for q in out.quarantined] == [Reason.MALFORMED.value] * 2
+    assert out.quarantined[0].raw == b"\x00not avro at all"
+    assert out.offsets == {(ALERTS, 0): 7}
+
+
+def test_tampered_record_is_quarantined_as_bad_signature(
+    federation: Federation, fr: Sender
+) -> None:
+    """A changed byte in the signed envelope, or in the signature, fails verification."""
+    _, sealed = fr.alert()
+    for index in (30, -20):  # inside the envelope's message id; inside the signature
+        value = bytearray(sealed.value)
+        value[index] ^= 0x01
+        tampered = RawRecord(ALERTS, 0, 0, sealed.key, bytes(value))
+        assert only_reason(run(context(federation), tampered)) == Reason.BAD_SIGNATURE.value
+
+
+def test_record_moved_to_another_topic_or_key_is_refused(
+    federation: Federation, fr: Sender
+) -> None:
+    """The envelope names its topic and key: a record replayed elsewhere fails verification."""
+    _, sealed = fr.alert()
+    other = topic_name(TopicKind.BLACKLIST, "ncp")
+    ctx = context(federation)
+    ctx.policies[other] = ctx.policies[ALERTS]  # type: ignore[index]
+    assert only_reason(run(ctx, raw(sealed, topic=other))) == Reason.WRONG_TOPIC.value
+    moved = RawRecord(ALERTS, 0, 0, b"another-key", sealed.value)
+    assert only_reason(run(ctx, moved)) == Reason.WRONG_KEY.value
+
+
+def test_signer_outside_the_trust_list_is_unknown_key(federation: Federation) -> None:
+    """A record signed with a key the trust list does not name is refused."""
+    impostor = Sender(federation, "FR")
+    impostor.fed = Federation(federation.files, federation.prefix)
+    stranger = SigningKey.generate()
+    impostor.fed.signer = lambda node: stranger  # type: ignore[method-assign]
+    _, sealed = impostor.alert()
+    assert only_reason(run(context(federation), raw(sealed))) == Reason.UNKNOWN_KEY.value
+
+
+def test_record_from_the_future_is_refused(federation: Federation, fr: Sender) -> None:
+    """A record created well after `now` (beyond the allowed skew) is quarantined."""
+    _, sealed = fr.alert(now=NOW + timedelta(hours=1))
+    assert only_reason(run(context(federation), raw(sealed))) == Reason.FROM_THE_FUTURE.value
+
+
+def test_replays_are_quarantined(federation: Federation, fr: Sender) -> None:
+    """A message id already stored, or met earlier in the batch, is quarantined as replayed."""
+    _, sealed = fr.alert()
+    ctx = context(federation)
+    out = run(ctx, raw(sealed, 0), raw(sealed, 1))
+    assert len(out.records) == 1
+    (dup,) = out.quarantined
+    assert (dup.reason, dup.offset, dup.message_id) == ("replayed", 1, sealed.envelope.message_id)
+    again = run(ctx, raw(sealed, 2), stored=[sealed.envelope.message_id])
+    assert only_reason(again) == Reason.REPLAYED.value
+
+
+def test_rule_rejection_is_quarantined_with_the_rule_detail(
+    federation: Federation, fr: Sender
+) -> None:
+    """A record refused by a rule is not stored; quarantine says which rule and why."""
+    _, sealed = fr.alert()
+    out = run(context(federation, accept_senders=["NL"]), raw(sealed))
+    (entry,) = out.quarantined
+    assert entry.reason == Reason.RULE_REJECTED.value
+    assert entry.detail.startswith("sender_not_accepted: sender FR")
+    assert (entry.sender, entry.message_id) == ("FR", sealed.envelope.message_id)
+
+
+def test_restricted_records_are_opened_by_recipients_and_skipped_by_others(
+    federation: Federation, fr: Sender
+) -> None:
+    """A TLP:RED alert for DE is decrypted and stored at DE; one for NL is skipped at DE."""
+    _alert, for_de = fr.alert(title="Red for DE", tlp="RED", code="H2", recipients=["DE"])
+    _, for_nl = fr.alert(title="Red for NL", tlp="RED", code="H2", recipients=["NL"])
+    out = run(context(federation), raw(for_de, 0), raw(for_nl, 1))
+    (record,) = out.records
+    assert record.payload["title"] == "Red for DE"
+    assert record.recipients == ("DE",)
+    (skipped,) = out.skipped
+    assert skipped == Skipped(ALERTS, 0, 1, "addressed_to_others", for_nl.envelope.message_id)
+    assert not out.quarantined
+    assert out.offsets == {(ALERTS, 0): 2}
+
+
+def test_minimisation_and_retention_shape_the_stored_record(
+    federation: Federation, fr: Sender
+) -> None:
+    """Dropped fields are gone from the stored payload; expires_at follows retention_days."""
+    _, sealed = fr.alert()
+    ctx = context(federation, drop_fields=["description", "case_reference"], retention_days=10)
+    (record,) = run(ctx, raw(sealed)).records
+    assert "description" not in record.payload
+    assert "case_reference" not in record.payload
+    assert record.payload["title"] == "Fake web shop"
+    assert record.expires_at == sealed.envelope.created_at + timedelta(days=10)
+
+
+@pytest.mark.parametrize("purge", [False, True])
+def test_retraction_yields_an_order_for_the_store(
+    federation: Federation, fr: Sender, purge: bool
+) -> None:
+    """A Retraction is stored and orders its target withdrawn or purged as configured."""
+    _, original = fr.alert()
+    retraction = fr.retraction(original)
+    out = run(context(federation, purge=purge), raw(original, 0), raw(retraction, 1))
+    assert [r.message_type for r in out.records] == ["OffenceAlert", "Retraction"]
+    (order,) = out.retractions
+    assert order.retracted_message_id == original.envelope.message_id
+    assert order.retraction_message_id == retraction.envelope.message_id
+    assert (order.by_sender, order.purge, order.at) == ("FR", purge, NOW)
+
+
+def test_a_bug_in_a_rule_quarantines_one_record_and_never_raises(
+    federation: Federation, fr: Sender
+) -> None:
+    """An unexpected exception becomes an internal_error quarantine entry; the batch goes on."""
+    _, bad = fr.alert(title="boom")
+    _, good = fr.alert(title="fine")
+
+    def explode(item: Incoming) -> Incoming:
+        if item.payload is not None and item.payload.get("title") == "boom":
+            raise RuntimeError("rule bug")
+        return item
+
+    out = run(context(federation, extra=[explode]), raw(bad, 0), raw(good, 1))
+    (entry,) = out.quarantined
+    assert (entry.reason, entry.detail) == (INTERNAL_ERROR, "RuntimeError: rule bug")
+    assert [r.payload["title"] for r in out.records] == ["fine"]
+    ((failed_raw, error),) = out.internal_errors
+    assert failed_raw.offset == 0
+    assert isinstance(error, RuntimeError)
+
+
+def test_topic_without_a_policy_is_quarantined(federation: Federation, fr: Sender) -> None:
+    """A record from a topic the node does not read is refused rather than stored."""
+    _, sealed = fr.alert()
+    ctx = PipelineContext(NodeId("DE"), federation.trust, None, policies={})
+    assert only_reason(run(ctx, raw(sealed))) == Reason.WRONG_TOPIC.value
+
+
+def test_collection_is_audited_per_sender_and_topic(federation: Federation, fr: Sender) -> None:
+    """One COLLECTION event per (sender, topic) names every stored message id of the batch."""
+    nl = Sender(federation, "NL")
+    sealed = [fr.alert()[1], nl.alert()[1], fr.alert()[1]]
+    out = run(context(federation), *(raw(s, i) for i, s in enumerate(sealed)))
+    events = out.collection_events("node:DE/consumer", NOW)
+    assert {e.action for e in events} == {AuditAction.COLLECTION}
+    by_sender = {e.details["sender"]: e.details["message_ids"] for e in events}
+    assert by_sender == {
+        "FR": [str(sealed[0].envelope.message_id), str(sealed[2].envelope.message_id)],
+        "NL": [str(sealed[1].envelope.message_id)],
+    }
+
+
+def test_own_messages_can_be_skipped_before_verification(federation: Federation) -> None:
+    """With own_messages = skip, records naming this node's own keys are skipped, not opened."""
+    own = frozenset(k.key_id for k in federation.trust.member(NodeId("DE")).signing_keys)
+    ctx = PipelineContext(
+        NodeId("DE"),
+        federation.trust,
+        None,
+        policies=context(federation).policies,
+        skip_key_ids=own,
+    )
+    _, mine = Sender(federation, "DE").alert()
+    _, theirs = Sender(federation, "NL").alert()
+    out = run(ctx, raw(mine, 0), raw(theirs, 1), RawRecord(ALERTS, 0, 2, b"k", b"junk"))
+    assert [s.reason for s in out.skipped] == ["own_message"]
+    assert [r.sender for r in out.records] == ["NL"]
+    assert [q.reason for q in out.quarantined] == [Reason.MALFORMED.value]
+    assert out.offsets == {(ALERTS, 0): 3}
