@@ -156,7 +156,13 @@ def seal(
     problem = _handling_problem(handling, recips, bool(recips))
     if problem is not None:
         raise InputError([("handling", problem)], reason=Reason.HANDLING_INCONSISTENT)
-    record_key = key if key is not None else models.record_key(payload, sender)
+    natural_key = models.record_key(payload, sender)
+    if key is not None and natural_key is not None and key != natural_key:
+        raise InputError(
+            [("key", f"a {message_type.value} travels under its own key {natural_key!r}")],
+            reason=Reason.WRONG_KEY,
+        )
+    record_key = key if key is not None else natural_key
     if record_key is None:
         raise InputError([("key", f"a {message_type.value} travels under the key it retracts")])
     created_at = _ms(now)
@@ -284,4 +290,11 @@ def open_record(
         data = body
     _, record = codec.decode(data, expected=env.message_type.value)
     payload = models.from_avro(env.message_type, record, now=now)
+    natural_key = models.record_key(payload, env.sender)
+    if natural_key is not None and natural_key != env.key:
+        # Signed under one key but about another record (an alert keyed by a
+        # different alert id): a record can be looked up, and retracted, by key.
+        raise _refuse(
+            Reason.WRONG_KEY, f"signed under key {env.key!r}, payload's key {natural_key!r}", "key"
+        )
     return Opened(verified, payload)

@@ -137,7 +137,12 @@ def build_item(
     if handling_model is not None and handling_model.tlp.value == "RED" and not targets:
         problems.append((f"{where}recipients", "TLP:RED needs named recipients (--to)"))
     full_topic = _topic_for(kind, topic, prefix, problems, where)
-    record_key_ = key or (record_key(model, node) if model is not None else None)
+    natural_key = record_key(model, node) if model is not None else None
+    if key and natural_key is not None and key != natural_key:
+        problems.append(
+            (f"{where}key", f"a {kind.value} travels under its own key {natural_key!r}")
+        )
+    record_key_ = key or natural_key
     if model is not None and not record_key_:
         problems.append(
             (f"{where}key", f"required for {kind.value}: the key of the retracted message")

@@ -16,7 +16,7 @@ from exchange.errors import ExchangeError, InputError, Reason, VerificationError
 from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import HandlingCode, Tlp
-from exchange.seal import seal, verify_record
+from exchange.seal import open_record, seal, verify_record
 from exchange.topics import MessageType, TopicKind
 from exchange.trust import KeyEntry, Member
 from tests.helpers.federation import (
@@ -189,6 +189,41 @@ def test_record_moved_to_another_topic_or_key_is_refused(fed: Federation) -> Non
     assert info.value.reason is Reason.WRONG_TOPIC
     with pytest.raises(VerificationError) as info:
         fed.verify(sealed, key=b"another-key")
+    assert info.value.reason is Reason.WRONG_KEY
+
+
+def test_payload_signed_under_another_records_key_is_refused(fed: Federation) -> None:
+    """An alert signed under a key other than its own alert id is WRONG_KEY on opening."""
+    sealed = fed.seal_alert("FR")
+    moved = replace(sealed.envelope, key="not-the-alert-id")
+    value = _resign(fed, moved)
+    with pytest.raises(VerificationError) as info:
+        open_record(
+            value,
+            topic=moved.topic,
+            key=b"not-the-alert-id",
+            trust=fed.trust,
+            now=NOW,
+            reader=NodeId("DE"),
+            decryption_key=fed.nodes[NodeId("DE")].encryption,
+        )
+    assert info.value.reason is Reason.WRONG_KEY
+    assert info.value.field == "key"
+
+
+def test_seal_refuses_a_key_other_than_the_payloads_own(fed: Federation) -> None:
+    """seal() will not put an alert under another record's key."""
+    with pytest.raises(InputError) as info:
+        seal(
+            make_alert(),
+            signer=fed.nodes[NodeId("FR")].signing,
+            sender=NodeId("FR"),
+            topic=fed.topic(),
+            link=Link(1, None),
+            handling=handling(),
+            now=NOW,
+            key="some-other-key",
+        )
     assert info.value.reason is Reason.WRONG_KEY
 
 
