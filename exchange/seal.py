@@ -47,7 +47,16 @@ from exchange.topics import ALLOWED_TYPES, TOPIC_VERSION, MessageType, TopicKind
 from exchange.trust import TrustList
 from exchange.uuid7 import uuid7
 
-__all__ = ["Opened", "Sealed", "Verified", "open_record", "seal", "verify_record"]
+__all__ = [
+    "Opened",
+    "Sealed",
+    "Verified",
+    "encode_payload",
+    "open_record",
+    "seal",
+    "seal_encoded",
+    "verify_record",
+]
 
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
 _sha256 = hashlib.sha256
@@ -144,18 +153,7 @@ def seal(
     Raises InputError for a payload, topic or handling that must not be sent, and
     VerificationError when a recipient has no usable encryption key in ``trust``.
     """
-    if now.tzinfo is None:
-        raise InputError([("now", "must be timezone-aware")])
     message_type = models.payload_type(payload)
-    if not _type_allowed(topic, message_type):
-        raise InputError(
-            [("topic", f"{message_type.value} may not travel on {topic}")],
-            reason=Reason.TYPE_NOT_ALLOWED,
-        )
-    recips = tuple(dict.fromkeys(recipients))
-    problem = _handling_problem(handling, recips, bool(recips))
-    if problem is not None:
-        raise InputError([("handling", problem)], reason=Reason.HANDLING_INCONSISTENT)
     natural_key = models.record_key(payload, sender)
     if key is not None and natural_key is not None and key != natural_key:
         raise InputError(
@@ -165,9 +163,61 @@ def seal(
     record_key = key if key is not None else natural_key
     if record_key is None:
         raise InputError([("key", f"a {message_type.value} travels under the key it retracts")])
+    return seal_encoded(
+        encode_payload(payload),
+        message_type,
+        signer=signer,
+        sender=sender,
+        topic=topic,
+        link=link,
+        handling=handling,
+        recipients=recipients,
+        trust=trust,
+        now=now,
+        message_id=message_id,
+        key=record_key,
+    )
+
+
+def encode_payload(payload: Payload) -> bytes:
+    """The payload's single-object encoding, as an envelope's body carries it."""
+    return codec.encode(models.payload_type(payload).value, models.to_avro(payload))
+
+
+def seal_encoded(
+    payload_bytes: bytes,
+    message_type: MessageType,
+    *,
+    signer: SigningKey,
+    sender: NodeId,
+    topic: Topic,
+    link: Link,
+    handling: Handling,
+    key: str,
+    recipients: Sequence[NodeId] = (),
+    trust: TrustList | None = None,
+    now: datetime,
+    message_id: UUID | None = None,
+) -> Sealed:
+    """:func:`seal` for a payload already validated and encoded (:func:`encode_payload`).
+
+    For the publisher, whose outbox keeps each payload's bytes from the moment it was
+    accepted, so publishing re-validates nothing. The caller vouches that
+    ``payload_bytes`` is a valid ``message_type`` payload whose own key is ``key``.
+    """
+    if now.tzinfo is None:
+        raise InputError([("now", "must be timezone-aware")])
+    if not _type_allowed(topic, message_type):
+        raise InputError(
+            [("topic", f"{message_type.value} may not travel on {topic}")],
+            reason=Reason.TYPE_NOT_ALLOWED,
+        )
+    recips = tuple(dict.fromkeys(recipients))
+    problem = _handling_problem(handling, recips, bool(recips))
+    if problem is not None:
+        raise InputError([("handling", problem)], reason=Reason.HANDLING_INCONSISTENT)
     created_at = _ms(now)
     mid = message_id or uuid7(created_at)
-    payload_bytes = codec.encode(message_type.value, models.to_avro(payload))
     body: bytes | EncryptedBody = payload_bytes
     if recips:
         if trust is None:
@@ -181,7 +231,7 @@ def seal(
         message_id=mid,
         message_type=message_type,
         topic=topic,
-        key=record_key,
+        key=key,
         sender=sender,
         created_at=created_at,
         sequence=link.sequence,

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -16,7 +17,7 @@ from exchange.errors import ExchangeError, InputError, Reason, VerificationError
 from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import HandlingCode, Tlp
-from exchange.seal import open_record, seal, verify_record
+from exchange.seal import encode_payload, open_record, seal, seal_encoded, verify_record
 from exchange.topics import MessageType, TopicKind
 from exchange.trust import KeyEntry, Member
 from tests.helpers.federation import (
@@ -322,3 +323,26 @@ def test_impossible_chain_positions_are_malformed(
         fed.verify(sealed, value=_resign(fed, env))
     assert info.value.reason is Reason.MALFORMED
     assert info.value.field == "sequence"
+
+
+def test_sealing_encoded_bytes_gives_the_same_record(fed: Federation) -> None:
+    """seal_encoded() on a payload's bytes writes exactly what seal() writes for the payload."""
+    alert = make_alert()
+    common = {
+        "signer": fed.nodes[NodeId("FR")].signing,
+        "sender": NodeId("FR"),
+        "topic": fed.topic(),
+        "link": Link(1, None),
+        "handling": handling(),
+        "now": NOW,
+        "message_id": UUID("01890a5d-ac96-774b-bcce-b302099a8057"),
+    }
+    direct = seal(alert, **common)  # type: ignore[arg-type]
+    encoded = seal_encoded(
+        encode_payload(alert),
+        MessageType.OFFENCE_ALERT,
+        key=str(alert.alert_id),
+        **common,  # type: ignore[arg-type]
+    )
+    assert encoded.value == direct.value
+    assert encoded.envelope_hash == direct.envelope_hash
