@@ -235,7 +235,28 @@ def main() -> int:
             say(f"DE holds the TLP:RED alert: {red_at_de}; NL holds it: {red_at_nl}")
             codes = stop_all(processes)
             say(f"daemons stopped with SIGTERM, exit codes {codes}")
-            ok = red_at_de and not red_at_nl and all(c == 0 for c in codes.values())
+            say("\nan auditor replays the topics from the bus alone (exchange audit replay):")
+            audit = exchange(
+                "audit",
+                "replay",
+                "--bootstrap",
+                bootstrap,
+                "--trust",
+                str(folder / "trust.list"),
+                "--prefix",
+                prefix,
+                "--workers",
+                "1",
+                check=False,
+            )
+            say(audit.stdout.rstrip())
+            say(f"audit exit code {audit.returncode} (0: every signature and chain checks out)")
+            ok = (
+                red_at_de
+                and not red_at_nl
+                and all(c == 0 for c in codes.values())
+                and audit.returncode == 0
+            )
             if not ok:
                 for node in NODES:
                     say(f"--- {node} log tail ---")
