@@ -44,17 +44,21 @@ from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import EncryptionKey, SigningKey
 from exchange.models import Handling, HandlingCode, Payload, Tlp
 from exchange.topics import ALLOWED_TYPES, TOPIC_VERSION, MessageType, TopicKind
-from exchange.trust import TrustList
+from exchange.trust import KeyEntry, TrustList
 from exchange.uuid7 import uuid7
 
 __all__ = [
     "Opened",
     "Sealed",
+    "SignatureChecked",
     "Verified",
+    "check_signature",
     "encode_payload",
     "open_record",
+    "open_verified",
     "seal",
     "seal_encoded",
+    "verify_checked",
     "verify_record",
 ]
 
@@ -249,6 +253,33 @@ def _refuse(reason: Reason, detail: str, field: str) -> VerificationError:
     return VerificationError(reason, detail, field=field)
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureChecked:
+    """A record value whose Ed25519 signature holds (step 1 of :func:`verify_record`)."""
+
+    envelope_bytes: bytes
+    key_id: str
+    owner: NodeId
+    entry: KeyEntry
+
+
+def check_signature(value: bytes, trust: TrustList) -> SignatureChecked:
+    """Step 1 of :func:`verify_record`: parse the SignedEnvelope, find the key, verify.
+
+    Nothing is decoded before this holds. Almost all of its time is libsodium's, which
+    releases the GIL, so callers verify batches in threads and run step 2
+    (:func:`verify_checked`) on one thread meanwhile (measured 1.6x on two cores; a pool
+    doing both steps gained nothing, its threads queueing for the GIL).
+    """
+    envelope_bytes, signature, key_id = codec.decode_signed(value)
+    owner, entry = trust.signing_entry(key_id)
+    if not crypto.verify(entry.public_key, signature, envelope_bytes):
+        raise _refuse(
+            Reason.BAD_SIGNATURE, f"signature does not verify with key {key_id}", "signature"
+        )
+    return SignatureChecked(envelope_bytes, key_id, owner, entry)
+
+
 def verify_record(
     value: bytes,
     *,
@@ -263,12 +294,27 @@ def verify_record(
     ``key`` is the Kafka record key as received; None (no key) matches no envelope.
     Raises WireError or VerificationError (both ExchangeError), nothing else.
     """
-    envelope_bytes, signature, key_id = codec.decode_signed(value)
-    owner, entry = trust.signing_entry(key_id)
-    if not crypto.verify(entry.public_key, signature, envelope_bytes):
-        raise _refuse(
-            Reason.BAD_SIGNATURE, f"signature does not verify with key {key_id}", "signature"
-        )
+    return verify_checked(
+        check_signature(value, trust), topic=topic, key=key, trust=trust, now=now, max_skew=max_skew
+    )
+
+
+def verify_checked(
+    checked: SignatureChecked,
+    *,
+    topic: Topic | str,
+    key: bytes | None,
+    trust: TrustList,
+    now: datetime,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> Verified:
+    """Step 2 of :func:`verify_record`: decode the Envelope and check everything else."""
+    envelope_bytes, key_id, owner, entry = (
+        checked.envelope_bytes,
+        checked.key_id,
+        checked.owner,
+        checked.entry,
+    )
     env = decode_envelope(envelope_bytes)
     if env.sender != owner:
         if env.sender not in trust.members:
@@ -326,6 +372,17 @@ def open_record(
     does not decode or validate: WireError.
     """
     verified = verify_record(value, topic=topic, key=key, trust=trust, now=now, max_skew=max_skew)
+    return open_verified(verified, now=now, reader=reader, decryption_key=decryption_key)
+
+
+def open_verified(
+    verified: Verified,
+    *,
+    now: datetime,
+    reader: NodeId,
+    decryption_key: EncryptionKey | None,
+) -> Opened:
+    """The rest of :func:`open_record` once the record is verified: decrypt, decode, validate."""
     env = verified.envelope
     body = env.body
     if isinstance(body, EncryptedBody):

@@ -7,8 +7,9 @@ Kafka's own committed offsets are never used: on every assignment the rebalance 
 seeks to the offsets stored with the records (or to the beginning when there are none),
 so each record lands in the store exactly once.
 
-Each batch (``getmany(max_records=...)``) is opened in a small thread pool (signature
-verification releases the GIL), decided by the pure pipeline, then committed in a task
+Each batch (``getmany(max_records=...)``) has its signatures checked in a small thread pool
+(libsodium releases the GIL) while this thread opens what already verified, is decided by
+the pure pipeline, then committed in a task
 that overlaps with opening the next batch; the consumer waits for that commit before
 deciding the next batch (replay checks see it) and on revocation. A failed commit rewinds
 every assigned partition to the stored offsets and retries after a backoff.
@@ -35,10 +36,13 @@ from nodes.outbound import Dispatcher
 from nodes.pipeline import (
     INTERNAL_ERROR,
     BatchOutcome,
+    Checked,
     Opening,
     PipelineContext,
     RawRecord,
+    check_raw,
     message_ids,
+    open_checked,
     open_raw,
     process,
     quarantine,
@@ -47,6 +51,8 @@ from nodes.publisher import Backoff, Clock, utc_now
 from nodes.store.base import Store
 
 STATUS_EVERY_S = 5.0
+#: Records per signature-checking task: small enough that the first chunk is ready soon.
+OPEN_CHUNK = 64
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -242,19 +248,24 @@ class Consumer:
         self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
 
     async def _open(self, raws: Sequence[RawRecord], now: datetime) -> list[Opening]:
+        """Open a batch: signatures in the pool, chunk by chunk, while this thread opens the
+        chunks whose signatures already held (only libsodium runs without the GIL, so the
+        pool does nothing else: measured 1.6x against the whole opening in the pool)."""
         ctx = self.context
-        if self._pool is None or len(raws) < 32:
+        if self._pool is None or len(raws) < 2 * OPEN_CHUNK:
             return [open_raw(r, ctx, now) for r in raws]
-        parts = self.config.verify_threads * 2
-        size = -(-len(raws) // parts)
-        chunks = [raws[i : i + size] for i in range(0, len(raws), size)]
+        chunks = [raws[i : i + OPEN_CHUNK] for i in range(0, len(raws), OPEN_CHUNK)]
         loop = asyncio.get_running_loop()
 
-        def work(chunk: Sequence[RawRecord]) -> list[Opening]:
-            return [open_raw(r, ctx, now) for r in chunk]
+        def check(chunk: Sequence[RawRecord]) -> list[Checked]:
+            return [check_raw(r, ctx, now) for r in chunk]
 
-        results = await asyncio.gather(*(loop.run_in_executor(self._pool, work, c) for c in chunks))
-        return [item for part in results for item in part]
+        pending = [loop.run_in_executor(self._pool, check, c) for c in chunks]
+        opened: list[Opening] = []
+        for chunk, future in zip(chunks, pending, strict=True):
+            checked = await future
+            opened.extend(open_checked(r, c, ctx, now) for r, c in zip(chunk, checked, strict=True))
+        return opened
 
     def _log_internal(self, outcome: BatchOutcome) -> None:
         for raw, exc in outcome.internal_errors:

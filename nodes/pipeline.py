@@ -3,8 +3,9 @@
 Two steps, so the costly one can run in threads:
 
 1. :func:`open_raw` - verify the signature, decrypt when addressed to this node, decode and
-   validate the payload (``exchange.seal.open_record``). Thread-safe; PyNaCl releases the
-   GIL while it verifies, so a small thread pool overlaps verification with everything else.
+   validate the payload (``exchange.seal.open_record``), in two parts: :func:`check_raw`
+   (the signature: libsodium, which releases the GIL, so a thread pool runs it) and
+   :func:`open_checked` (the rest, Python-bound, on the event loop's thread meanwhile).
 2. :func:`decide` - replay check (message id already stored, or seen earlier in this
    batch -> quarantine ``replayed``), then the topic's rule chain -> a :class:`StoredRecord`
    (plus a :class:`RetractionOrder` for a Retraction), a :class:`QuarantineEntry`, or a
@@ -27,7 +28,13 @@ from exchange.codec import decode_signed
 from exchange.errors import ExchangeError, Reason, WireError
 from exchange.ids import NodeId, Topic
 from exchange.keys import EncryptionKey
-from exchange.seal import Opened, open_record
+from exchange.seal import (
+    Opened,
+    SignatureChecked,
+    check_signature,
+    open_verified,
+    verify_checked,
+)
 from exchange.topics import MessageType
 from exchange.trust import TrustList
 from nodes.rules import Drop, Incoming, Rule, Skip, apply
@@ -179,27 +186,48 @@ def _signed_by_own_key(value: bytes, ctx: PipelineContext) -> bool:
         return False  # open_record says why it is bad
 
 
-def open_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Opening:
-    """Verify and open one record, or the quarantine entry saying why not. Never raises."""
+Checked = SignatureChecked | QuarantineEntry | Skipped
+
+
+def check_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Checked:
+    """Step 1a: the record's signature (``exchange.seal.check_signature``), or the quarantine
+    entry saying why not. Never raises. Mostly libsodium time, which releases the GIL: the
+    consumer runs this in a thread pool while the event loop's thread runs step 1b."""
     try:
         if raw.value is None:
             raise WireError(Reason.MALFORMED, "record has no value (tombstone)")
         if ctx.skip_key_ids and _signed_by_own_key(raw.value, ctx):
             return Skipped(raw.topic, raw.partition, raw.offset, OWN_MESSAGE, None)
-        return open_record(
-            raw.value,
-            topic=Topic(raw.topic),
-            key=raw.key,
-            trust=ctx.trust,
-            now=now,
-            reader=ctx.node,
-            decryption_key=ctx.decryption_key,
-            max_skew=ctx.max_skew,
-        )
+        return check_signature(raw.value, ctx.trust)
     except ExchangeError as exc:
         return quarantine(raw, exc.reason.value, exc.detail, now)
     except Exception as exc:  # a bug must not stop the node: quarantine, the caller logs
         return quarantine(raw, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", now)
+
+
+def open_checked(raw: RawRecord, checked: Checked, ctx: PipelineContext, now: datetime) -> Opening:
+    """Step 1b: the rest of the verification, then decrypt, decode and validate. Never raises."""
+    if isinstance(checked, QuarantineEntry | Skipped):
+        return checked
+    try:
+        verified = verify_checked(
+            checked,
+            topic=Topic(raw.topic),
+            key=raw.key,
+            trust=ctx.trust,
+            now=now,
+            max_skew=ctx.max_skew,
+        )
+        return open_verified(verified, now=now, reader=ctx.node, decryption_key=ctx.decryption_key)
+    except ExchangeError as exc:
+        return quarantine(raw, exc.reason.value, exc.detail, now)
+    except Exception as exc:  # a bug must not stop the node: quarantine, the caller logs
+        return quarantine(raw, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", now)
+
+
+def open_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Opening:
+    """Verify and open one record (steps 1a and 1b), or the quarantine entry saying why not."""
+    return open_checked(raw, check_raw(raw, ctx, now), ctx, now)
 
 
 def _payload_dict(opened: Opened) -> dict[str, Any] | None:
