@@ -14,6 +14,12 @@ whose ``__init__`` takes the context is one). A node's config lists instances::
   retraction of one (``retract``). The node hands it only records whose handling code
   allows onward sharing (``onward_sharing_max_handling_code`` of the topic's rules), and
   logs a DISCLOSURE audit event for each delivery the connector confirms (returns True).
+- Delivery is **at least once**: the node keeps a cursor per connector in its store and
+  moves it only after ``deliver``/``retract`` returned, so after a crash a connector may be
+  handed the same message id again (make it idempotent, as the JSONL connector is). Any
+  exception is taken as transient: the node retries the same record with backoff and never
+  skips it. Raise :class:`RecordRejected` to refuse one record for good: the node logs and
+  records it (``node status``) and moves on.
 - An :class:`InboundConnector` runs as a task for the node's life and files new messages
   with ``await context.submit(...)``: validated, then put in the node's outbox.
 
@@ -71,6 +77,16 @@ class SharedRecord:
             "recipients": list(self.recipients),
             "payload": dict(self.payload),
         }
+
+
+class RecordRejected(Exception):  # noqa: N818 - a verdict, not a malfunction
+    """Raised by ``deliver`` or ``retract`` when the system behind the connector refuses this
+    record permanently (its format or policy will never accept it). ``reason`` says why; it is
+    logged and kept in the node's status. Any other exception means "try again later"."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 #: ``submit(message_type, payload, handling=..., recipients=...) -> outbox id``

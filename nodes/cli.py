@@ -237,7 +237,8 @@ def _publish(args: argparse.Namespace) -> int:
     for outbox_id, item in zip(ids, items, strict=True):
         to = ",".join(item.recipients) or "all members"
         print(
-            f"queued {item.message_type} {item.key} (outbox {outbox_id}) on {item.topic} for {to}"
+            f"queued {item.message_type} {item.message_id} key {item.key} (outbox {outbox_id})"
+            f" on {item.topic} for {to}"
         )
     return 0
 
@@ -284,7 +285,7 @@ def _retract(args: argparse.Namespace) -> int:
         key=key,
     )
     (outbox_id,) = _enqueue(config, [item])
-    print(f"queued retraction of {args.message_id} (outbox {outbox_id})")
+    print(f"queued retraction {item.message_id} of {args.message_id} (outbox {outbox_id})")
     return 0
 
 

@@ -326,8 +326,8 @@ class Consumer:
         await self._status(now)
         if self.on_commit is not None:
             self.on_commit()
-        if self.dispatcher is not None:
-            await self.dispatcher.dispatch(records, outcome.retractions, now)
+        if self.dispatcher is not None:  # the batch queued its connector events: deliver them
+            self.dispatcher.wake()
 
     def _count(self, outcome: BatchOutcome, records: Sequence[Any], retractions: int) -> None:
         m = self.metrics

@@ -22,6 +22,9 @@ restart it); the stores and offsets it leaves are what the next start resumes fr
 ``exchange node run`` is :func:`run_node`: SIGTERM/SIGINT stop the node as above, exit 0.
 Each loop holds its own store instance (the store is one-task-per-instance); ``node.store``
 is the one for queries, retention and connectors' submissions.
+Outbound connectors are fed by their own delivery loops (:mod:`nodes.outbound`) from a
+queue the consumer's store transaction writes, so a crash never loses a delivery; a restart
+resumes each connector from its cursor.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class Node:
         self.store: Store = open_store(config.store.url)
         self._consumer_store: Store = open_store(config.store.url)
         self._publisher_store: Store = open_store(config.store.url)
+        self._outbound_store: Store = open_store(config.store.url)
         self.publisher: Publisher | None = None
         self.consumer: Consumer | None = None
         self.dispatcher: Dispatcher | None = None
@@ -116,7 +120,12 @@ class Node:
         config = self.config
         signer, decrypter, trust = await asyncio.to_thread(load_identity, config)
         self._signer, self._trust = signer, trust
-        for store in (self.store, self._consumer_store, self._publisher_store):
+        for store in (
+            self.store,
+            self._consumer_store,
+            self._publisher_store,
+            self._outbound_store,
+        ):
             await store.open()
         kafka = config.kafka.settings()
         outbound, inbound = self._connectors()
@@ -125,9 +134,13 @@ class Node:
             outbound=outbound,
             rules=config.rules,
             prefix=config.kafka.topic_prefix,
-            store=self._consumer_store,
+            store=self._outbound_store,
             metrics=self.metrics,
+            clock=self.clock,
+            backoff_initial_s=config.publisher.backoff_initial_ms / 1000,
+            backoff_max_s=config.publisher.backoff_max_ms / 1000,
         )
+        await self.dispatcher.start()  # cursors first: nothing committed from now is missed
         self.publisher = Publisher(
             node=config.node,
             store=self._publisher_store,
@@ -233,13 +246,19 @@ class Node:
                 await connector.close()
             except Exception as exc:
                 self.log.warning("connector close failed", connector=name, error=str(exc))
-        if self.dispatcher is not None:
+        if self.dispatcher is not None:  # after the consumer's last commit: deliver it too
+            await self.dispatcher.stop()
             await self.dispatcher.close()
         if self.http is not None:
             await self.http.close()
         if self.consumer is not None:
             self.consumer.shutdown_pool()
-        for store in (self._consumer_store, self._publisher_store, self.store):
+        for store in (
+            self._consumer_store,
+            self._publisher_store,
+            self._outbound_store,
+            self.store,
+        ):
             await store.close()
         self.log.info(
             "node stopped",
@@ -336,6 +355,8 @@ class Node:
             problems.append("publisher loop is not running")
         elif self.publisher.last_error:
             problems.append(f"publisher: {self.publisher.last_error}")
+        if self.dispatcher is not None:
+            problems.extend(self.dispatcher.problems())
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:

@@ -1,27 +1,53 @@
-"""Hands stored records to the node's outbound connectors, honouring the onward-sharing rule.
+"""Feeds the node's outbound connectors from the store's durable queue, at least once.
 
-Only records whose handling code is at most the topic's ``onward_sharing_max_handling_code``
-leave the node, and only to connectors configured for that topic. Each delivery a
-connector confirms is logged as one DISCLOSURE audit event per (connector, batch) naming
-the message ids. Retractions are passed to every connector of the topic. A failing
-connector is logged and never stops the consumer. Delivery happens after the store
-commit: a crash between the two loses that batch's deliveries (at most once), never
-the records themselves.
+The consumer's ``commit_batch`` appends a DELIVER event for every record it stores and a
+RETRACT event for every record a retraction changed, in the same transaction as the records
+(:meth:`nodes.store.base.Store.connector_events`). One delivery loop per connector reads the
+events after that connector's cursor, hands them over, then moves the cursor past them
+together with the DISCLOSURE audit entry, in one store transaction. A crash anywhere
+loses nothing: the next start resumes from the cursor, so a connector may see a message id
+twice but never misses one.
+
+- Only records whose handling code is at most the topic's ``onward_sharing_max_handling_code``
+  leave the node, only to connectors configured for the topic, and only while ACTIVE (a
+  record withdrawn or purged before its turn is not delivered). Each page of deliveries a
+  connector confirms is logged as one DISCLOSURE audit event naming the message ids.
+- Retractions are passed to every connector of the retracted record's topic.
+- A connector that raises is retried with backoff on the same event, never skipped; one
+  that raises :class:`connectors.api.RecordRejected` is logged, its verdict kept in the
+  node status (``connector.<name>.rejected``), and the loop moves on.
+- A connector configured for the first time starts at the head of the queue (what is stored
+  from then on, not the store's history). Events every connector has passed are pruned.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 
-from connectors.api import ConnectorContext, OutboundConnector, SharedRecord
+from connectors.api import ConnectorContext, OutboundConnector, RecordRejected, SharedRecord
+from exchange.errors import ExchangeError
 from exchange.topics import MessageType, TopicKind, topic_kind
 from nodes.config import RulesConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
+from nodes.publisher import Backoff, Clock, utc_now
 from nodes.rules import may_share_onward
-from nodes.store.base import AuditAction, AuditEvent, RetractionOrder, Store, StoredRecord
+from nodes.store.base import (
+    AuditAction,
+    AuditEvent,
+    ConnectorEvent,
+    EventKind,
+    RecordState,
+    Store,
+    StoredRecord,
+)
+
+PAGE = 200  # events read (and audited) at a time
+PRUNE_EVERY_S = 30.0
+EVERYTHING = 2**62  # prune bound when no connector is configured
 
 
 @dataclass(frozen=True)
@@ -50,8 +76,23 @@ def shared(record: StoredRecord) -> SharedRecord:
     )
 
 
+class ConnectorDown(Exception):  # noqa: N818 - a state, raised to back off
+    """A connector raised on an event: progress before it is kept, the event is retried."""
+
+
+@dataclass
+class _Lane:
+    """One connector's delivery state."""
+
+    target: Outbound
+    cursor: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last_error: str | None = None
+
+
 class Dispatcher:
-    """Delivers each committed batch to the outbound connectors."""
+    """Delivers the store's connector queue to each outbound connector (:meth:`start`,
+    :meth:`wake` after a commit, :meth:`stop`, :meth:`close`)."""
 
     def __init__(
         self,
@@ -62,6 +103,10 @@ class Dispatcher:
         prefix: str,
         store: Store,
         metrics: Metrics,
+        clock: Clock = utc_now,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        poll_s: float = 1.0,
     ) -> None:
         self.node = node
         self.outbound = list(outbound)
@@ -69,65 +114,57 @@ class Dispatcher:
         self.prefix = prefix
         self.store = store
         self.metrics = metrics
+        self.clock = clock
+        self.backoff = (backoff_initial_s, backoff_max_s)
+        self.poll_s = poll_s
+        self.actor = f"node:{node}/outbound"
         self.log = get_logger(node=node, component="outbound")
+        self.lanes = [_Lane(t) for t in self.outbound]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._pruned_at = 0.0
 
-    def allowed(self, record: StoredRecord, target: Outbound) -> bool:
-        kind = topic_kind(record.topic, self.prefix)
-        if kind is None or kind not in target.topics:
-            return False
-        if record.message_type == MessageType.RETRACTION.value:
-            return False
-        limit = self.rules.for_kind(kind).onward_sharing_max_handling_code
-        return may_share_onward(record.handling_code, limit)
+    # --- life cycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Load (or create at the queue's head) every connector's cursor. Call before the
+        consumer commits anything, so a new connector misses nothing stored after it."""
+        for lane in self.lanes:
+            lane.cursor = await self.store.open_cursor(lane.target.name, self.clock())
 
-    async def dispatch(
-        self, records: Sequence[StoredRecord], retractions: Sequence[RetractionOrder], at: datetime
-    ) -> None:
-        if not self.outbound or not (records or retractions):
+    async def start(self) -> None:
+        """:meth:`open`, then run one delivery loop per connector."""
+        await self.open()
+        for lane in self.lanes:
+            name = f"{self.node}:outbound:{lane.target.name}"
+            self._tasks.append(asyncio.create_task(self._run(lane), name=name))
+        if not self.lanes:  # nobody reads the queue: keep it empty
+            self._tasks.append(asyncio.create_task(self._prune_only()))
+
+    async def drain(self) -> None:
+        """Deliver everything queued to every connector now, without the loops (tests, tools);
+        ConnectorDown when a connector raises (the progress before it is kept)."""
+        for lane in self.lanes:
+            while await self.deliver_page(lane) == PAGE:
+                pass
+
+    def wake(self) -> None:
+        """New events were committed."""
+        for lane in self.lanes:
+            lane.wake.set()
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the page in hand, then end the loops (cancelled after ``timeout_s``)."""
+        self._stopping.set()
+        self.wake()
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
             return
-        events: list[AuditEvent] = []
-        counts: list[tuple[str, int]] = []
-        for target in self.outbound:
-            delivered: list[str] = []
-            for record in records:
-                if not self.allowed(record, target):
-                    continue
-                try:
-                    if await target.connector.deliver(shared(record), target.context):
-                        delivered.append(str(record.message_id))
-                except Exception as exc:  # a plugin's failure is logged, never fatal
-                    self.log.error(
-                        "connector delivery failed",
-                        connector=target.name,
-                        message_id=str(record.message_id),
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-            for order in retractions:
-                try:
-                    await target.connector.retract(order.retracted_message_id, target.context)
-                except Exception as exc:
-                    self.log.error(
-                        "connector retraction failed",
-                        connector=target.name,
-                        message_id=str(order.retracted_message_id),
-                        error=f"{type(exc).__name__}: {exc}",
-                    )
-            if delivered:
-                counts.append((target.name, len(delivered)))
-                events.append(
-                    AuditEvent(
-                        at=at,
-                        action=AuditAction.DISCLOSURE,
-                        actor=f"node:{self.node}/outbound",
-                        justification="onward sharing allowed by the records' handling codes",
-                        recipients=(f"connector:{target.name}",),
-                        details={"message_ids": delivered},
-                    )
-                )
-        if events:
-            await self.store.append_audit(events)
-        for name, count in counts:  # counted once audited
-            self.metrics.disclosed.inc(count, name)
+        _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in pending:
+            self.log.warning("delivery loop did not stop in time; cancelled", task=task.get_name())
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     async def close(self) -> None:
         for target in self.outbound:
@@ -135,3 +172,139 @@ class Dispatcher:
                 await target.connector.close()
             except Exception as exc:
                 self.log.warning("connector close failed", connector=target.name, error=str(exc))
+
+    def problems(self) -> list[str]:
+        """What `health` reports: connectors that are failing right now."""
+        return [f"connector {x.target.name}: {x.last_error}" for x in self.lanes if x.last_error]
+
+    # --- the loop ------------------------------------------------------------------------
+    async def _run(self, lane: _Lane) -> None:
+        backoff = Backoff(*self.backoff)
+        while True:
+            try:
+                lane.wake.clear()
+                handled = await self.deliver_page(lane)
+                if lane.last_error is not None:
+                    self.log.info("connector delivering again", connector=lane.target.name)
+                    lane.last_error = None
+                    backoff.reset()
+                await self._maybe_prune()
+                if self._stopping.is_set():
+                    return
+                if handled < PAGE:
+                    await self._sleep(lane.wake, self.poll_s)
+            except Exception as exc:  # connector down, store away, or a bug: retry, never die
+                error = str(exc) if isinstance(exc, ConnectorDown | ExchangeError) else repr(exc)
+                if error != lane.last_error:  # once per state change, not per retry
+                    self.log.error(
+                        "delivery paused, will retry", connector=lane.target.name, error=error
+                    )
+                lane.last_error = error
+                if self._stopping.is_set():
+                    return
+                await self._sleep(self._stopping, backoff.next_delay())
+
+    async def _prune_only(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(ExchangeError):
+                await self._maybe_prune()
+            await self._sleep(self._stopping, PRUNE_EVERY_S)
+
+    @staticmethod
+    async def _sleep(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    async def _maybe_prune(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        bound = min((lane.cursor for lane in self.lanes), default=EVERYTHING)
+        if bound > 0:
+            await self.store.prune_connector_events(bound)
+
+    async def deliver_page(self, lane: _Lane) -> int:
+        """Hand the next page of events after ``lane``'s cursor to its connector, then move
+        the cursor past those handled (with their DISCLOSURE entry). The number of events
+        handled; ConnectorDown (after saving the progress before it) when the connector
+        raised."""
+        events = await self.store.connector_events(lane.cursor, PAGE)
+        delivered: list[str] = []
+        last = lane.cursor
+        failure: tuple[ConnectorEvent, Exception] | None = None
+        for event in events:
+            try:
+                if await self._hand_over(lane.target, event):
+                    delivered.append(str(event.message_id))
+            except RecordRejected as exc:
+                await self._rejected(lane.target, event, exc)
+            except Exception as exc:  # a plugin's failure: retried, never fatal, never skipped
+                failure = (event, exc)
+                break
+            last = event.seq
+        if last > lane.cursor:
+            await self._advance(lane, last, delivered)
+        if failure is not None:
+            failed, error = failure
+            raise ConnectorDown(
+                f"{failed.kind.value} {failed.message_id} failed: {type(error).__name__}: {error}"
+            )
+        return len(events)
+
+    async def _hand_over(self, target: Outbound, event: ConnectorEvent) -> bool:
+        """Deliver or retract one event; True when a delivery was confirmed (to audit)."""
+        if event.kind is EventKind.RETRACT:
+            if self._kind_for(event.topic, target) is not None:
+                await target.connector.retract(event.message_id, target.context)
+            return False
+        record = event.record
+        if record is None or record.state is not RecordState.ACTIVE:
+            return False  # purged, expired or withdrawn before its turn
+        if not self.allowed(record, target):
+            return False
+        return bool(await target.connector.deliver(shared(record), target.context))
+
+    def _kind_for(self, topic: str, target: Outbound) -> TopicKind | None:
+        kind = topic_kind(topic, self.prefix)
+        return kind if kind is not None and kind in target.topics else None
+
+    def allowed(self, record: StoredRecord, target: Outbound) -> bool:
+        kind = self._kind_for(record.topic, target)
+        if kind is None or record.message_type == MessageType.RETRACTION.value:
+            return False
+        limit = self.rules.for_kind(kind).onward_sharing_max_handling_code
+        return may_share_onward(record.handling_code, limit)
+
+    async def _rejected(self, target: Outbound, event: ConnectorEvent, exc: RecordRejected) -> None:
+        at = self.clock()
+        self.log.error(
+            "connector rejected a record for good; moving on",
+            connector=target.name,
+            kind=event.kind.value,
+            message_id=str(event.message_id),
+            reason=exc.reason,
+        )
+        await self.store.set_status(
+            f"connector.{target.name}.rejected",
+            f"{at.isoformat()} {event.kind.value} {event.message_id}: {exc.reason}",
+        )
+
+    async def _advance(self, lane: _Lane, last: int, delivered: list[str]) -> None:
+        at = self.clock()
+        audit = []
+        if delivered:
+            audit.append(
+                AuditEvent(
+                    at=at,
+                    action=AuditAction.DISCLOSURE,
+                    actor=self.actor,
+                    justification="onward sharing allowed by the records' handling codes",
+                    recipients=(f"connector:{lane.target.name}",),
+                    details={"message_ids": delivered},
+                )
+            )
+        await self.store.advance_cursor(lane.target.name, last, at, audit)
+        lane.cursor = last
+        if delivered:  # counted once audited
+            self.metrics.disclosed.inc(len(delivered), lane.target.name)

@@ -151,6 +151,25 @@ class ChainHead:
     envelope_hash: bytes | None
 
 
+class EventKind(StrEnum):
+    DELIVER = "deliver"  # a record was stored: hand it to the connectors the rules allow
+    RETRACT = "retract"  # a stored record was withdrawn or purged by its sender
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorEvent:
+    """One entry of the durable queue the outbound connectors are fed from (see
+    :meth:`Store.connector_events`)."""
+
+    seq: int  # increasing, never reused; commit order
+    kind: EventKind
+    message_id: UUID  # the stored record, or the record a retraction withdrew
+    topic: str  # that record's topic
+    # DELIVER: the record as stored now (it may be WITHDRAWN since); None once it was purged
+    # or expired. RETRACT: always None.
+    record: StoredRecord | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     stored: int
@@ -190,8 +209,9 @@ class Store(Protocol):
         follow its record in one batch; only when ``by_sender`` is the record's sender; purge
         deletes and appends an ERASURE entry, otherwise the record turns WITHDRAWN; the count of
         records changed is ``retractions_applied``), append the audit events (then the
-        erasures) to the hash chain, upsert offsets (next offset to read). Any failure rolls
-        everything back."""
+        erasures) to the hash chain, upsert offsets (next offset to read), and append to the
+        connector queue one DELIVER event per record inserted (batch order) then one RETRACT
+        event per record a retraction changed. Any failure rolls everything back."""
 
     async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of ``ids`` are already stored (records) - for replay detection before a batch."""
@@ -226,7 +246,8 @@ class Store(Protocol):
     # --- outbox (publisher) -----------------------------------------------
     async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:
         """Add PENDING items atomically (all or none); returns their ids in order. The items'
-        ``id``, ``status`` and signing fields are ignored."""
+        ``id``, ``status``, ``sequence``, ``value`` and ``envelope_hash`` are ignored; a
+        ``message_id`` given is kept (it is the id the message will travel under)."""
 
     async def pending(self, limit: int) -> list[OutboxItem]:
         """SIGNED items first (to resend their exact bytes), then PENDING, oldest first."""
@@ -237,7 +258,8 @@ class Store(Protocol):
         """Store message id, sequence, value, envelope hash and status SIGNED for each item and the
         new chain heads, in one transaction (so a sequence number is never assigned twice).
         StoreError, and nothing changes, when an item is not PENDING, lacks a signing field,
-        reuses a (topic, sequence), or a head does not advance past the stored one."""
+        carries another message id than the one it was enqueued with, reuses a (topic,
+        sequence), or a head does not advance past the stored one."""
 
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
         """SIGNED -> SENT (idempotent for SENT items); StoreError for a PENDING or unknown id."""
@@ -247,6 +269,29 @@ class Store(Protocol):
 
     async def outbox_depth(self) -> int:
         """Items not yet SENT."""
+
+    # --- outbound connectors: a durable queue and one cursor per connector ----------
+    # Delivery is at least once: a connector is handed the events after its cursor, then
+    # the cursor moves past them (with the DISCLOSURE audit entries, in one transaction).
+    async def open_cursor(self, connector: str, at: datetime) -> int:
+        """The seq of the last event ``connector`` was handed. A connector never seen before
+        gets a cursor at the current head of the queue (it receives what is stored from now
+        on, not the store's history), written at once so a restart resumes from it."""
+
+    async def connector_events(self, after_seq: int, limit: int) -> list[ConnectorEvent]:
+        """Queue entries with seq > ``after_seq``, in seq order, at most ``limit``; each
+        DELIVER entry carries its record as stored now (None once purged)."""
+
+    async def advance_cursor(
+        self, connector: str, last_seq: int, at: datetime, audit: Sequence[AuditEvent] = ()
+    ) -> None:
+        """Move ``connector``'s cursor to ``last_seq`` and append ``audit`` to the hash chain,
+        in one transaction. StoreError, and nothing changes, for a connector without a cursor
+        (call :meth:`open_cursor` first) or a cursor that would move backwards."""
+
+    async def prune_connector_events(self, up_to_seq: int) -> int:
+        """Delete queue entries with seq <= ``up_to_seq`` (every connector has passed them);
+        how many were deleted. Seqs are never reused afterwards."""
 
     # --- audit log ---------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:

@@ -160,3 +160,13 @@ def signed_fields(item: OutboxItem) -> tuple[UUID, int, bytes, bytes]:
     if item.envelope_hash is None:
         raise StoreError(f"outbox[{item.id}].envelope_hash: required to mark an item signed")
     return item.message_id, item.sequence, item.value, item.envelope_hash
+
+
+def check_enqueued_id(item: OutboxItem, enqueued: UUID | None) -> None:
+    """A StoreError when ``item`` is signed under another message id than it was enqueued with
+    (the id printed at enqueue time is the one that must travel)."""
+    if enqueued is not None and item.message_id != enqueued:
+        raise StoreError(
+            f"outbox[{item.id}].message_id: {item.message_id} differs from {enqueued},"
+            " the id it was enqueued with"
+        )

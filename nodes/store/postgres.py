@@ -27,6 +27,7 @@ from nodes.store.base import (
     AuditEvent,
     BatchResult,
     ChainHead,
+    ConnectorEvent,
     OutboxItem,
     OutboxStatus,
     QuarantineEntry,
@@ -189,11 +190,13 @@ class PostgresStore:
                 inserted = {UUID(bytes=r[0].bytes) for r in got}
             if q_rows:
                 await conn.executemany(ops.INSERT_QUARANTINE, q_rows)
-            applied, erasures = await ops.apply_retractions(conn, retractions)
+            changed, erasures = await ops.apply_retractions(conn, retractions)
             await ops.append_audit(conn, [*audit, *erasures])
             if o_rows:
                 await conn.executemany(ops.UPSERT_OFFSET, o_rows)
-            return inserted, applied
+            delivered = [(row[0], row[1]) for row in rows if row[0] in inserted]
+            await ops.append_events(conn, delivered, changed)
+            return inserted, len(changed)
 
         inserted, applied = await self._write(work)
         duplicates: list[UUID] = []
@@ -315,6 +318,7 @@ class PostgresStore:
                 c.dump_json(i.handling, "outbox.handling"),
                 c.dump_names(i.recipients, "outbox.recipients"),
                 c.aware(i.created_at, "outbox.created_at"),
+                i.message_id,
             )
             for i in items
         ]
@@ -322,8 +326,8 @@ class PostgresStore:
         async def work(conn: Conn) -> list[int]:
             sql = (
                 "INSERT INTO outbox (topic, record_key, message_type, payload, handling,"
-                " recipients, created_at, status) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb,"
-                " $6::jsonb, $7, 'pending') RETURNING id"
+                " recipients, created_at, message_id, status) VALUES ($1, $2, $3, $4::jsonb,"
+                " $5::jsonb, $6::jsonb, $7, $8, 'pending') RETURNING id"
             )
             return [int(await conn.fetchval(sql, *row)) for row in rows]
 
@@ -354,46 +358,7 @@ class PostgresStore:
         return await self._read(work)
 
     async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
-        async def work(conn: Conn) -> None:
-            for item in items:
-                mid, seq, value, digest = c.signed_fields(item)
-                try:
-                    status = await conn.fetchval(
-                        "UPDATE outbox SET status = 'signed', message_id = $1, sequence = $2,"
-                        " value = $3, envelope_hash = $4 WHERE id = $5 AND status = 'pending'"
-                        " RETURNING status",
-                        mid,
-                        seq,
-                        value,
-                        digest,
-                        item.id,
-                    )
-                except asyncpg.UniqueViolationError as exc:
-                    raise StoreError(
-                        f"outbox[{item.id}].sequence: {seq} is already assigned on topic"
-                        f" {item.topic}"
-                    ) from exc
-                if status is None:
-                    raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
-            for head in heads:
-                current = await conn.fetchval(
-                    "SELECT sequence FROM chain_heads WHERE topic = $1 FOR UPDATE", head.topic
-                )
-                if current is not None and head.sequence <= current:
-                    raise StoreError(
-                        f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
-                        f" past {current}"
-                    )
-                await conn.execute(
-                    "INSERT INTO chain_heads (topic, sequence, envelope_hash) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (topic) DO UPDATE SET sequence = excluded.sequence,"
-                    " envelope_hash = excluded.envelope_hash",
-                    head.topic,
-                    head.sequence,
-                    head.envelope_hash,
-                )
-
-        await self._write(work)
+        await self._write(lambda conn: ops.mark_signed(conn, items, heads))
 
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
         when = c.aware(at, "at")
@@ -429,6 +394,24 @@ class PostgresStore:
         return await self._read(
             lambda conn: ops.fetch_int(conn, "SELECT count(*) FROM outbox WHERE status <> 'sent'")
         )
+
+    # --- outbound connectors -----------------------------------------------------------------
+    async def open_cursor(self, connector: str, at: datetime) -> int:
+        when = c.aware(at, "at")
+        return await self._write(lambda conn: ops.open_cursor(conn, connector, when))
+
+    async def connector_events(self, after_seq: int, limit: int) -> list[ConnectorEvent]:
+        lim = c.positive_limit(limit)
+        return await self._read(lambda conn: ops.connector_events(conn, after_seq, lim))
+
+    async def advance_cursor(
+        self, connector: str, last_seq: int, at: datetime, audit: Sequence[AuditEvent] = ()
+    ) -> None:
+        when = c.aware(at, "at")
+        await self._write(lambda conn: ops.advance_cursor(conn, connector, last_seq, when, audit))
+
+    async def prune_connector_events(self, up_to_seq: int) -> int:
+        return await self._write(lambda conn: ops.prune_connector_events(conn, up_to_seq))
 
     # --- audit log ----------------------------------------------------------------------------
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:

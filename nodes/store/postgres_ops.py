@@ -7,21 +7,28 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+import asyncpg
+
 from nodes.store import audit_chain
 from nodes.store import codecs as c
 from nodes.store.base import (
     AuditEntry,
     AuditEvent,
+    ChainHead,
+    ConnectorEvent,
+    EventKind,
     OutboxItem,
     OutboxStatus,
     QuarantineEntry,
     RecordState,
     RetractionOrder,
     StoredRecord,
+    StoreError,
 )
 
 Conn = Any  # asyncpg.Connection (asyncpg ships no type hints)
 LOCK_AUDIT = 0x4E43_5002  # advisory lock key serialising appends to the audit log
+LOCK_EVENTS = 0x4E43_5003  # ... and appends to the connector queue (seq order = commit order)
 
 INSERT_RECORDS = (
     f"INSERT INTO records ({c.RECORD_COLUMNS})"  # noqa: S608
@@ -42,6 +49,18 @@ UPSERT_OFFSET = (
     " VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, kafka_partition)"
     " DO UPDATE SET next_offset = excluded.next_offset"
 )
+INSERT_EVENTS = (
+    "INSERT INTO connector_events (kind, message_id, topic)"
+    " SELECT u.k, u.m, u.t FROM unnest($1::text[], $2::uuid[], $3::text[])"
+    " WITH ORDINALITY AS u(k, m, t, n) ORDER BY u.n"
+)
+SELECT_EVENTS = (
+    "SELECT e.seq, e.kind, e.message_id, e.topic, "  # noqa: S608
+    + ", ".join(f"r.{col.strip()}" for col in c.RECORD_COLUMNS.split(","))
+    + " FROM connector_events e LEFT JOIN records r"
+    " ON e.kind = 'deliver' AND r.message_id = e.message_id"
+    " WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"
+)
 INSERT_AUDIT = (
     f"INSERT INTO audit_log ({c.AUDIT_COLUMNS})"  # noqa: S608
     " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::json, $9, $10)"
@@ -59,21 +78,23 @@ async def schema_version(conn: Conn) -> int:
 
 async def apply_retractions(
     conn: Conn, orders: Sequence[RetractionOrder]
-) -> tuple[int, list[AuditEvent]]:
-    applied, erasures = 0, []
+) -> tuple[list[tuple[UUID, str]], list[AuditEvent]]:
+    """Apply ``orders``; the (message id, topic) of each record changed, and the erasures."""
+    changed: list[tuple[UUID, str]] = []
+    erasures: list[AuditEvent] = []
     for order in orders:
         if order.purge:
-            done = await conn.fetchval(
-                "DELETE FROM records WHERE message_id = $1 AND sender = $2 RETURNING 1",
+            topic = await conn.fetchval(
+                "DELETE FROM records WHERE message_id = $1 AND sender = $2 RETURNING topic",
                 order.retracted_message_id,
                 order.by_sender,
             )
-            if done:
+            if topic is not None:
                 erasures.append(c.erasure_for(order))
         else:
-            done = await conn.fetchval(
+            topic = await conn.fetchval(
                 "UPDATE records SET state = $1, withdrawn_at = $2, retraction_id = $3"
-                " WHERE message_id = $4 AND sender = $5 AND state = $6 RETURNING 1",
+                " WHERE message_id = $4 AND sender = $5 AND state = $6 RETURNING topic",
                 RecordState.WITHDRAWN.value,
                 c.aware(order.at, "retraction.at"),
                 order.retraction_message_id,
@@ -81,8 +102,123 @@ async def apply_retractions(
                 order.by_sender,
                 RecordState.ACTIVE.value,
             )
-        applied += 1 if done else 0
-    return applied, erasures
+        if topic is not None:
+            changed.append((order.retracted_message_id, topic))
+    return changed, erasures
+
+
+async def append_events(
+    conn: Conn, delivered: Sequence[tuple[UUID, str]], retracted: Sequence[tuple[UUID, str]]
+) -> None:
+    """Queue DELIVER events for ``delivered`` then RETRACT events for ``retracted``, under a
+    lock held to commit, so seqs become visible in order."""
+    events = [("deliver", m, t) for m, t in delivered] + [("retract", m, t) for m, t in retracted]
+    if not events:
+        return
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
+    kinds, mids, topics = (list(col) for col in zip(*events, strict=True))
+    await conn.execute(INSERT_EVENTS, kinds, mids, topics)
+
+
+async def connector_events(conn: Conn, after_seq: int, limit: int) -> list[ConnectorEvent]:
+    rows = await conn.fetch(SELECT_EVENTS, after_seq, limit)
+    return [
+        ConnectorEvent(
+            r[0],
+            EventKind(r[1]),
+            UUID(bytes=r[2].bytes),
+            r[3],
+            None if r[4] is None else record(r[4:]),
+        )
+        for r in rows
+    ]
+
+
+async def mark_signed(conn: Conn, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
+    """The checks and updates of :meth:`Store.mark_signed`, inside the caller's transaction."""
+    for item in items:
+        mid, seq, value, digest = c.signed_fields(item)
+        row = await conn.fetchrow(
+            "SELECT status, message_id FROM outbox WHERE id = $1 FOR UPDATE", item.id
+        )
+        if row is None or row[0] != OutboxStatus.PENDING.value:
+            raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+        c.check_enqueued_id(item, None if row[1] is None else UUID(bytes=row[1].bytes))
+        try:
+            status = await conn.fetchval(
+                "UPDATE outbox SET status = 'signed', message_id = $1, sequence = $2,"
+                " value = $3, envelope_hash = $4 WHERE id = $5 AND status = 'pending'"
+                " RETURNING status",
+                mid,
+                seq,
+                value,
+                digest,
+                item.id,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise StoreError(
+                f"outbox[{item.id}].sequence: {seq} is already assigned on topic {item.topic}"
+            ) from exc
+        if status is None:
+            raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+    for head in heads:
+        current = await conn.fetchval(
+            "SELECT sequence FROM chain_heads WHERE topic = $1 FOR UPDATE", head.topic
+        )
+        if current is not None and head.sequence <= current:
+            raise StoreError(
+                f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
+                f" past {current}"
+            )
+        await conn.execute(
+            "INSERT INTO chain_heads (topic, sequence, envelope_hash) VALUES ($1, $2, $3)"
+            " ON CONFLICT (topic) DO UPDATE SET sequence = excluded.sequence,"
+            " envelope_hash = excluded.envelope_hash",
+            head.topic,
+            head.sequence,
+            head.envelope_hash,
+        )
+
+
+async def open_cursor(conn: Conn, connector: str, at: Any) -> int:
+    # the head, once no batch is appending events (a seq taken but not yet committed)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
+    await conn.execute(
+        "INSERT INTO connector_cursors (connector, last_seq, updated_at)"
+        " SELECT $1, coalesce(max(seq), 0), $2 FROM connector_events"
+        " ON CONFLICT (connector) DO NOTHING",
+        connector,
+        at,
+    )
+    return await fetch_int(
+        conn, "SELECT last_seq FROM connector_cursors WHERE connector = $1", connector
+    )
+
+
+async def prune_connector_events(conn: Conn, up_to_seq: int) -> int:
+    status = await conn.execute("DELETE FROM connector_events WHERE seq <= $1", up_to_seq)
+    return int(status.split()[-1])
+
+
+async def advance_cursor(
+    conn: Conn, connector: str, last_seq: int, at: Any, audit: Sequence[AuditEvent]
+) -> None:
+    current = await conn.fetchval(
+        "SELECT last_seq FROM connector_cursors WHERE connector = $1 FOR UPDATE", connector
+    )
+    if current is None:
+        raise StoreError(f"connector_cursors[{connector}]: no cursor (open_cursor first)")
+    if last_seq < current:
+        raise StoreError(
+            f"connector_cursors[{connector}].last_seq: {last_seq} would move back from {current}"
+        )
+    await conn.execute(
+        "UPDATE connector_cursors SET last_seq = $1, updated_at = $2 WHERE connector = $3",
+        last_seq,
+        at,
+        connector,
+    )
+    await append_audit(conn, audit)
 
 
 async def append_audit(conn: Conn, events: Sequence[AuditEvent]) -> None:

@@ -31,6 +31,7 @@ from nodes.store.base import (
     AuditEvent,
     BatchResult,
     ChainHead,
+    ConnectorEvent,
     OutboxItem,
     QuarantineEntry,
     RetractionOrder,
@@ -177,14 +178,16 @@ class SqliteStore:
             o_rows = [(group, t, p, o) for (t, p), o in offsets.items()]
             conn.execute("BEGIN IMMEDIATE")
             try:
+                last_rowid = ops.scalar(conn, "SELECT coalesce(max(rowid), 0) FROM records")
                 existing = ops.insert_records(conn, rows)
                 if q_rows:
                     conn.executemany(ops.SQ_INSERT_QUARANTINE, q_rows)
-                applied, erasures = ops.apply_retractions(conn, retractions)
+                changed, erasures = ops.apply_retractions(conn, retractions)
                 if audit or erasures:
                     ops.append_audit(conn, [*audit, *erasures])
                 if o_rows:
                     conn.executemany(ops.SQ_UPSERT_OFFSET, o_rows)
+                ops.append_events(conn, last_rowid if len(existing) < len(rows) else None, changed)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -198,7 +201,7 @@ class SqliteStore:
                     duplicates.append(record.message_id)
                 first.add(key)
             stored = len(rows) - len(existing)
-            return BatchResult(stored, tuple(duplicates), applied)
+            return BatchResult(stored, tuple(duplicates), len(changed))
 
         return await self._call(work)
 
@@ -301,6 +304,7 @@ class SqliteStore:
                     c.dump_json(i.handling, "outbox.handling"),
                     c.dump_names(i.recipients, "outbox.recipients"),
                     c.to_micros(i.created_at, "outbox.created_at"),
+                    None if i.message_id is None else i.message_id.bytes,
                 )
                 for i in items
             ]
@@ -342,10 +346,16 @@ class SqliteStore:
         def work(conn: Conn) -> None:
             for item in items:
                 mid, seq, value, digest = c.signed_fields(item)
+                row = conn.execute(
+                    "SELECT status, message_id FROM outbox WHERE id = ?", (item.id,)
+                ).fetchone()
+                if row is None or row[0] != "pending":
+                    raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+                c.check_enqueued_id(item, None if row[1] is None else UUID(bytes=row[1]))
                 try:
-                    cur = conn.execute(
+                    conn.execute(
                         "UPDATE outbox SET status = 'signed', message_id = ?, sequence = ?,"
-                        " value = ?, envelope_hash = ? WHERE id = ? AND status = 'pending'",
+                        " value = ?, envelope_hash = ? WHERE id = ?",
                         (mid.bytes, seq, value, digest, item.id),
                     )
                 except sqlite3.IntegrityError as exc:
@@ -353,8 +363,6 @@ class SqliteStore:
                         f"outbox[{item.id}].sequence: {seq} is already assigned on topic"
                         f" {item.topic} ({exc})"
                     ) from exc
-                if cur.rowcount != 1:
-                    raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
             for head in heads:
                 row = conn.execute(
                     "SELECT sequence FROM chain_heads WHERE topic = ?", (head.topic,)
@@ -403,6 +411,40 @@ class SqliteStore:
     async def outbox_depth(self) -> int:
         return await self._call(
             lambda conn: ops.scalar(conn, "SELECT count(*) FROM outbox WHERE status <> 'sent'")
+        )
+
+    # --- outbound connectors ---------------------------------------------------------
+    async def open_cursor(self, connector: str, at: datetime) -> int:
+        when = c.to_micros(at, "at")
+
+        def work(conn: Conn) -> int:
+            conn.execute(
+                "INSERT INTO connector_cursors (connector, last_seq, updated_at)"
+                " SELECT ?, coalesce(max(seq), 0), ? FROM connector_events"
+                " WHERE true ON CONFLICT (connector) DO NOTHING",
+                (connector, when),
+            )
+            return ops.scalar(
+                conn, "SELECT last_seq FROM connector_cursors WHERE connector = ?", connector
+            )
+
+        return await self._write(work)
+
+    async def connector_events(self, after_seq: int, limit: int) -> list[ConnectorEvent]:
+        lim = c.positive_limit(limit)
+        return await self._call(lambda conn: ops.connector_events(conn, after_seq, lim))
+
+    async def advance_cursor(
+        self, connector: str, last_seq: int, at: datetime, audit: Sequence[AuditEvent] = ()
+    ) -> None:
+        when = c.to_micros(at, "at")
+        await self._write(lambda conn: ops.advance_cursor(conn, connector, last_seq, when, audit))
+
+    async def prune_connector_events(self, up_to_seq: int) -> int:
+        return await self._write(
+            lambda conn: (
+                conn.execute("DELETE FROM connector_events WHERE seq <= ?", (up_to_seq,)).rowcount
+            )
         )
 
     # --- audit log -----------------------------------------------------------------

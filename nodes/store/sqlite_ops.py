@@ -15,6 +15,8 @@ from nodes.store.audit_chain import Chained
 from nodes.store.base import (
     AuditEntry,
     AuditEvent,
+    ConnectorEvent,
+    EventKind,
     OutboxItem,
     OutboxStatus,
     QuarantineEntry,
@@ -50,9 +52,23 @@ SQ_INSERT_RECORD_OR_IGNORE = SQ_INSERT_RECORD.replace("INSERT INTO", "INSERT OR 
 SQ_INSERT_QUARANTINE = f"INSERT INTO quarantine ({QUARANTINE_COLUMNS}) VALUES ({','.join('?' * 9)})"  # noqa: S608
 SQ_INSERT_OUTBOX = (
     "INSERT INTO outbox (topic, record_key, message_type, payload, handling, recipients,"
-    " created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id"
+    " created_at, message_id, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id"
 )
 SQ_INSERT_AUDIT = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 10)})"  # noqa: S608
+SQ_INSERT_DELIVER = (
+    "INSERT INTO connector_events (kind, message_id, topic)"
+    " SELECT 'deliver', message_id, topic FROM records WHERE rowid > ? ORDER BY rowid"
+)
+SQ_INSERT_RETRACT = (
+    "INSERT INTO connector_events (kind, message_id, topic) VALUES ('retract', ?, ?)"
+)
+SQ_EVENTS = (
+    "SELECT e.seq, e.kind, e.message_id, e.topic, "  # noqa: S608
+    + ", ".join(f"r.{col.strip()}" for col in RECORD_COLUMNS.split(","))
+    + " FROM connector_events e LEFT JOIN records r"
+    " ON e.kind = 'deliver' AND r.message_id = e.message_id"
+    " WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+)
 SQ_UPSERT_OFFSET = (
     "INSERT INTO consumer_offsets (group_id, topic, kafka_partition, next_offset)"
     " VALUES (?, ?, ?, ?) ON CONFLICT (group_id, topic, kafka_partition)"
@@ -282,20 +298,23 @@ def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[bytes]:
 
 def apply_retractions(
     conn: Conn, orders: Sequence[RetractionOrder]
-) -> tuple[int, list[AuditEvent]]:
-    applied, erasures = 0, []
+) -> tuple[list[tuple[bytes, str]], list[AuditEvent]]:
+    """Apply ``orders``; the (message id, topic) of each record changed, and the erasures."""
+    changed: list[tuple[bytes, str]] = []
+    erasures: list[AuditEvent] = []
     for order in orders:
         mid = order.retracted_message_id.bytes
         if order.purge:
-            cur = conn.execute(
-                "DELETE FROM records WHERE message_id = ? AND sender = ?", (mid, order.by_sender)
-            )
-            if cur.rowcount:
+            row = conn.execute(
+                "DELETE FROM records WHERE message_id = ? AND sender = ? RETURNING topic",
+                (mid, order.by_sender),
+            ).fetchone()
+            if row is not None:
                 erasures.append(erasure_for(order))
         else:
-            cur = conn.execute(
+            row = conn.execute(
                 "UPDATE records SET state = ?, withdrawn_at = ?, retraction_id = ?"
-                " WHERE message_id = ? AND sender = ? AND state = ?",
+                " WHERE message_id = ? AND sender = ? AND state = ? RETURNING topic",
                 (
                     RecordState.WITHDRAWN.value,
                     to_micros(order.at, "retraction.at"),
@@ -304,9 +323,49 @@ def apply_retractions(
                     order.by_sender,
                     RecordState.ACTIVE.value,
                 ),
-            )
-        applied += cur.rowcount
-    return applied, erasures
+            ).fetchone()
+        if row is not None:
+            changed.append((mid, row[0]))
+    return changed, erasures
+
+
+def append_events(
+    conn: Conn, after_rowid: int | None, retracted: Sequence[tuple[bytes, str]]
+) -> None:
+    """Queue DELIVER events for the records inserted in this transaction (those with a rowid
+    above ``after_rowid``, the largest before it; None: none inserted), then RETRACT events
+    for ``retracted``. Copying inside SQLite spares binding every id again."""
+    if after_rowid is not None:
+        conn.execute(SQ_INSERT_DELIVER, (after_rowid,))
+    if retracted:
+        conn.executemany(SQ_INSERT_RETRACT, retracted)
+
+
+def connector_events(conn: Conn, after_seq: int, limit: int) -> list[ConnectorEvent]:
+    out: list[ConnectorEvent] = []
+    for row in conn.execute(SQ_EVENTS, (after_seq, limit)):
+        record = None if row[4] is None else sq_record(row[4:])
+        out.append(ConnectorEvent(row[0], EventKind(row[1]), UUID(bytes=row[2]), row[3], record))
+    return out
+
+
+def advance_cursor(
+    conn: Conn, connector: str, last_seq: int, at: int, audit: Sequence[AuditEvent]
+) -> None:
+    row = conn.execute(
+        "SELECT last_seq FROM connector_cursors WHERE connector = ?", (connector,)
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"connector_cursors[{connector}]: no cursor (open_cursor first)")
+    if last_seq < row[0]:
+        raise StoreError(
+            f"connector_cursors[{connector}].last_seq: {last_seq} would move back from {row[0]}"
+        )
+    conn.execute(
+        "UPDATE connector_cursors SET last_seq = ?, updated_at = ? WHERE connector = ?",
+        (last_seq, at, connector),
+    )
+    append_audit(conn, audit)
 
 
 def append_audit(conn: Conn, events: Sequence[AuditEvent]) -> None:

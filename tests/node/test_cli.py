@@ -11,11 +11,13 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from exchange.cli import build_parser
 from nodes.config import load_config
+from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, open_store
 from tests.node.conftest import Federation, alert_data
 
@@ -169,3 +171,40 @@ def test_daemon_process_publishes_cli_alerts_and_stops_on_sigterm(
     assert events
     assert {e.actor for e in events} == {"cli:test"}
     assert events[0].details["message_ids"] == [row["message_id"]]
+
+
+def test_publish_prints_the_message_id_that_will_travel(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """`alert publish` prints the message id it stored, and the publisher seals under it."""
+    url = f"sqlite:///{tmp_path / 'fr.db'}"
+    config_path = federation.config_path("FR")
+    done = exchange(
+        "alert", "publish", "-c", str(config_path), "--title", "Fake shop",
+        "--category", "FRAUDULENT_SALES", "--domain", "shop.example", "--tlp", "GREEN",
+        "--handling-code", "H0", "--description", "Takes payment, never delivers.",
+        env={"EXCHANGE_STORE__URL": url},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = UUID(done.stdout.split()[2])
+
+    async def seal_it() -> tuple[UUID | None, UUID | None]:
+        store = open_store(url)
+        await store.open()
+        try:
+            (pending,) = await store.pending(10)
+            config = load_config(config_path)
+            publisher = Publisher(
+                node=config.node,
+                store=store,
+                kafka=config.kafka.settings(),
+                signer=federation.signer("FR"),
+                trust=federation.trust,
+                config=config.publisher,
+            )
+            (sealed,) = await publisher.sign_pending()
+            return pending.message_id, sealed.message_id
+        finally:
+            await store.close()
+
+    assert asyncio.run(seal_it()) == (printed, printed)

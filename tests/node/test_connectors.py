@@ -69,6 +69,45 @@ async def test_jsonl_connector_appends_deliveries_and_retractions(tmp_path: Path
     assert lines[1] == {"event": "retract", "message_id": str(record.message_id)}
 
 
+async def test_jsonl_connector_writes_each_message_id_once_across_restarts(
+    tmp_path: Path,
+) -> None:
+    """A new instance on the same file skips deliveries and withdrawals it already wrote."""
+    ctx = context(tmp_path, path="shared.jsonl")
+    first, second = shared_record(), shared_record()
+    before = JsonlConnector(ctx)
+    assert await before.deliver(first, ctx)
+    assert await before.retract(first.message_id, ctx)
+    assert await before.deliver(first, ctx)  # the same instance skips too
+    after = JsonlConnector(ctx)  # the node restarted and hands both over again
+    assert await after.deliver(first, ctx)
+    assert await after.retract(first.message_id, ctx)
+    assert await after.deliver(second, ctx)
+    lines = [json.loads(x) for x in (tmp_path / "shared.jsonl").read_text().splitlines()]
+    assert [(x["event"], x.get("message_id") or x["record"]["message_id"]) for x in lines] == [
+        ("deliver", str(first.message_id)),
+        ("retract", str(first.message_id)),
+        ("deliver", str(second.message_id)),
+    ]
+
+
+async def test_jsonl_connector_rewrites_a_line_torn_by_a_crash(tmp_path: Path) -> None:
+    """A last line cut short by a crash is cut off, and the record is written again in full."""
+    ctx = context(tmp_path, path="shared.jsonl")
+    kept, torn = shared_record(), shared_record()
+    whole = json.dumps({"event": "deliver", "record": kept.to_json()}, sort_keys=True)
+    cut = json.dumps({"event": "deliver", "record": torn.to_json()}, sort_keys=True)[:40]
+    (tmp_path / "shared.jsonl").write_text(whole + "\n" + cut)
+    connector = JsonlConnector(ctx)
+    assert await connector.deliver(kept, ctx)
+    assert await connector.deliver(torn, ctx)
+    lines = [json.loads(x) for x in (tmp_path / "shared.jsonl").read_text().splitlines()]
+    assert [x["record"]["message_id"] for x in lines] == [
+        str(kept.message_id),
+        str(torn.message_id),
+    ]
+
+
 def test_jsonl_connector_needs_a_path(tmp_path: Path) -> None:
     """A JSONL connector without a path option is a config error naming the option."""
     with pytest.raises(InputError) as caught:
