@@ -2,8 +2,10 @@
 
 Everything is validated before anything is enqueued: the payload (``exchange.models
 .parse_payload``), the handling, the recipients (members of the trust list with a current
-encryption key) and the topic. A JSONL file is all or nothing: every problem of every line
-is reported (``line 3: payload.title: ...``) and none is enqueued.
+encryption key) and the topic. The item keeps the payload's Avro single-object encoding
+(``payload_avro``), so the publisher signs it without validating it again. A JSONL file
+is all or nothing: every problem of every line is reported (``line 3: payload.title:
+...``) and none is enqueued.
 
 JSONL: one object a line::
 
@@ -30,6 +32,7 @@ from exchange.errors import ExchangeError, InputError
 from exchange.ids import NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import Handling, parse_payload, record_key
+from exchange.seal import encode_payload
 from exchange.topics import HOME_TOPIC, MessageType, TopicKind, allowed_on, topic_name
 from exchange.trust import TrustList
 from exchange.uuid7 import uuid7
@@ -149,6 +152,10 @@ def build_item(
         )
     if problems or model is None or handling_model is None or full_topic is None or not record_key_:
         raise InputError(problems)
+    try:
+        payload_avro = encode_payload(model)
+    except ExchangeError as exc:
+        raise InputError([(f"{where}payload", exc.detail)]) from None
     return OutboxItem(
         id=0,
         topic=full_topic,
@@ -160,6 +167,7 @@ def build_item(
         created_at=now,
         status=OutboxStatus.PENDING,
         message_id=uuid7(now),
+        payload_avro=payload_avro,
     )
 
 

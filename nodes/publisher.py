@@ -5,7 +5,10 @@ Each round takes ``store.pending()`` (SIGNED items first, then PENDING, oldest f
 1. PENDING items get the next links of this node's chain per topic (``exchange.chain``),
    are sealed (signed; encrypted when they name recipients) with ``now`` = the clock, and
    ``store.mark_signed`` fixes their bytes and the new chain heads in one transaction -
-   so a sequence number is never given twice, even across a crash.
+   so a sequence number is never given twice, even across a crash. An item carries its
+   payload's Avro bytes from the moment it was accepted (``payload_avro``): sealing only
+   wraps and signs them (``exchange.seal.seal_encoded``). Items enqueued before the store's
+   schema version 3 lack them and are sealed from their JSON payload, validated again.
 2. All of them are sent with the idempotent producer (``acks=all``): every ``send()`` first,
    then one ``gather`` of the delivery futures; acknowledged ids are ``mark_sent``.
 
@@ -22,10 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +39,7 @@ from exchange.errors import ExchangeError, TransientError
 from exchange.ids import NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import Handling, parse_payload
-from exchange.seal import seal
+from exchange.seal import Sealed, seal, seal_encoded
 from exchange.topics import MessageType
 from exchange.trust import TrustList
 from nodes.config import PublisherConfig
@@ -48,8 +50,12 @@ from nodes.store.base import ChainHead, OutboxItem, OutboxStatus, Store
 Clock = Callable[[], datetime]
 #: How many batches one read of the outbox fetches.
 BACKLOG_BATCHES = 4
+#: Distinct handling objects kept parsed (a node uses a handful).
+_HANDLING_CACHE = 256
 #: Sealed items, the new chain heads, and the items that could not be sealed (with why).
 _Sealing = tuple[list[OutboxItem], list[ChainHead], list[tuple[OutboxItem, str]]]
+#: A batch: its items, those already SIGNED, and the sealing of its PENDING ones.
+_Batch = tuple[list[OutboxItem], list[OutboxItem], asyncio.Future[_Sealing] | None]
 
 
 def utc_now() -> datetime:
@@ -104,6 +110,8 @@ class Publisher:
         self._chain: ChainState | None = None
         self._in_flight: tuple[list[OutboxItem], list[asyncio.Future[Any]]] | None = None
         self._backlog: deque[OutboxItem] = deque()  # fetched, not yet handled, in outbox order
+        self._early: _Batch | None = None  # the next batch, sealing ahead while one is sent
+        self._handlings: dict[tuple[tuple[str, Any], ...], Handling] = {}
         self.alive = False
         self.last_error: str | None = None
 
@@ -148,6 +156,7 @@ class Publisher:
         finally:
             self.alive = False
             self._in_flight = None  # unacknowledged items stay SIGNED: re-sent next start
+            await self._drop_early()  # sealed ahead, never stored: stays PENDING
             await self._close_producer()
 
     async def _sleep(self, seconds: float, until: asyncio.Event) -> None:
@@ -158,6 +167,7 @@ class Publisher:
 
     async def _failed(self, error: str) -> None:
         self.metrics.publish_errors.inc()
+        await self._drop_early()
         self._backlog.clear()  # the store says again what is left, after the pause
         if error != self.last_error:  # once per state change, not once per retry
             self.log.warning("publishing paused, will retry", error=error)
@@ -206,40 +216,38 @@ class Publisher:
     async def publish_once(self) -> int:
         """One complete round: sign what is pending, send, wait for the acknowledgements.
         Returns the number of items acknowledged."""
-        await self._round()
-        return await self._flush()
+        try:
+            await self._round()
+            return await self._flush()
+        finally:
+            await self._drop_early()  # a complete round leaves nothing sealed ahead
 
     async def _round(self) -> int:
         """Sign the next batch while the previous batch's acknowledgements arrive, then send it.
 
         Only this task calls the store, one call at a time; sealing runs in a worker thread
-        meanwhile. Returns how many items this round sent (now in flight).
+        meanwhile. When more is already fetched, the batch after this one starts sealing as
+        soon as this one is sealed, so it overlaps storing and sending this one; its links
+        continue the chain in memory and are only stored after this batch's, and a failure
+        drops it (its items stay PENDING, the chain is reloaded from the store). Returns how
+        many items this round sent (now in flight).
         """
-        if not self._backlog:
-            # Several batches at once: fewer reads, and none re-reads the batch in flight.
-            skip = {i.id for i in self._in_flight[0]} if self._in_flight else set()
-            fetched = await self.store.pending(self.config.batch_size * BACKLOG_BATCHES + len(skip))
-            self._backlog.extend(i for i in fetched if i.id not in skip)
-        items = [
-            self._backlog.popleft() for _ in range(min(self.config.batch_size, len(self._backlog)))
-        ]
-        ready = [i for i in items if i.status is OutboxStatus.SIGNED]
-        pending = [i for i in items if i.status is OutboxStatus.PENDING]
-        sealing: asyncio.Future[_Sealing] | None = None
-        if pending:
-            chain = await self._chain_state(sorted({i.topic for i in pending}))
-            sealing = asyncio.ensure_future(
-                asyncio.to_thread(self._seal_all, pending, chain, self.clock())
-            )
+        early, self._early = self._early, None
+        items, ready, sealing = early if early is not None else await self._next_batch()
         try:
             await self._flush()
         except BaseException:
-            if sealing is not None:  # let the thread finish; its links were never stored
-                await asyncio.wait([sealing])
-                self._chain = None
+            await self._drop(sealing)
             raise
         if sealing is not None:
-            ready.extend(await self._keep_signed(await sealing))
+            sealed = await sealing
+            if self._backlog and not self._stopping:
+                self._early = await self._next_batch()
+            try:
+                ready.extend(await self._keep_signed(sealed))
+            except BaseException:
+                await self._drop_early()
+                raise
         if not items:
             self.metrics.outbox_depth.set(0)
         if not ready:
@@ -252,10 +260,58 @@ class Publisher:
                     for item in ready
                 ]
         except TransientError as exc:
+            await self._drop_early()
             await self.store.record_publish_error([i.id for i in ready], str(exc))
             raise
         self._in_flight = (ready, futures)
         return len(ready)
+
+    async def _next_batch(self) -> _Batch:
+        """The next batch from the backlog (read from the store when empty), its SIGNED items,
+        and its PENDING items being sealed in a worker thread."""
+        if not self._backlog:
+            # Several batches at once: fewer reads, and none re-reads the batch in flight (all
+            # SIGNED, the newest of them when this fetch is needed: the backlog is empty).
+            in_flight = (
+                max((i.id for i in self._in_flight[0]), default=None) if self._in_flight else None
+            )
+            self._backlog.extend(
+                await self.store.pending(
+                    self.config.batch_size * BACKLOG_BATCHES, signed_after=in_flight
+                )
+            )
+        items = [
+            self._backlog.popleft() for _ in range(min(self.config.batch_size, len(self._backlog)))
+        ]
+        ready = [i for i in items if i.status is OutboxStatus.SIGNED]
+        pending = [i for i in items if i.status is OutboxStatus.PENDING]
+        if not pending:
+            return items, ready, None
+        chain = await self._chain_state(sorted({i.topic for i in pending}))
+        sealing = asyncio.ensure_future(
+            asyncio.to_thread(self._seal_all, pending, chain, self.clock())
+        )
+        return items, ready, sealing
+
+    async def _drop(self, sealing: asyncio.Future[_Sealing] | None) -> None:
+        """Forget a sealing whose links were never stored (after its thread finished), and
+        the batch sealed ahead of it: the chain and the backlog are read again from the store,
+        so the dropped items are still sealed first."""
+        if sealing is not None:
+            await asyncio.wait([sealing])
+            self._chain = None
+            self._backlog.clear()
+        await self._drop_early()
+
+    async def _drop_early(self) -> None:
+        """Forget the batch sealed ahead (never stored: its items stay PENDING)."""
+        early, self._early = self._early, None
+        if early is None:
+            return
+        self._backlog.clear()  # read again from the store, oldest first
+        if early[2] is not None:
+            await asyncio.wait([early[2]])
+        self._chain = None
 
     async def _flush(self) -> int:
         """Wait for the in-flight batch's acknowledgements and mark those items SENT."""
@@ -325,36 +381,86 @@ class Publisher:
         for item in pending:
             topic = Topic(item.topic)
             try:
-                payload = parse_payload(MessageType(item.message_type), item.payload, now=now)
-                sealed = seal(
-                    payload,
-                    signer=self.signer,
-                    sender=self.node,
-                    topic=topic,
-                    link=chain.next(topic),
-                    handling=Handling.model_validate(dict(item.handling)),
-                    recipients=[NodeId(r) for r in item.recipients],
-                    trust=self.trust,
-                    now=now,
-                    message_id=item.message_id,
-                    key=item.key,
-                )
+                sealed = self._seal_one(item, topic, chain, now)
             except (ExchangeError, ValueError) as exc:
                 refused.append((item, str(exc)))
                 continue
             link = chain.advance(topic, sealed.envelope_hash)
             touched[item.topic] = ChainHead(item.topic, link.sequence, sealed.envelope_hash)
-            done.append(
-                dataclasses.replace(
-                    item,
-                    status=OutboxStatus.SIGNED,
-                    message_id=sealed.envelope.message_id,
-                    sequence=link.sequence,
-                    value=sealed.value,
-                    envelope_hash=sealed.envelope_hash,
-                )
-            )
+            done.append(_signed(item, sealed, link.sequence))
         return done, list(touched.values()), refused
+
+    def _seal_one(self, item: OutboxItem, topic: Topic, chain: ChainState, now: datetime) -> Sealed:
+        handling = self._handling(item.handling)
+        recipients = [NodeId(r) for r in item.recipients]
+        if item.payload_avro is not None:  # validated and encoded when it was accepted
+            return seal_encoded(
+                item.payload_avro,
+                MessageType(item.message_type),
+                signer=self.signer,
+                sender=self.node,
+                topic=topic,
+                link=chain.next(topic),
+                handling=handling,
+                key=item.key,
+                recipients=recipients,
+                trust=self.trust,
+                now=now,
+                message_id=item.message_id,
+            )
+        # enqueued before the outbox kept Avro bytes (schema version < 3): validate the JSON
+        payload = parse_payload(MessageType(item.message_type), item.payload, now=now)
+        return seal(
+            payload,
+            signer=self.signer,
+            sender=self.node,
+            topic=topic,
+            link=chain.next(topic),
+            handling=handling,
+            recipients=recipients,
+            trust=self.trust,
+            now=now,
+            message_id=item.message_id,
+            key=item.key,
+        )
+
+    def _handling(self, data: Mapping[str, Any]) -> Handling:
+        """``data`` as a Handling, parsed once per distinct value (ValueError when invalid)."""
+        try:
+            key = tuple(data.items())
+            return self._handlings[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: not cacheable, validated below
+            return Handling.model_validate(dict(data))
+        handling = Handling.model_validate(dict(data))
+        if len(self._handlings) >= _HANDLING_CACHE:
+            self._handlings.clear()
+        self._handlings[key] = handling
+        return handling
+
+
+def _signed(item: OutboxItem, sealed: Sealed, sequence: int) -> OutboxItem:
+    """``item`` SIGNED as ``sealed`` (built directly: dataclasses.replace costs several times
+    more, once per item on the hot path)."""
+    return OutboxItem(
+        id=item.id,
+        topic=item.topic,
+        key=item.key,
+        message_type=item.message_type,
+        payload=item.payload,
+        handling=item.handling,
+        recipients=item.recipients,
+        created_at=item.created_at,
+        status=OutboxStatus.SIGNED,
+        message_id=sealed.envelope.message_id,
+        sequence=sequence,
+        value=sealed.value,
+        envelope_hash=sealed.envelope_hash,
+        attempts=item.attempts,
+        last_error=item.last_error,
+        payload_avro=item.payload_avro,
+    )
 
 
 def describe(item: OutboxItem) -> dict[str, Any]:

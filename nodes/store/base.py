@@ -140,6 +140,11 @@ class OutboxItem:
     envelope_hash: bytes | None = None
     attempts: int = 0
     last_error: str | None = None
+    # The payload's Avro single-object encoding (exchange.seal.encode_payload), made when the
+    # item was accepted, so the publisher signs it without validating the payload again. None
+    # for items enqueued before schema version 3 (sealed from ``payload``). When it is set,
+    # :meth:`Store.pending` does not decode the JSON ``payload`` and returns it as ``{}``.
+    payload_avro: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +254,12 @@ class Store(Protocol):
         ``id``, ``status``, ``sequence``, ``value`` and ``envelope_hash`` are ignored; a
         ``message_id`` given is kept (it is the id the message will travel under)."""
 
-    async def pending(self, limit: int) -> list[OutboxItem]:
-        """SIGNED items first (to resend their exact bytes), then PENDING, oldest first."""
+    async def pending(self, limit: int, *, signed_after: int | None = None) -> list[OutboxItem]:
+        """SIGNED items first (to resend their exact bytes), then PENDING, oldest first.
+
+        ``signed_after``: leave out SIGNED items whose id is <= it (the publisher's batch in
+        flight, already on its way); PENDING items are all returned whatever their id. Items
+        carrying ``payload_avro`` come with ``payload={}`` (the JSON text is not decoded)."""
 
     async def chain_head(self, topic: str) -> ChainHead | None: ...
 
@@ -259,10 +268,13 @@ class Store(Protocol):
         new chain heads, in one transaction (so a sequence number is never assigned twice).
         StoreError, and nothing changes, when an item is not PENDING, lacks a signing field,
         carries another message id than the one it was enqueued with, reuses a (topic,
-        sequence), or a head does not advance past the stored one."""
+        sequence), or a head does not advance past the stored one; the error names the first
+        offending item (``outbox[id]``) or head. Backends update the items set-based and
+        look for the culprit only when the update did not change every item."""
 
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
-        """SIGNED -> SENT (idempotent for SENT items); StoreError for a PENDING or unknown id."""
+        """SIGNED -> SENT (idempotent for SENT items); StoreError naming the first PENDING or
+        unknown id, and nothing changes."""
 
     async def record_publish_error(self, ids: Sequence[int], error: str) -> None:
         """Count a failed attempt and keep the error text; the status does not change."""

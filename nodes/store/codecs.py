@@ -109,9 +109,11 @@ RECORD_COLUMNS = (
 QUARANTINE_COLUMNS = (
     "topic, kafka_partition, kafka_offset, reason, detail, raw, received_at, message_id, sender"
 )
+# The JSON payload is only read for items without their Avro bytes (enqueued before v3).
 OUTBOX_COLUMNS = (
-    "id, topic, record_key, message_type, payload, handling, recipients, created_at, status,"
-    " message_id, sequence, value, envelope_hash, attempts, last_error"
+    "id, topic, record_key, message_type, CASE WHEN payload_avro IS NULL THEN payload END,"
+    " handling, recipients, created_at, status, message_id, sequence, value, envelope_hash,"
+    " attempts, last_error, payload_avro"
 )
 AUDIT_COLUMNS = (
     "seq, at, action, actor, justification, recipients, subject, details, previous_hash, hash"

@@ -29,7 +29,6 @@ from nodes.store.base import (
     ChainHead,
     ConnectorEvent,
     OutboxItem,
-    OutboxStatus,
     QuarantineEntry,
     RetractionOrder,
     StoredRecord,
@@ -319,6 +318,7 @@ class PostgresStore:
                 c.dump_names(i.recipients, "outbox.recipients"),
                 c.aware(i.created_at, "outbox.created_at"),
                 i.message_id,
+                i.payload_avro,
             )
             for i in items
         ]
@@ -326,24 +326,24 @@ class PostgresStore:
         async def work(conn: Conn) -> list[int]:
             sql = (
                 "INSERT INTO outbox (topic, record_key, message_type, payload, handling,"
-                " recipients, created_at, message_id, status) VALUES ($1, $2, $3, $4::jsonb,"
-                " $5::jsonb, $6::jsonb, $7, $8, 'pending') RETURNING id"
+                " recipients, created_at, message_id, payload_avro, status) VALUES ($1, $2, $3,"
+                " $4::jsonb, $5::jsonb, $6::jsonb, $7, $8, $9, 'pending') RETURNING id"
             )
             return [int(await conn.fetchval(sql, *row)) for row in rows]
 
         return await self._write(work)
 
-    async def pending(self, limit: int) -> list[OutboxItem]:
+    async def pending(self, limit: int, *, signed_after: int | None = None) -> list[OutboxItem]:
         lim = c.positive_limit(limit)
-        sql = (
-            f"SELECT {c.OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
-            " WHERE status <> 'sent' AND status = $1 ORDER BY id LIMIT $2"
-        )
+        select = f"SELECT {c.OUTBOX_COLUMNS} FROM outbox WHERE status <> 'sent'"  # noqa: S608
+        signed_sql = f"{select} AND status = 'signed' AND id > $1 ORDER BY id LIMIT $2"
+        pending_sql = f"{select} AND status = 'pending' ORDER BY id LIMIT $1"
+        after = -1 if signed_after is None else signed_after
 
         async def work(conn: Conn) -> list[OutboxItem]:
-            out = [ops.outbox(r) for r in await conn.fetch(sql, "signed", lim)]
+            out = [ops.outbox(r) for r in await conn.fetch(signed_sql, after, lim)]
             if len(out) < lim:
-                out.extend(ops.outbox(r) for r in await conn.fetch(sql, "pending", lim - len(out)))
+                out.extend(ops.outbox(r) for r in await conn.fetch(pending_sql, lim - len(out)))
             return out
 
         return await self._read(work)
@@ -362,22 +362,7 @@ class PostgresStore:
 
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
         when = c.aware(at, "at")
-
-        async def work(conn: Conn) -> None:
-            for item_id in ids:
-                status = await conn.fetchval(
-                    "UPDATE outbox SET status = 'sent', sent_at = $1"
-                    " WHERE id = $2 AND status = 'signed' RETURNING status",
-                    when,
-                    item_id,
-                )
-                if status is None:
-                    now = await conn.fetchval("SELECT status FROM outbox WHERE id = $1", item_id)
-                    if now != OutboxStatus.SENT.value:
-                        state = "unknown" if now is None else now
-                        raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
-
-        await self._write(work)
+        await self._write(lambda conn: ops.mark_sent(conn, ids, when))
 
     async def record_publish_error(self, ids: Sequence[int], error: str) -> None:
         async def work(conn: Conn) -> None:

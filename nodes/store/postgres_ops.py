@@ -4,7 +4,7 @@ Only :mod:`nodes.store.postgres` calls these."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 import asyncpg
@@ -134,33 +134,29 @@ async def connector_events(conn: Conn, after_seq: int, limit: int) -> list[Conne
     ]
 
 
+MARK_SIGNED = (
+    "UPDATE outbox AS o SET status = 'signed', message_id = u.mid, sequence = u.seq,"
+    " value = u.val, envelope_hash = u.digest"
+    " FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::bytea[], $5::bytea[])"
+    " AS u(id, mid, seq, val, digest)"
+    " WHERE o.id = u.id AND o.status = 'pending' AND (o.message_id IS NULL OR o.message_id = u.mid)"
+)
+
+
 async def mark_signed(conn: Conn, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
-    """The checks and updates of :meth:`Store.mark_signed`, inside the caller's transaction."""
+    """The checks and updates of :meth:`Store.mark_signed`, inside the caller's transaction:
+    one unnest-based UPDATE; the per-item checks run only to name a culprit."""
+    columns: tuple[list[Any], ...] = ([], [], [], [], [])
     for item in items:
-        mid, seq, value, digest = c.signed_fields(item)
-        row = await conn.fetchrow(
-            "SELECT status, message_id FROM outbox WHERE id = $1 FOR UPDATE", item.id
-        )
-        if row is None or row[0] != OutboxStatus.PENDING.value:
-            raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
-        c.check_enqueued_id(item, None if row[1] is None else UUID(bytes=row[1].bytes))
-        try:
-            status = await conn.fetchval(
-                "UPDATE outbox SET status = 'signed', message_id = $1, sequence = $2,"
-                " value = $3, envelope_hash = $4 WHERE id = $5 AND status = 'pending'"
-                " RETURNING status",
-                mid,
-                seq,
-                value,
-                digest,
-                item.id,
-            )
-        except asyncpg.UniqueViolationError as exc:
-            raise StoreError(
-                f"outbox[{item.id}].sequence: {seq} is already assigned on topic {item.topic}"
-            ) from exc
-        if status is None:
-            raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+        for column, value in zip(columns, (item.id, *c.signed_fields(item)), strict=True):
+            column.append(value)
+    try:
+        async with conn.transaction():  # a savepoint: a refused update leaves nothing behind
+            status = await conn.execute(MARK_SIGNED, *columns)
+            if int(status.rsplit(" ", 1)[1]) != len(items):
+                raise _IncompleteError
+    except (_IncompleteError, asyncpg.UniqueViolationError):
+        await _name_unsignable(conn, items)
     for head in heads:
         current = await conn.fetchval(
             "SELECT sequence FROM chain_heads WHERE topic = $1 FOR UPDATE", head.topic
@@ -178,6 +174,58 @@ async def mark_signed(conn: Conn, items: Sequence[OutboxItem], heads: Sequence[C
             head.sequence,
             head.envelope_hash,
         )
+
+
+class _IncompleteError(Exception):
+    """The set-based update changed fewer rows than items (rolled back to its savepoint)."""
+
+
+async def _name_unsignable(conn: Conn, items: Sequence[OutboxItem]) -> NoReturn:
+    """Replay a refused :func:`mark_signed` item by item to raise the error naming the first
+    offending item (the caller's transaction is rolled back afterwards)."""
+    for item in items:
+        mid, seq, value, digest = c.signed_fields(item)
+        row = await conn.fetchrow(
+            "SELECT status, message_id FROM outbox WHERE id = $1 FOR UPDATE", item.id
+        )
+        if row is None or row[0] != OutboxStatus.PENDING.value:
+            raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
+        c.check_enqueued_id(item, None if row[1] is None else UUID(bytes=row[1].bytes))
+        try:
+            await conn.execute(
+                "UPDATE outbox SET status = 'signed', message_id = $1, sequence = $2,"
+                " value = $3, envelope_hash = $4 WHERE id = $5",
+                mid,
+                seq,
+                value,
+                digest,
+                item.id,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise StoreError(
+                f"outbox[{item.id}].sequence: {seq} is already assigned on topic {item.topic}"
+            ) from exc
+    raise StoreError("outbox: mark_signed could not mark every item signed")
+
+
+async def mark_sent(conn: Conn, ids: Sequence[int], when: Any) -> None:
+    """SIGNED -> SENT for ``ids`` in one UPDATE; only when fewer rows changed than distinct ids
+    are the states read, to allow SENT ones (idempotent) and name a PENDING or unknown one."""
+    wanted = list(ids)
+    status = await conn.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = $1"
+        " WHERE id = ANY($2::bigint[]) AND status = 'signed'",
+        when,
+        wanted,
+    )
+    if int(status.rsplit(" ", 1)[1]) == len(set(wanted)):
+        return
+    rows = await conn.fetch("SELECT id, status FROM outbox WHERE id = ANY($1::bigint[])", wanted)
+    states = {r[0]: r[1] for r in rows}
+    for item_id in wanted:
+        state = states.get(item_id, "unknown")
+        if state != OutboxStatus.SENT.value:
+            raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
 
 
 async def open_cursor(conn: Conn, connector: str, at: Any) -> int:
@@ -352,7 +400,7 @@ def outbox(row: Any) -> OutboxItem:
         topic=row[1],
         key=row[2],
         message_type=row[3],
-        payload=c.load_json(row[4]),
+        payload={} if row[4] is None else c.load_json(row[4]),
         handling=c.load_json(row[5]),
         recipients=c.load_names(row[6]),
         created_at=row[7],
@@ -363,4 +411,5 @@ def outbox(row: Any) -> OutboxItem:
         envelope_hash=None if row[12] is None else bytes(row[12]),
         attempts=row[13],
         last_error=row[14],
+        payload_avro=None if row[15] is None else bytes(row[15]),
     )

@@ -25,6 +25,7 @@ from exchange.errors import ExchangeError, TransientError
 from nodes.store import audit_chain
 from nodes.store import codecs as c
 from nodes.store import sqlite_ops as ops
+from nodes.store import sqlite_outbox as outbox_ops
 from nodes.store.base import (
     AuditAction,
     AuditEntry,
@@ -305,6 +306,7 @@ class SqliteStore:
                     c.dump_names(i.recipients, "outbox.recipients"),
                     c.to_micros(i.created_at, "outbox.created_at"),
                     None if i.message_id is None else i.message_id.bytes,
+                    i.payload_avro,
                 )
                 for i in items
             ]
@@ -317,18 +319,19 @@ class SqliteStore:
 
         return await self._call(work)
 
-    async def pending(self, limit: int) -> list[OutboxItem]:
+    async def pending(self, limit: int, *, signed_after: int | None = None) -> list[OutboxItem]:
         lim = c.positive_limit(limit)
-        sql = (
-            f"SELECT {c.OUTBOX_COLUMNS} FROM outbox"  # noqa: S608
-            " WHERE status <> 'sent' AND status = ? ORDER BY id LIMIT ?"
-        )
+        select = f"SELECT {c.OUTBOX_COLUMNS} FROM outbox WHERE status <> 'sent'"  # noqa: S608
+        signed_sql = f"{select} AND status = 'signed' AND id > ? ORDER BY id LIMIT ?"
+        pending_sql = f"{select} AND status = 'pending' ORDER BY id LIMIT ?"
+        after = -1 if signed_after is None else signed_after
 
         def work(conn: Conn) -> list[OutboxItem]:
-            out = [ops.sq_outbox(r) for r in conn.execute(sql, ("signed", lim))]
+            out = [outbox_ops.sq_outbox(r) for r in conn.execute(signed_sql, (after, lim))]
             if len(out) < lim:
-                rows = conn.execute(sql, ("pending", lim - len(out)))
-                out.extend(ops.sq_outbox(r) for r in rows)
+                out.extend(
+                    outbox_ops.sq_outbox(r) for r in conn.execute(pending_sql, (lim - len(out),))
+                )
             return out
 
         return await self._call(work)
@@ -343,62 +346,11 @@ class SqliteStore:
         return await self._call(work)
 
     async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
-        def work(conn: Conn) -> None:
-            for item in items:
-                mid, seq, value, digest = c.signed_fields(item)
-                row = conn.execute(
-                    "SELECT status, message_id FROM outbox WHERE id = ?", (item.id,)
-                ).fetchone()
-                if row is None or row[0] != "pending":
-                    raise StoreError(f"outbox[{item.id}]: not a pending outbox item")
-                c.check_enqueued_id(item, None if row[1] is None else UUID(bytes=row[1]))
-                try:
-                    conn.execute(
-                        "UPDATE outbox SET status = 'signed', message_id = ?, sequence = ?,"
-                        " value = ?, envelope_hash = ? WHERE id = ?",
-                        (mid.bytes, seq, value, digest, item.id),
-                    )
-                except sqlite3.IntegrityError as exc:
-                    raise StoreError(
-                        f"outbox[{item.id}].sequence: {seq} is already assigned on topic"
-                        f" {item.topic} ({exc})"
-                    ) from exc
-            for head in heads:
-                row = conn.execute(
-                    "SELECT sequence FROM chain_heads WHERE topic = ?", (head.topic,)
-                ).fetchone()
-                if row is not None and head.sequence <= row[0]:
-                    raise StoreError(
-                        f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
-                        f" past {row[0]}"
-                    )
-                conn.execute(
-                    "INSERT INTO chain_heads (topic, sequence, envelope_hash) VALUES (?, ?, ?)"
-                    " ON CONFLICT (topic) DO UPDATE SET sequence = excluded.sequence,"
-                    " envelope_hash = excluded.envelope_hash",
-                    (head.topic, head.sequence, head.envelope_hash),
-                )
-
-        await self._write(work)
+        await self._write(lambda conn: outbox_ops.mark_signed(conn, items, heads))
 
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
         when = c.to_micros(at, "at")
-
-        def work(conn: Conn) -> None:
-            for item_id in ids:
-                cur = conn.execute(
-                    "UPDATE outbox SET status = 'sent', sent_at = ?"
-                    " WHERE id = ? AND status = 'signed'",
-                    (when, item_id),
-                )
-                if cur.rowcount == 0:
-                    row = conn.execute("SELECT status FROM outbox WHERE id = ?", (item_id,))
-                    status = row.fetchone()
-                    if status is None or status[0] != "sent":
-                        state = "unknown" if status is None else status[0]
-                        raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
-
-        await self._write(work)
+        await self._write(lambda conn: outbox_ops.mark_sent(conn, ids, when))
 
     async def record_publish_error(self, ids: Sequence[int], error: str) -> None:
         rows = [(error, i) for i in ids]

@@ -17,8 +17,6 @@ from nodes.store.base import (
     AuditEvent,
     ConnectorEvent,
     EventKind,
-    OutboxItem,
-    OutboxStatus,
     QuarantineEntry,
     RecordState,
     RetractionOrder,
@@ -52,7 +50,8 @@ SQ_INSERT_RECORD_OR_IGNORE = SQ_INSERT_RECORD.replace("INSERT INTO", "INSERT OR 
 SQ_INSERT_QUARANTINE = f"INSERT INTO quarantine ({QUARANTINE_COLUMNS}) VALUES ({','.join('?' * 9)})"  # noqa: S608
 SQ_INSERT_OUTBOX = (
     "INSERT INTO outbox (topic, record_key, message_type, payload, handling, recipients,"
-    " created_at, message_id, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id"
+    " created_at, message_id, payload_avro, status)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending') RETURNING id"
 )
 SQ_INSERT_AUDIT = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 10)})"  # noqa: S608
 SQ_INSERT_DELIVER = (
@@ -157,26 +156,6 @@ def sq_quarantine(row: Sequence[Any]) -> QuarantineEntry:
         from_micros(row[6]),
         None if row[7] is None else UUID(bytes=row[7]),
         row[8],
-    )
-
-
-def sq_outbox(row: Sequence[Any]) -> OutboxItem:
-    return OutboxItem(
-        id=row[0],
-        topic=row[1],
-        key=row[2],
-        message_type=row[3],
-        payload=json.loads(row[4]),
-        handling=json.loads(row[5]),
-        recipients=load_names(row[6]),
-        created_at=from_micros(row[7]),
-        status=OutboxStatus(row[8]),
-        message_id=None if row[9] is None else UUID(bytes=row[9]),
-        sequence=row[10],
-        value=row[11],
-        envelope_hash=row[12],
-        attempts=row[13],
-        last_error=row[14],
     )
 
 
