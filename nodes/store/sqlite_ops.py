@@ -3,6 +3,7 @@ steps of a write transaction. Only :mod:`nodes.store.sqlite` calls these."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -258,6 +259,36 @@ def existing_ids(conn: Conn, keys: Sequence[bytes]) -> set[bytes]:
     return found
 
 
+#: Rows per multi-row INSERT (18 columns: 900 parameters, far below SQLite's 32,766).
+_ROWS_PER_INSERT = 50
+
+
+@functools.cache
+def _multi_insert(head: str, columns: int, rows: int) -> str:
+    one = f"({','.join('?' * columns)})"
+    return f"{head} VALUES {','.join([one] * rows)}"
+
+
+def _insert_many(conn: Conn, head: str, columns: int, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert ``rows`` with one statement per :data:`_ROWS_PER_INSERT` rows; rows changed.
+
+    Not ``executemany``: it releases and re-takes the GIL for every row, and while another
+    thread runs Python (the consumer opening the next batch) each re-take waits for that
+    thread's switch interval - measured 344 us a row against 12.5 us when idle; multi-row
+    statements took 29.5 us a row under the same load.
+    """
+    changed = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        params = [value for row in chunk for value in row]
+        changed += conn.execute(_multi_insert(head, columns, len(chunk)), params).rowcount
+    return changed
+
+
+_RECORDS_HEAD = SQ_INSERT_RECORD.split(" VALUES ", 1)[0]
+_RECORDS_OR_IGNORE_HEAD = SQ_INSERT_RECORD_OR_IGNORE.split(" VALUES ", 1)[0]
+
+
 def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[bytes]:
     """Insert ``rows`` (distinct ids); returns the ids that were already stored (not inserted).
     Fast path: INSERT OR IGNORE and compare the change count; only when some row was
@@ -265,12 +296,12 @@ def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[bytes]:
     if not rows:
         return set()
     conn.execute("SAVEPOINT records")
-    if conn.executemany(SQ_INSERT_RECORD_OR_IGNORE, rows).rowcount == len(rows):
+    if _insert_many(conn, _RECORDS_OR_IGNORE_HEAD, 18, rows) == len(rows):
         conn.execute("RELEASE records")
         return set()
     conn.execute("ROLLBACK TO records")
     existing = existing_ids(conn, [row[0] for row in rows])
-    conn.executemany(SQ_INSERT_RECORD, [row for row in rows if row[0] not in existing])
+    _insert_many(conn, _RECORDS_HEAD, 18, [row for row in rows if row[0] not in existing])
     conn.execute("RELEASE records")
     return existing
 
