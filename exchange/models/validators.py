@@ -133,12 +133,31 @@ def _host(host: str) -> None:
     domain(host)
 
 
+# The common shape of an indicator URL: scheme, an ASCII host name or IPv4 address, an
+# optional port, then anything (control characters and spaces are refused before). Such a
+# URL is checked without urlsplit (a third of an alert's validation time); anything else
+# (user info, IPv6 hosts, empty ports, odd schemes) takes the general path.
+_SIMPLE_URL = re.compile(
+    r"(?:[hH][tT][tT][pP][sS]?|[fF][tT][pP])://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(?:[/?#].*)?\Z",
+    re.DOTALL,
+)
+
+
 def url(value: str) -> str:
     """An absolute http, https or ftp URL with a host (a domain name or an IP address)."""
     if len(value) > 4096:
         raise ValueError("a URL has at most 4096 characters")
     if _BAD_URL_CHAR.search(value):
         raise ValueError("a URL has no spaces or control characters")
+    simple = _SIMPLE_URL.match(value)
+    if simple is not None and (simple[2] is None or int(simple[2]) <= 65535):
+        _host(simple[1].lower())
+        return value
+    return _general_url(value)
+
+
+def _general_url(value: str) -> str:
+    """:func:`url` for every shape, through urlsplit."""
     try:
         parts = urlsplit(value)
         host = parts.hostname
