@@ -2,8 +2,8 @@
 
 Each record read from the bus is first verified (signature against the trust list as
 of the message's time, placement, handling; see :mod:`exchange.audit.verify_pool`) and
-reduced to a :class:`RecordSummary`. :class:`ChainChecker` then takes the summaries in
-any order and finds:
+reduced to a :class:`RecordSummary` (or, from a worker, a :class:`Block` of many).
+:class:`ChainChecker` then takes them in any order and finds:
 
 - every record that failed verification, as a violation whose kind is the
   :class:`~exchange.errors.Reason` code (``bad_signature``, ``revoked_key``, ...);
@@ -20,14 +20,24 @@ the beginning of the topics (``anchored=False``) every chain must start at seque
 when it starts at a time (``anchored=True``), and on topics whose oldest records are
 gone (retention; ``finish(anchored_topics=...)``), the first message seen anchors each
 chain.
+
+What is kept: per chain, columns (sequence, timestamp, partition, offset, previous
+and own hash) and a reference to the message id, which a set holds once; about 200
+bytes a verified record, no object per record. Detail (places, hashes in words) is
+built at :meth:`ChainChecker.finish`, for the records in a violation only.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+from exchange.audit.chains import HASH, NO_HASH, Block, Columns, MessageId, mid_text
+
+__all__ = ["HASH", "Block", "ChainChecker", "ChainKind", "RecordSummary", "Violation"]
 
 
 class ChainKind(StrEnum):
@@ -103,25 +113,32 @@ def _where(topic: str, partition: int, offset: int) -> str:
     return f"{topic}[{partition}]@{offset}"
 
 
-def _order(e: RecordSummary) -> tuple[int, str, int, int]:
-    """Log order across partitions: record timestamp, then topic, partition, offset."""
-    return (e.timestamp, e.topic, e.partition, e.offset)
-
-
 def _short(h: bytes | None) -> str:
     return "none" if h is None else h.hex()[:16]
 
 
 class ChainChecker:
-    """Feed it summaries with :meth:`add`; :meth:`finish` returns the sorted violations."""
+    """Feed it summaries with :meth:`add` (or blocks with :meth:`add_block`);
+    :meth:`finish` returns the sorted violations.
+
+    It keeps per (sender, topic) only what the chain checks need, in columns
+    (:class:`Columns`, about 100 bytes a record) and every message id once (a set);
+    detail is built only for records that end up in a violation.
+    """
 
     def __init__(self, *, anchored: bool = False) -> None:
         self.anchored = anchored
         self._violations: list[Violation] = []
-        # (sender, topic) -> sequence -> distinct envelopes seen with that sequence
-        self._chains: dict[tuple[str, str], dict[int, list[RecordSummary]]] = {}
-        self._ids: dict[str, RecordSummary] = {}
-        self._dup_ids: dict[str, list[RecordSummary]] = {}  # message id -> every entry, when > 1
+        self._chains: dict[tuple[str, str], Columns] = {}
+        self._ids: set[MessageId] = set()
+        self._dup_ids: set[MessageId] = set()  # message ids seen more than once
+
+    def _chain(self, sender: str, topic: str) -> Columns:
+        key = (sender, topic)
+        chain = self._chains.get(key)
+        if chain is None:
+            chain = self._chains[key] = Columns()
+        return chain
 
     def add(self, s: RecordSummary) -> None:
         """Take one summary into account."""
@@ -139,35 +156,61 @@ class ChainChecker:
                 )
             )
             return
-        sender = s.sender
-        if sender is None or s.envelope_hash is None:
+        sender, h, prev = s.sender, s.envelope_hash, s.previous_hash
+        if sender is None or h is None:
             raise ValueError(f"verified summary without sender or envelope hash: {s!r}")
         mid = s.message_id
         if mid is not None:
-            first = self._ids.get(mid)
-            if first is None:
-                self._ids[mid] = s
+            if mid in self._ids:
+                self._dup_ids.add(mid)
             else:
-                self._dup_ids.setdefault(mid, [first]).append(s)
-        key = (sender, s.topic)
-        chain = self._chains.get(key)
-        if chain is None:
-            chain = self._chains[key] = {}
-        slot = chain.get(s.sequence)
-        if slot is None:
-            chain[s.sequence] = [s]
-            return
-        for i, e in enumerate(slot):
-            if e.envelope_hash == s.envelope_hash:  # the same envelope again is not a fork
-                if _order(s) < _order(e):  # keep the first in log order: deterministic
-                    slot[i] = s
-                return
-        slot.append(s)
+                self._ids.add(mid)
+        c = self._chain(sender, s.topic)
+        i = len(c.sequences)
+        if prev is None:
+            c.no_previous.add(i)
+        elif len(prev) != HASH:  # not a SHA-256 (hand-made summaries): kept aside
+            c.odd_previous[i], prev = prev, None
+        if len(h) != HASH:
+            c.odd_hashes[i], h = h, NO_HASH
+        c.sequences.append(s.sequence)
+        c.timestamps.append(s.timestamp)
+        c.partitions.append(s.partition)
+        c.offsets.append(s.offset)
+        c.message_ids.append(mid)
+        c.previous += NO_HASH if prev is None else prev
+        c.hashes += h
 
     def add_many(self, summaries: Iterable[RecordSummary]) -> None:
         """Take many summaries into account."""
         for s in summaries:
             self.add(s)
+
+    def add_block(self, b: Block) -> None:
+        """Take a worker's :class:`Block` of verified records into account."""
+        raw = b.message_ids
+        mids = [raw[i : i + 16] for i in range(0, len(raw), 16)]
+        fresh = set(mids)
+        ids = self._ids
+        if len(fresh) != len(mids):  # an id twice in this very block
+            self._dup_ids.update(m for m, k in Counter(mids).items() if k > 1)
+        if not ids.isdisjoint(fresh):
+            self._dup_ids.update(ids.intersection(fresh))
+        ids |= fresh
+        c = self._chain(b.sender, b.topic)
+        base = len(c.sequences)
+        c.sequences.frombytes(b.sequences)
+        c.timestamps.frombytes(b.timestamps)
+        c.partitions.frombytes(b.partitions)
+        c.offsets.frombytes(b.offsets)
+        c.message_ids.extend(mids)
+        c.previous += b.previous_hashes
+        c.hashes += b.envelope_hashes
+        c.no_previous.update(base + i for i in b.no_previous)
+        if not (len(c.sequences) == len(c.timestamps) == len(c.partitions) == len(c.offsets)):
+            raise ValueError(f"block of {b.sender} on {b.topic} has columns of unequal length")
+        if len(c.hashes) != HASH * len(c.sequences) or len(c.previous) != len(c.hashes):
+            raise ValueError(f"block of {b.sender} on {b.topic} has hashes of the wrong size")
 
     @property
     def chains(self) -> int:
@@ -181,90 +224,111 @@ class ChainChecker:
         records deleted by retention), where chains need not start at sequence 1.
         """
         found = list(self._violations)
-        for (sender, topic), by_seq in self._chains.items():
+        for (sender, topic), chain in self._chains.items():
             anchored = self.anchored or topic in anchored_topics
-            found.extend(self._check_chain(sender, topic, by_seq, anchored))
-        for message_id, entries in self._dup_ids.items():
-            found.extend(self._duplicates(message_id, entries))
+            found.extend(_check_chain(sender, topic, chain, anchored))
+        if self._dup_ids:
+            found.extend(self._duplicates())
         found.sort(key=Violation.sort_key)
         return found
 
-    def _duplicates(self, message_id: str, entries: list[RecordSummary]) -> list[Violation]:
-        entries = sorted(entries, key=_order)
-        first = entries[0]
+    def _duplicates(self) -> list[Violation]:
+        dups = self._dup_ids
+        entries: dict[MessageId, list[tuple[tuple[int, str, int, int], bytes, str]]] = {}
+        for (sender, topic), c in self._chains.items():
+            for i, mid in enumerate(c.message_ids):
+                if mid is not None and mid in dups:
+                    place = (c.timestamps[i], topic, c.partitions[i], c.offsets[i])
+                    entries.setdefault(mid, []).append((place, c.hash(i), sender))
         out: list[Violation] = []
-        for e in entries[1:]:
-            same = e.envelope_hash == first.envelope_hash
-            note = "identical bytes (a re-send)" if same else "different content"
-            out.append(
-                Violation(
-                    e.topic,
-                    e.partition,
-                    e.offset,
-                    ChainKind.DUPLICATE_MESSAGE_ID,
-                    f"message id {message_id} first seen at "
-                    f"{_where(first.topic, first.partition, first.offset)}: {note}",
-                    e.sender,
-                    message_id,
+        for mid, found in entries.items():
+            found.sort(key=lambda e: e[0])
+            (_, topic, partition, offset), first_hash, _ = found[0]
+            text = mid_text(mid)
+            for (_, t, p, o), h, sender in found[1:]:
+                note = "identical bytes (a re-send)" if h == first_hash else "different content"
+                out.append(
+                    Violation(
+                        t,
+                        p,
+                        o,
+                        ChainKind.DUPLICATE_MESSAGE_ID,
+                        f"message id {text} first seen at {_where(topic, partition, offset)}: "
+                        f"{note}",
+                        sender,
+                        text,
+                    )
                 )
-            )
         return out
 
-    def _check_chain(
-        self, sender: str, topic: str, by_seq: dict[int, list[RecordSummary]], anchored: bool
-    ) -> list[Violation]:
-        out: list[Violation] = []
-        chain = f"{sender} on {topic}"
 
-        def at(e: RecordSummary, kind: str, reason: str) -> None:
-            out.append(
-                Violation(e.topic, e.partition, e.offset, kind, reason, sender, e.message_id)
+def _check_chain(sender: str, topic: str, c: Columns, anchored: bool) -> list[Violation]:
+    """Forks, gaps and breaks of one chain, walking its sequences in order."""
+    out: list[Violation] = []
+    chain = f"{sender} on {topic}"
+
+    def at(i: int, kind: str, reason: str) -> None:
+        out.append(
+            Violation(
+                topic,
+                c.partitions[i],
+                c.offsets[i],
+                kind,
+                reason,
+                sender,
+                mid_text(c.message_ids[i]),
             )
+        )
 
-        sequences = sorted(by_seq)
-        expected = sequences[0] if anchored else 1
-        before: list[RecordSummary] | None = None  # the entries of sequence seq - 1, if seen
-        for seq in sequences:
-            entries = by_seq[seq]
-            if len(entries) > 1:  # rare: sort for a deterministic "first"
-                entries = sorted(entries, key=_order)
-                first = entries[0]
-                for e in entries[1:]:
-                    at(
-                        e,
-                        ChainKind.FORK,
-                        f"sequence {seq} of {chain} has {len(entries)} different envelopes; "
-                        f"this one ({_short(e.envelope_hash)}) differs from "
-                        f"{_where(first.topic, first.partition, first.offset)} "
-                        f"({_short(first.envelope_hash)})",
-                    )
-            if seq > expected:
-                missing = f"{expected}" if seq - 1 == expected else f"{expected}..{seq - 1}"
+    def where(i: int) -> str:
+        return _where(topic, c.partitions[i], c.offsets[i])
+
+    expected: int | None = None
+    before: list[int] = []  # the distinct records of sequence seq - 1, if seen
+    hashes, previous, no_previous = c.hashes, c.previous, c.no_previous
+    columns_only = not (c.odd_hashes or c.odd_previous)
+    for seq, idx in c.groups():
+        if expected is None:
+            expected = seq if anchored else 1
+        if len(idx) > 1:  # rare: a fork or a re-send
+            idx = c.distinct(idx)
+            for i in idx[1:]:
                 at(
-                    entries[0],
-                    ChainKind.SEQUENCE_GAP,
-                    f"sequence {missing} of {chain} missing before sequence {seq}",
+                    i,
+                    ChainKind.FORK,
+                    f"sequence {seq} of {chain} has {len(idx)} different envelopes; "
+                    f"this one ({_short(c.hash(i))}) differs from {where(idx[0])} "
+                    f"({_short(c.hash(idx[0]))})",
                 )
-            if seq == 1:
-                for e in entries:
-                    if e.previous_hash is not None:
-                        at(e, ChainKind.CHAIN_BREAK, f"sequence 1 of {chain} has a previous hash")
-            elif before is not None and seq == expected:
-                if len(before) == 1:
-                    ok = before[0].envelope_hash
-                    broken = [e for e in entries if e.previous_hash != ok]
-                else:
-                    hashes = {p.envelope_hash for p in before}
-                    broken = [e for e in entries if e.previous_hash not in hashes]
-                for e in broken:
-                    p = min(before, key=_order)
+        if seq > expected:
+            missing = f"{expected}" if seq - 1 == expected else f"{expected}..{seq - 1}"
+            at(
+                idx[0],
+                ChainKind.SEQUENCE_GAP,
+                f"sequence {missing} of {chain} missing before sequence {seq}",
+            )
+        if seq == 1:
+            for i in idx:
+                if i not in no_previous:
+                    at(i, ChainKind.CHAIN_BREAK, f"sequence 1 of {chain} has a previous hash")
+        elif before and seq == expected:
+            if columns_only and len(before) == 1 and len(idx) == 1:  # the common case
+                i, j = idx[0], before[0]
+                if i not in no_previous and (
+                    previous[HASH * i : HASH * i + HASH] == hashes[HASH * j : HASH * j + HASH]
+                ):
+                    before, expected = idx, seq + 1
+                    continue
+            linked = {c.hash(j) for j in before}
+            for i in idx:
+                if c.previous_hash(i) not in linked:
+                    p = min(before, key=c.order)
                     at(
-                        e,
+                        i,
                         ChainKind.CHAIN_BREAK,
-                        f"previous hash {_short(e.previous_hash)} of sequence {seq} of {chain} "
-                        f"is not the hash of sequence {seq - 1} "
-                        f"({_short(p.envelope_hash)} at {_where(p.topic, p.partition, p.offset)})",
+                        f"previous hash {_short(c.previous_hash(i))} of sequence {seq} of "
+                        f"{chain} is not the hash of sequence {seq - 1} "
+                        f"({_short(c.hash(p))} at {where(p)})",
                     )
-            before = entries
-            expected = seq + 1
-        return out
+        before, expected = idx, seq + 1
+    return out

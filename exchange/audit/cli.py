@@ -19,7 +19,7 @@ from typing import Any
 from exchange.audit.archive import ArchiveWriter, read_archive, read_description
 from exchange.audit.html import write_html
 from exchange.audit.reader import KafkaHistoryReader, RawRecord, truncated_topics
-from exchange.audit.replay import from_iterable, replay
+from exchange.audit.replay import from_iterable, replay, replay_kafka
 from exchange.audit.report import ProgressBar, build_report, summary_text, write_json
 from exchange.audit.verify_pool import VerifyPool
 from exchange.bus import federation_topics, load_settings
@@ -215,6 +215,14 @@ def run_replay(args: argparse.Namespace) -> int:
             outcome = asyncio.run(
                 replay(
                     source.batches(),
+                    pool,
+                    anchored=source.anchored,
+                    anchored_topics=source.late_start,
+                    progress=progress,
+                )
+                if source.reader is None
+                else replay_kafka(
+                    source.reader,
                     pool,
                     anchored=source.anchored,
                     anchored_topics=source.late_start,

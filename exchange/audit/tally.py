@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,29 +44,75 @@ class Tally:
 
     def add(self, s: RecordSummary) -> None:
         """Count one record."""
+        if s.error_reason is not None or s.sender is None:
+            self.count(s.topic, s.timestamp)
+        else:
+            self.count(s.topic, s.timestamp, s.sender, s.message_type, s.tlp, s.recipients)
+
+    def count(
+        self,
+        topic: str,
+        ts: int,
+        sender: str | None = None,
+        message_type: str | None = None,
+        tlp: str | None = None,
+        recipients: Sequence[str] = (),
+    ) -> None:
+        """Count one record by its fields: verified when ``sender`` is given, else rejected."""
         self.records += 1
-        ts = s.timestamp
         if self.first_ms is None or ts < self.first_ms:
             self.first_ms = ts
         if self.last_ms is None or ts > self.last_ms:
             self.last_ms = ts
-        topic = self.by_topic[s.topic]
-        topic["records"] += 1
-        if s.error_reason is not None or s.sender is None:
-            topic["rejected"] += 1
+        counts = self.by_topic[topic]
+        counts["records"] += 1
+        if sender is None:
+            counts["rejected"] += 1
             self._times(UNVERIFIED).append(ts)
             return
         self.verified += 1
-        topic["verified"] += 1
-        self.by_sender[s.sender] += 1
-        self.by_type[s.message_type or "?"] += 1
-        self.by_tlp[s.tlp or "?"] += 1
-        if s.recipients:
-            for r in s.recipients:
-                self.shared[s.sender][r] += 1
+        counts["verified"] += 1
+        self.by_sender[sender] += 1
+        self.by_type[message_type or "?"] += 1
+        self.by_tlp[tlp or "?"] += 1
+        if recipients:
+            shared = self.shared[sender]
+            for r in recipients:
+                shared[r] += 1
         else:
-            self.shared[s.sender][EVERY_MEMBER] += 1
-        self._times(s.sender).append(ts)
+            self.shared[sender][EVERY_MEMBER] += 1
+        self._times(sender).append(ts)
+
+    def count_group(
+        self,
+        topic: str,
+        sender: str,
+        message_type: str,
+        tlp: str,
+        recipients: Sequence[str],
+        times: array[int],
+    ) -> None:
+        """Count verified records alike but for their ``times``: :meth:`count` in bulk."""
+        n = len(times)
+        if not n:
+            return
+        self.records += n
+        self.verified += n
+        counts = self.by_topic[topic]
+        counts["records"] += n
+        counts["verified"] += n
+        self.by_sender[sender] += n
+        self.by_type[message_type] += n
+        self.by_tlp[tlp] += n
+        shared = self.shared[sender]
+        for r in recipients or (EVERY_MEMBER,):
+            shared[r] += n
+        self._times(sender).extend(times)
+        first, last = min(times), max(times)
+        if self.first_ms is None or first < self.first_ms:
+            self.first_ms = first
+        if self.last_ms is None or last > self.last_ms:
+            self.last_ms = last
 
     def _times(self, member: str) -> array[int]:
         found = self.times.get(member)

@@ -1,112 +1,94 @@
-"""Verification of raw records on every core, reduced to :class:`RecordSummary` tuples.
+"""Verification of raw records on every core, reduced to compact digests.
 
-Signature verification is the replay's cost (about 43 us a message with libsodium,
-PERFORMANCE.md), so it runs in a pool of worker *processes*, one per core by default.
-Each worker gets the signed trust list once, at start (it verifies and parses it
-itself); batches of raw ``(topic, partition, offset, timestamp, key, value)`` tuples go
-in, compact summaries (plain tuples of str/int/bytes) and the batch's counts come out,
-so pickling stays cheap. The main process only reads and runs the chain checks.
+Signature verification is the replay's cost, so it runs in a pool of worker
+*processes*, one per core by default. Each worker gets the signed trust list once, at
+start (it verifies and parses it itself). Two ways in:
+
+- :meth:`VerifyPool.submit_range` (Kafka, process pools): the worker reads a piece of
+  a partition itself (:class:`~exchange.audit.reader.RangeReader`, one consumer per
+  worker, kept between pieces; its event loop in a thread so fetching overlaps
+  verifying), verifies it and returns only its :data:`~exchange.audit.digest.Digest`.
+  The main process plans the offsets, merges digests and runs the chain checks: it no
+  longer reads Kafka nor pickles ~1.2 KB raw values to the workers.
+- :meth:`VerifyPool.submit_digest` (an archive, thread pools, ``workers=0``): batches of
+  raw ``(topic, partition, offset, timestamp, key, value)`` tuples go in, a digest
+  comes out. :meth:`VerifyPool.submit` (one summary per record) stays for tests.
+
+Measured 2026-11-28 on the project's 2 shared cores (other work ran beside, so
+wall-clock rates swung by up to 2x between runs; ratios are taken within one run).
+A/B script alternating this design with the previous one (the main process read
+Kafka, pickled raw values to the workers and kept a summary per record) on one
+history, ratio to the bare all-core verify rate measured just before: 200k records,
+4 rounds, medians 0.62 before and 0.62 after; 50k records, 6 rounds, 0.58 -> 0.63 and
+0.59 -> 0.63. CPU time a record (40k, 3 rounds each): main process 9-11 us before,
+3-3.6 us after (about 1 us of it per record, the rest planning); workers 90-92 us
+before, 91-97 us after (reading included): the main process's saving is mostly
+spent again on Kafka fetch and parse in the workers, so on 2 cores throughput is
+unchanged at full scale, while the main process, which bounded the old design near
+100k msgs/s on a larger machine, now costs about a tenth as much. One core alone,
+bare libsodium verify is about 60 us a message and this worker path about 86-91 us
+(verify_record about 80: Envelope decoding about 9 us, SHA-256, checks; Kafka fetch
+and parse with CRC checks about 4 us; digest and counts about 3 us): the ceiling is
+about 0.67-0.69 before the broker and the main process take their share, so the
+0.70 target needs verify_record's own overhead cut (exchange/envelope.py, seal.py).
+Reading inside ``getmany`` only (the consumer's loop idle while verifying) made each
+batch wait a full fetch round trip: 0.43 of the bare rate, hence the reader thread.
 
 Processes, not threads: PyNaCl releases the GIL inside libsodium, but the Python work
-around each verification (parsing the SignedEnvelope, decoding the Envelope with
-fastavro, building the summary; about 20 us a message) and the main process's reading
-and checks (about 15 us) hold it, which caps a thread pool near 30k msgs/s whatever the
-core count; processes have no such cap and cost only about 3 us a message of pickling.
-On this project's shared 2-core machine the two are close (tests/bench/bench_audit.py
-measures both in one run): processes were faster in 4 runs of 5, threads in one, the
-machine's load from other work varying more than the difference. ``mode="thread"``
-stays for that comparison; ``workers=0`` verifies inline (small replays and tests).
+around each verification holds it, which caps a thread pool near 30k msgs/s whatever
+the core count. ``mode="thread"`` stays for the comparison the benchmark prints (the
+main process then reads); ``workers=0`` verifies inline (small replays and tests).
 
 Workers come from a ``forkserver`` (preloaded with this module), never a plain fork:
 the caller may already run threads (asyncio, aiokafka), which fork does not survive.
+Each worker freezes what it imported (``gc.freeze()``) so collections skip it.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime
+from multiprocessing.util import Finalize
 from typing import Any, Literal
 
 from exchange.audit.checks import RecordSummary
-from exchange.audit.reader import RawRecord
+from exchange.audit.digest import Digest, DigestBuilder, check, digest_batch
+from exchange.audit.reader import Range, RangeReader, RangeSource, RawRecord
 from exchange.audit.tally import Tally
-from exchange.codec import decode_signed
-from exchange.envelope import decode_envelope
-from exchange.errors import ExchangeError, Reason
-from exchange.seal import verify_record
+from exchange.errors import ExchangeError
 from exchange.trust import TrustList
 
 Mode = Literal["process", "thread"]
 
 _trust: TrustList | None = None
 _now: datetime | None = None
-
-
-def _claimed(value: bytes) -> tuple[str | None, str | None, str | None, str | None]:
-    """(sender, message type, message id, key id) as a refused record claims them, if legible."""
-    try:
-        envelope_bytes, _, key_id = decode_signed(value)
-    except Exception:  # illegible: nothing is claimed
-        return None, None, None, None
-    try:
-        env = decode_envelope(envelope_bytes)
-    except Exception:  # illegible envelope: only the key id is claimed
-        return None, None, None, key_id
-    return env.sender, env.message_type.value, str(env.message_id), key_id
+_reader: RangeReader | None = None
 
 
 def summarize(record: RawRecord, trust: TrustList, now: datetime) -> RecordSummary:
     """Verify one record (see :func:`exchange.seal.verify_record`) and summarize it."""
-    topic, partition, offset, ts, key, value = record
-    if value is None:
-        return RecordSummary(
-            topic,
-            partition,
-            offset,
-            ts,
-            error_reason=Reason.MALFORMED.value,
-            error_detail="record has no value (a tombstone)",
-        )
-    try:
-        v = verify_record(value, topic=topic, key=key, trust=trust, now=now)
-    except ExchangeError as exc:
-        reason = exc.reason.value
-        detail = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-    except Exception as exc:  # one odd record must not stop an audit: report it instead
-        reason = Reason.MALFORMED.value
-        detail = f"verification failed unexpectedly: {type(exc).__name__}: {exc}"
-    else:
-        e = v.envelope
-        return RecordSummary(
-            topic,
-            partition,
-            offset,
-            ts,
-            e.sender,
-            e.message_type.value,
-            str(e.message_id),
-            e.sequence,
-            e.previous_hash,
-            v.envelope_hash,
-            tuple(e.recipients),
-            e.handling.tlp.value,
-            v.key_id,
-        )
-    sender, mtype, mid, key_id = _claimed(value)
+    v = check(record, trust, now)
+    if isinstance(v, RecordSummary):
+        return v
+    e = v.envelope
     return RecordSummary(
-        topic,
-        partition,
-        offset,
-        ts,
-        sender=sender,
-        message_type=mtype,
-        message_id=mid,
-        key_id=key_id,
-        error_reason=reason,
-        error_detail=detail,
+        record[0],
+        record[1],
+        record[2],
+        record[3],
+        e.sender,
+        e.message_type.value,
+        str(e.message_id),
+        e.sequence,
+        e.previous_hash,
+        v.envelope_hash,
+        tuple(e.recipients),
+        e.handling.tlp.value,
+        v.key_id,
     )
 
 
@@ -127,13 +109,61 @@ def _init_worker(signed_trust: bytes, root_public_key: bytes, now: datetime) -> 
     global _trust, _now
     _trust = TrustList.from_signed(signed_trust, root_public_key)
     _now = now
+    gc.freeze()  # what the worker imported stays: later collections need not walk it
 
 
-def _verify_batch(batch: Sequence[RawRecord]) -> Packed:
+def _state() -> tuple[TrustList, datetime]:
     trust, now = _trust, _now
     if trust is None or now is None:
         raise RuntimeError("verification worker used before its initializer ran")
-    return verify_batch(batch, trust, now)
+    return trust, now
+
+
+def _verify_batch(batch: Sequence[RawRecord]) -> Packed:
+    return verify_batch(batch, *_state())
+
+
+def _digest_batch(batch: Sequence[RawRecord]) -> Digest:
+    return digest_batch(batch, *_state())
+
+
+class RelayedError(Exception):
+    """An :class:`ExchangeError` raised in a worker, carried back field by field.
+
+    (ExchangeError subclasses do not survive pickling with their reason and detail.)
+    """
+
+    def error(self) -> ExchangeError:
+        """The error as it was raised in the worker."""
+        cls, reason, detail, field = self.args
+        err: ExchangeError = cls.__new__(cls)
+        ExchangeError.__init__(err, reason, detail, field=field)
+        return err
+
+
+def _close_reader() -> None:
+    global _reader
+    if _reader is not None:
+        _reader.close()
+        _reader = None
+
+
+def _digest_range(source: RangeSource, where: Range) -> Digest:
+    """Read a range of a partition (a consumer kept per worker) and verify it."""
+    global _reader
+    builder = DigestBuilder(*_state())
+    try:
+        if _reader is None or _reader.source != source:
+            if _reader is None:  # once: close the consumer when the worker exits
+                Finalize(None, _close_reader, exitpriority=10)
+            else:
+                _close_reader()
+            _reader = RangeReader(source)
+        for batch in _reader.batches(*where):
+            builder.add_many(batch)
+    except ExchangeError as exc:
+        raise RelayedError(type(exc), exc.reason, exc.detail, exc.field) from None
+    return builder.digest()
 
 
 def default_workers() -> int:
@@ -192,6 +222,31 @@ class VerifyPool:
         if self.mode == "thread":
             return self._executor.submit(verify_batch, batch, self._trust, self._now)
         return self._executor.submit(_verify_batch, batch)
+
+    def submit_digest(self, batch: Sequence[RawRecord]) -> Future[Digest]:
+        """Verify a batch; the future's result is its :data:`~exchange.audit.digest.Digest`."""
+        if self._executor is None:
+            done: Future[Digest] = Future()
+            done.set_result(digest_batch(batch, self._trust, self._now))
+            return done
+        if self.mode == "thread":
+            return self._executor.submit(digest_batch, batch, self._trust, self._now)
+        return self._executor.submit(_digest_batch, batch)
+
+    @property
+    def reads_ranges(self) -> bool:
+        """Whether the workers read from Kafka themselves (:meth:`submit_range`): processes."""
+        return self._executor is not None and self.mode == "process"
+
+    def submit_range(self, source: RangeSource, where: Range) -> Future[Digest]:
+        """A worker reads ``where`` from ``source`` itself and verifies it.
+
+        Only when :attr:`reads_ranges`. The future raises :class:`RelayedError` for an
+        ExchangeError met in the worker (``.error()`` is that error).
+        """
+        if self._executor is None or self.mode != "process":
+            raise RuntimeError("only a process pool reads ranges itself")
+        return self._executor.submit(_digest_range, source, where)
 
     def close(self) -> None:
         """Stop the workers (pending batches are cancelled)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from itertools import permutations
+from itertools import pairwise, permutations
 from random import Random
 
 import pytest
@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.audit.checks import ChainChecker, ChainKind, RecordSummary, Violation
+from exchange.audit.replay import MIN_CHUNK, chunks
 from exchange.audit.tally import EVERY_MEMBER, UNVERIFIED, Tally
 
 T = "ncp.alerts.v1"
@@ -330,3 +331,25 @@ def test_gaps_name_exactly_the_deleted_sequences(length: int, data: st.DataObjec
         lo, _, hi = span.partition("..")
         named |= set(range(int(lo), int(hi or lo) + 1))
     assert named == deleted
+
+
+def test_chunks_cover_every_offset_once_partitions_advancing_together() -> None:
+    """A replay's pieces cover each range exactly once, partitions interleaved by progress."""
+    ranges = [(T, 0, 0, 3000), (T, 1, 100, 1600), (U, 0, 5, 6)]
+    pieces = chunks(ranges, 1)
+    for topic, partition, start, end in ranges:
+        mine = sorted((s, e) for t, p, s, e in pieces if (t, p) == (topic, partition))
+        assert mine[0][0] == start
+        assert mine[-1][1] == end
+        assert all(a[1] == b[0] for a, b in pairwise(mine))
+    assert [p[:2] for p in pieces[:3]] == [(T, 0), (T, 1), (U, 0)]
+    ends = {e for *_, e in ranges}
+    assert all(e - s >= MIN_CHUNK or e in ends for *_, s, e in pieces)
+
+
+def test_huge_sequence_number_is_a_gap_without_memory_per_missing_number() -> None:
+    """A sequence far beyond the chain (here 2**62) is one gap; nothing is kept per number."""
+    c = Chain()
+    found = run([c.rec(1), c.rec(2**62, prev="elsewhere")])
+    assert [(v.kind, v.offset) for v in found] == [(ChainKind.SEQUENCE_GAP, 1)]
+    assert f"sequence 2..{2**62 - 1} of FR" in found[0].reason

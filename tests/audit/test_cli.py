@@ -74,8 +74,11 @@ async def test_clean_history_exits_zero(kafka_bootstrap: str, tmp_path: Path) ->
     assert report["counts"]["verified"] == 3
 
 
-async def test_since_and_until_filter_by_record_time(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """--since/--until keep since <= timestamp < until; --since anchors chains (no false gap)."""
+@pytest.mark.parametrize("workers", ["0", "2"])
+async def test_since_and_until_filter_by_record_time(
+    kafka_bootstrap: str, tmp_path: Path, workers: str
+) -> None:
+    """--since/--until keep since <= timestamp < until, read by this process or by workers."""
     prefix, fed, now_ms = await _chain(kafka_bootstrap, tmp_path)
     base = ("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_file))
     since, until = _iso(now_ms - 5 * HOUR_MS // 2), _iso(now_ms - 3 * HOUR_MS // 2)
@@ -86,9 +89,9 @@ async def test_since_and_until_filter_by_record_time(kafka_bootstrap: str, tmp_p
     }
     for i, (extra, records) in enumerate(cases.items()):
         code, report = await asyncio.to_thread(
-            replay, *base, *extra, "--workers", "0", report=tmp_path / f"{i}.json"
+            replay, *base, *extra, "--workers", workers, report=tmp_path / f"{i}.json"
         )
-        assert (code, report["counts"]["records"]) == (0, records), extra
+        assert (code, report["counts"]["records"]) == (0, records), extra  # --since anchors
         assert report["source"]["since"] == (since if "--since" in extra else None)
 
 

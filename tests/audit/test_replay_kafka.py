@@ -345,3 +345,21 @@ def test_topic_option_limits_the_replay(history: History, kafka_bootstrap: str) 
     assert code == 1
     assert report["source"]["topics"] == [indicators]
     assert [v["kind"] for v in report["violations"]] == ["wrong_topic", "type_not_allowed"]
+
+
+def test_workers_reading_find_what_the_main_process_reading_finds(
+    history: History, kafka_bootstrap: str
+) -> None:
+    """Verification workers reading Kafka themselves report exactly what one reader does."""
+    code, report = replay(
+        [
+            *("--bootstrap", kafka_bootstrap, "--trust", str(history.fed.trust_file)),
+            *("--prefix", history.prefix, "--workers", "0"),
+        ],
+        history.folder,
+        "inline",
+    )
+    assert code == history.exit_code
+    assert {k: v for k, v in report.items() if k != "replayed_at"} == {
+        k: v for k, v in history.report.items() if k != "replayed_at"
+    }

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from exchange.audit.checks import RecordSummary
+from exchange.audit.checks import ChainChecker, RecordSummary
+from exchange.audit.digest import digest_batch
 from exchange.audit.reader import RawRecord
-from exchange.audit.verify_pool import Mode, VerifyPool, summarize
-from exchange.errors import TrustListError
+from exchange.audit.verify_pool import Mode, RelayedError, VerifyPool, summarize
+from exchange.errors import Reason, TransientError, TrustListError
 from exchange.ids import KeyId, Topic
 from exchange.trust import KeyEntry, TrustList
 from tests.audit.history import Federation, forge
@@ -111,3 +113,47 @@ def test_pool_refuses_a_trust_list_that_does_not_verify(fed: Federation) -> None
     """The pool verifies the trust list before starting any worker."""
     with pytest.raises(TrustListError):
         VerifyPool(fed.trust_file.read_bytes(), bytes(32), now=datetime.now(UTC), workers=1)
+
+
+def test_digest_keeps_what_the_checks_and_counts_need(fed: Federation) -> None:
+    """A digest (failures as summaries, the rest as column blocks) checks and counts alike."""
+    now = datetime.now(UTC)
+    batch = _records(fed, now, 4)
+    first = batch[0]
+    batch.append((TOPIC, 1, 0, 2_000, first[4], first[5]))  # a re-send of sequence 1
+    batch.append((TOPIC, 1, 1, 2_001, first[4], forge(first[5] or b"")))
+    batch.append((TOPIC, 1, 2, 2_002, b"k", None))
+    summaries = [summarize(r, fed.trust, now) for r in batch]
+    failed, blocks, tally = digest_batch(batch, fed.trust, now)
+    assert [RecordSummary._make(r) for r in failed] == [s for s in summaries if not s.verified]
+    by_summaries, by_digest = ChainChecker(), ChainChecker()
+    by_summaries.add_many(summaries)
+    by_digest.add_many(RecordSummary._make(r) for r in failed)
+    for block in blocks:
+        by_digest.add_block(block)
+    found = by_digest.finish()
+    assert found == by_summaries.finish()
+    assert [v.kind for v in found] == ["duplicate_message_id", "bad_signature", "malformed"]
+    assert (tally.records, tally.verified, tally.by_sender) == (7, 5, {"FR": 5})
+
+
+@pytest.mark.parametrize(("mode", "workers"), [("process", 2), ("thread", 2), ("process", 0)])
+def test_pools_digest_as_inline(fed: Federation, mode: Mode, workers: int) -> None:
+    """Processes, threads and inline verification give identical digests."""
+    now = datetime.now(UTC)
+    batch = _records(fed, now)
+    expected = digest_batch(batch, fed.trust, now)
+    trust_bytes, root = fed.trust_file.read_bytes(), fed.base.root.public_bytes
+    with VerifyPool(trust_bytes, root, now=now, workers=workers, mode=mode) as pool:
+        failed, blocks, tally = pool.submit_digest(batch).result(timeout=60)
+    assert (failed, blocks) == expected[:2]
+    assert tally.as_dict() == expected[2].as_dict()
+
+
+def test_worker_errors_come_back_as_raised() -> None:
+    """An ExchangeError raised in a worker survives pickling with its class, reason and detail."""
+    relayed = RelayedError(TransientError, Reason.UNAVAILABLE, "reading records: no answer", None)
+    err = pickle.loads(pickle.dumps(relayed)).error()  # noqa: S301 (our own bytes)
+    assert type(err) is TransientError
+    assert (err.reason, err.detail, err.field) == (Reason.UNAVAILABLE, relayed.args[2], None)
+    assert str(err) == str(TransientError("reading records: no answer"))
