@@ -1,0 +1,117 @@
+"""A Kafka outage delays publishing and consuming; it never loses or doubles an alert.
+
+Runs its own broker (:class:`tests.helpers.broker.LocalBroker` on free ports) so it can
+stop and start it; FR and DE run in this test's event loop with their real SQLite stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from exchange.topics import TopicKind
+from nodes.daemon import Node
+from tests.helpers.broker import LocalBroker, unique_prefix
+from tests.node.helpers import (
+    Federation,
+    alert_items,
+    count_stored,
+    make_federation,
+    node_store,
+    outbox_counts,
+    outbox_ids,
+    quarantine_of,
+    stored_ids,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def private_broker() -> AsyncIterator[LocalBroker]:
+    """A broker of this test's own, stopped and wiped at the end."""
+    broker = LocalBroker(_free_port(), _free_port())
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.reset)
+
+
+async def _feed(
+    fed: Federation, start: int, count: int, wave: int = 50, pause: float = 0.1
+) -> None:
+    """Enqueue ``count`` alerts into FR's outbox, ``wave`` at a time, ``pause`` s apart."""
+    async with node_store(fed, "FR") as store:
+        for first in range(start, start + count, wave):
+            await store.enqueue(
+                alert_items(fed, "FR", min(wave, start + count - first), start=first)
+            )
+            await asyncio.sleep(pause)
+
+
+async def test_broker_stopped_mid_stream_loses_nothing(
+    tmp_path: Path, private_broker: LocalBroker
+) -> None:
+    """FR keeps enqueuing while the broker is down; once it is back DE stores every alert once."""
+    fed = make_federation(
+        tmp_path / "fed",
+        bootstrap=private_broker.bootstrap,
+        prefix=unique_prefix(),
+        tables={
+            "kafka": {"request_timeout_ms": 5000},
+            "publisher": {"backoff_initial_ms": 100, "backoff_max_ms": 1000},
+        },
+    )
+    phase = 600
+    total = 3 * phase
+    fr, de = Node(fed.config("FR")), Node(fed.config("DE"))
+    await fr.start()
+    await de.start()
+    feeder = asyncio.create_task(_feed(fed, 0, phase, wave=20, pause=0.2))  # about 6 s
+    try:
+        await wait_for(
+            lambda: count_stored(fed, "DE") >= phase // 4, within_s=60, what="DE storing"
+        )
+        assert not feeder.done(), "the broker must stop mid-stream"
+        await asyncio.to_thread(private_broker.stop)
+        await feeder
+        await _feed(fed, phase, phase)  # the whole second phase while the broker is down
+        during = outbox_counts(fed, "FR")  # everything enqueued in the outage waits there
+        assert during.get("pending", 0) + during.get("signed", 0) >= phase, during
+        await asyncio.to_thread(private_broker.start)
+        await _feed(fed, 2 * phase, phase)
+        await wait_for(
+            lambda: outbox_counts(fed, "FR") == {"sent": total},
+            within_s=120,
+            what="FR catching up after the outage",
+        )
+        await wait_for(
+            lambda: count_stored(fed, "DE") >= total, within_s=60, what="DE storing everything"
+        )
+    finally:
+        feeder.cancel()
+        await fr.stop()
+        await de.stop()
+    sent = outbox_ids(fed, "FR")["sent"]
+    stored = await stored_ids(fed, "DE", fed.topic(TopicKind.ALERTS))
+    assert len(stored) == total
+    assert set(stored) == set(sent)
+    # A batch whose acknowledgement the outage swallowed is sent again with the same bytes:
+    # the copy is quarantined as replayed, never stored twice and never anything else.
+    quarantined = await quarantine_of(fed, "DE")
+    assert {q.reason for q in quarantined} <= {"replayed"}
+    assert {q.message_id for q in quarantined} <= set(sent)
