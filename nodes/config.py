@@ -12,7 +12,8 @@ Shape (``exchange federation init`` writes the first five tables)::
                   on_retraction, onward_sharing_max_handling_code (+ pseudonym query limits)
     [[connectors]] name, plugin, topics, options
     [publisher]   batch_size, backoff_initial_ms, backoff_max_ms, poll_interval_ms
-    [consumer]    max_records, poll_timeout_ms, verify_threads, max_skew_s, own_messages
+    [consumer]    max_records, poll_timeout_ms, verify_threads, open_processes,
+                  max_skew_s, own_messages
     [log]         level, format
 
 Environment variables override the file: prefix ``EXCHANGE_``, nested delimiter ``__``
@@ -277,6 +278,8 @@ class ConsumerConfig(_Section):
     own_messages: OwnMessages = OwnMessages.STORE
     poll_timeout_ms: int = Field(default=500, ge=1, le=60_000)
     verify_threads: int = Field(default=2, ge=0, le=32)  # 0: verify on the event loop's thread
+    #: Worker processes opening records (nodes.openpool); 0: threads (verify_threads) only.
+    open_processes: int = Field(default=0, ge=0, le=64)
     max_skew_s: float = Field(default=300.0, ge=0, le=86_400)
 
 
