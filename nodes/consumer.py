@@ -107,7 +107,7 @@ class Consumer:
         self._commit_task: asyncio.Task[None] | None = None
         self._pool = (
             ThreadPoolExecutor(config.verify_threads, thread_name_prefix="verify")
-            if config.verify_threads > 0
+            if config.verify_threads > 0 and config.open_processes == 0
             else None
         )
         self.open_pool = (

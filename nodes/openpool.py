@@ -21,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -40,6 +43,7 @@ from nodes.pipeline import (
     ReadyWire,
     from_wire,
     open_ready,
+    own_message,
     raw_from_wire,
     raw_to_wire,
     to_wire,
@@ -71,6 +75,7 @@ def _init_worker(
     """In each worker, once: rebuild the pipeline context (no policies: rules run in the
     consumer), then freeze it out of the garbage collector's way."""
     global _context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
     _, record = codec.decode(trust, expected="TrustList")
     _context = PipelineContext(
         node=NodeId(node),
@@ -82,6 +87,17 @@ def _init_worker(
     )
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)  # a chunk's short-lived objects: collect less often
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a SIGKILLed node must not leave its workers behind
+        threading.Thread(
+            target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True
+        ).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    """In a worker: exit as soon as the node that started it is gone (killed, crashed)."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 def _open_chunk(chunk: list[RawWire], now: datetime) -> list[ReadyWire]:
@@ -104,12 +120,17 @@ class OpenPool:
         self.processes = processes
         self.restarts = 0
         self._init_args = _init_args(ctx)
+        self._skip_ctx = ctx  # for own_message: own records are skipped here, never shipped
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        # The fork server imports the pipeline once; each worker forks from that clean,
+        # thread-free process: fast to start, and the modules' pages are shared.
+        context.set_forkserver_preload([__name__])
         return ProcessPoolExecutor(
             self.processes,
-            mp_context=multiprocessing.get_context("forkserver"),
+            mp_context=context,
             initializer=_init_worker,
             initargs=self._init_args,
         )
@@ -135,17 +156,18 @@ class OpenPool:
         """Open ``raws`` in the workers, in order. A dead worker: the pool is recreated and
         ExchangeError(UNAVAILABLE) raised, so the caller retries the batch."""
         loop = asyncio.get_running_loop()
-        chunks = [raws[i : i + CHUNK] for i in range(0, len(raws), CHUNK)]
+        out: list[Ready | None] = [own_message(r, self._skip_ctx) for r in raws]
+        todo = [i for i, skipped in enumerate(out) if skipped is None]
+        chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
         futures: list[asyncio.Future[list[ReadyWire]]] = []
         try:
             for chunk in chunks:
-                wire = [raw_to_wire(r) for r in chunk]
+                wire = [raw_to_wire(raws[i]) for i in chunk]
                 futures.append(loop.run_in_executor(self._executor, _open_chunk, wire, now))
-            out: list[Ready] = []
             for chunk, future in zip(chunks, futures, strict=True):
-                wires = await future
-                out.extend(from_wire(r, w, now) for r, w in zip(chunk, wires, strict=True))
-            return out
+                for i, w in zip(chunk, await future, strict=True):
+                    out[i] = from_wire(raws[i], w, now)
+            return [item for item in out if item is not None]
         except BrokenProcessPool as exc:
             for future in futures:
                 future.cancel()

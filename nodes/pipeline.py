@@ -212,6 +212,14 @@ def _signed_by_own_key(value: bytes, ctx: PipelineContext) -> bool:
         return False  # open_record says why it is bad
 
 
+def own_message(raw: RawRecord, ctx: PipelineContext) -> Skipped | None:
+    """Skipped as ``own_message`` when ``ctx.skip_key_ids`` names the record's key (cheap:
+    the SignedEnvelope's framing only, nothing verified or decoded), else None."""
+    if ctx.skip_key_ids and raw.value is not None and _signed_by_own_key(raw.value, ctx):
+        return Skipped(raw.topic, raw.partition, raw.offset, OWN_MESSAGE, None)
+    return None
+
+
 Checked = SignatureChecked | QuarantineEntry | Skipped
 
 
@@ -222,8 +230,9 @@ def check_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Checked:
     try:
         if raw.value is None:
             raise WireError(Reason.MALFORMED, "record has no value (tombstone)")
-        if ctx.skip_key_ids and _signed_by_own_key(raw.value, ctx):
-            return Skipped(raw.topic, raw.partition, raw.offset, OWN_MESSAGE, None)
+        own = own_message(raw, ctx)
+        if own is not None:
+            return own
         return check_signature(raw.value, ctx.trust)
     except ExchangeError as exc:
         return quarantine(raw, exc.reason.value, exc.detail, now)

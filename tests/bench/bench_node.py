@@ -64,12 +64,12 @@ from tests.node.helpers import (
     wait_for,
 )
 
-#: ``BENCH_OPEN_PROCESSES=N`` sets DE's ``[consumer] open_processes`` (unset: its default).
+#: ``BENCH_OPEN_PROCESSES=N`` sets both nodes' ``[consumer] open_processes`` (unset: default).
 _OPEN = os.environ.get("BENCH_OPEN_PROCESSES")
 DE_TABLES: dict[str, dict[str, Any]] = (
     {} if _OPEN is None else {"consumer": {"open_processes": int(_OPEN)}}
 )
-DE_NOTE = "" if _OPEN is None else f"; DE open_processes={_OPEN}"
+DE_NOTE = "" if _OPEN is None else f"; open_processes={_OPEN}"
 N_FULL = 100_000
 SAMPLE = 10_000  # alerts for the bare CPU stages (rates, so a sample is enough)
 ROUNDS = 3  # best of: the machine is shared, the best round is the least disturbed
@@ -268,7 +268,10 @@ async def run(ctx: BenchContext) -> list[Figure]:
             folder / "fed",
             bootstrap=ctx.bootstrap,
             prefix=f"{ctx.prefix}n",
-            per_node={"FR": {"consumer": {"own_messages": "skip"}}, "DE": DE_TABLES},
+            per_node={
+                "FR": {"consumer": {**DE_TABLES.get("consumer", {}), "own_messages": "skip"}},
+                "DE": DE_TABLES,
+            },
         )
         rates = await _stages(fed, ctx, n, folder)
         e2e, latencies, (de_mb, fr_mb) = await _end_to_end(fed, n, folder)
