@@ -49,9 +49,12 @@ from nodes.pipeline import (
     to_wire,
 )
 
-#: Records per task: a batch of 2000 makes 16 tasks, so results stream back while the
-#: workers open the rest, and both workers stay busy to the end.
-CHUNK = 128
+#: Tasks per worker and batch: each task hand-off needs the executor's manager thread, which
+#: waits for the GIL behind the event loop and the store thread, so few large tasks keep the
+#: workers fed; two per worker still let results stream back while the rest is opened.
+TASKS_PER_WORKER = 2
+#: The smallest task worth a trip to another process.
+MIN_CHUNK = 32
 
 InitArgs = tuple[str, bytes, bytes | None, float, tuple[str, ...]]
 
@@ -158,7 +161,8 @@ class OpenPool:
         loop = asyncio.get_running_loop()
         out: list[Ready | None] = [own_message(r, self._skip_ctx) for r in raws]
         todo = [i for i, skipped in enumerate(out) if skipped is None]
-        chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
+        size = max(MIN_CHUNK, -(-len(todo) // (self.processes * TASKS_PER_WORKER)))
+        chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         futures: list[asyncio.Future[list[ReadyWire]]] = []
         try:
             for chunk in chunks:

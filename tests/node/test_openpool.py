@@ -16,7 +16,7 @@ from exchange.seal import Sealed
 from exchange.topics import TopicKind, topic_name
 from nodes.config import load_config
 from nodes.daemon import Node
-from nodes.openpool import CHUNK, OpenPool
+from nodes.openpool import MIN_CHUNK, OpenPool
 from nodes.pipeline import PipelineContext, RawRecord, process
 from tests.node.conftest import ALERTS, NOW, Federation, Sender
 from tests.node.test_pipeline import context, raw
@@ -70,7 +70,9 @@ def mixed_batch(federation: Federation) -> list[RawRecord]:
         raw(retraction, 10),
         raw(first, 11),  # replayed within the batch
     ]
-    batch += [raw(nl.alert(title=f"bulk {i}")[1], 12 + i, partition=1) for i in range(CHUNK * 2)]
+    batch += [
+        raw(nl.alert(title=f"bulk {i}")[1], 12 + i, partition=1) for i in range(MIN_CHUNK * 8)
+    ]
     return batch
 
 
@@ -89,7 +91,7 @@ async def test_the_pool_decides_a_mixed_batch_exactly_as_the_threads_do(
     assert there.retractions == here.retractions
     assert there.offsets == here.offsets
     # and the batch really is mixed:
-    assert len(here.records) == 3 + CHUNK * 2  # first, for DE, retraction, bulk
+    assert len(here.records) == 3 + MIN_CHUNK * 8  # first, for DE, retraction, bulk
     assert sorted(q.reason for q in here.quarantined) == sorted(
         [
             "malformed",
