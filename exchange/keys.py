@@ -189,6 +189,11 @@ class EncryptionKey:
         """The public key as a SubjectPublicKeyInfo PEM."""
         return _public_pem(self._private.public_key())
 
+    def private_bytes(self) -> bytes:
+        """The raw 32-byte private key (:meth:`from_bytes` takes it back), e.g. to hand the
+        key to a worker process. Secret: never log or persist it."""
+        return self._private.private_bytes_raw()
+
     def exchange(self, peer_public: bytes) -> bytes:
         """The X25519 shared secret with ``peer_public`` (raises ValueError on a bad point)."""
         return self._private.exchange(X25519PublicKey.from_public_bytes(peer_public))

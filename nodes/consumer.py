@@ -7,8 +7,10 @@ Kafka's own committed offsets are never used: on every assignment the rebalance 
 seeks to the offsets stored with the records (or to the beginning when there are none),
 so each record lands in the store exactly once.
 
-Each batch (``getmany(max_records=...)``) has its signatures checked in a small thread pool
-(libsodium releases the GIL) while this thread opens what already verified, is decided by
+Each batch (``getmany(max_records=...)``) is opened in worker processes (``open_processes``
+> 0, nodes.openpool: the whole opening on every core; a dead worker fails the round, which
+rewinds) or has its signatures checked in a small thread pool (libsodium releases the GIL)
+while this thread opens what already verified; it is then decided by
 the pure pipeline, then committed in a task
 that overlaps with opening the next batch; the consumer waits for that commit before
 deciding the next batch (replay checks see it) and on revocation. A failed commit rewinds
@@ -32,11 +34,13 @@ from exchange.errors import ExchangeError, Reason
 from nodes.config import ConsumerConfig, PublisherConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
+from nodes.openpool import OpenPool
 from nodes.outbound import Dispatcher
 from nodes.pipeline import (
     INTERNAL_ERROR,
     BatchOutcome,
     Checked,
+    OpenedRecord,
     Opening,
     PipelineContext,
     RawRecord,
@@ -103,9 +107,13 @@ class Consumer:
         self._commit_task: asyncio.Task[None] | None = None
         self._pool = (
             ThreadPoolExecutor(config.verify_threads, thread_name_prefix="verify")
-            if config.verify_threads > 0
+            if config.verify_threads > 0 and config.open_processes == 0
             else None
         )
+        self.open_pool = (
+            OpenPool(context, config.open_processes) if config.open_processes > 0 else None
+        )
+        self._open_pool_started = False
         self._stopping = False
         self._stop = asyncio.Event()
         self._offsets: dict[tuple[str, int], int] = {}
@@ -166,6 +174,9 @@ class Consumer:
         try:
             while not self._stopping:
                 try:
+                    if self.open_pool is not None and not self._open_pool_started:
+                        await self.open_pool.start()  # not in the first batch's time
+                        self._open_pool_started = True
                     if self._consumer is None:
                         self._consumer = await self._start()
                     await self._round(self._consumer)
@@ -224,6 +235,8 @@ class Consumer:
     def shutdown_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.open_pool is not None:
+            self.open_pool.shutdown()
 
     async def _round(self, consumer: AIOKafkaConsumer) -> None:
         with kafka_errors("fetching"):
@@ -247,11 +260,16 @@ class Consumer:
         self._log_internal(outcome)
         self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
 
-    async def _open(self, raws: Sequence[RawRecord], now: datetime) -> list[Opening]:
-        """Open a batch: signatures in the pool, chunk by chunk, while this thread opens the
-        chunks whose signatures already held (only libsodium runs without the GIL, so the
-        pool does nothing else: measured 1.6x against the whole opening in the pool)."""
+    async def _open(
+        self, raws: Sequence[RawRecord], now: datetime
+    ) -> Sequence[Opening | OpenedRecord]:
+        """Open a batch: in the worker processes when there are; otherwise signatures in the
+        thread pool, chunk by chunk, while this thread opens the chunks whose signatures
+        already held (only libsodium runs without the GIL, so the pool does nothing else:
+        measured 1.6x against the whole opening in the pool)."""
         ctx = self.context
+        if self.open_pool is not None:
+            return await self.open_pool.open(raws, now)
         if self._pool is None or len(raws) < 2 * OPEN_CHUNK:
             return [open_raw(r, ctx, now) for r in raws]
         chunks = [raws[i : i + OPEN_CHUNK] for i in range(0, len(raws), OPEN_CHUNK)]

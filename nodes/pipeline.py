@@ -1,11 +1,14 @@
 """From raw Kafka records to what the store keeps: pure, no I/O, ``now`` passed in.
 
-Two steps, so the costly one can run in threads:
+Two steps, so the costly one can run in threads or processes:
 
 1. :func:`open_raw` - verify the signature, decrypt when addressed to this node, decode and
    validate the payload (``exchange.seal.open_record``), in two parts: :func:`check_raw`
    (the signature: libsodium, which releases the GIL, so a thread pool runs it) and
-   :func:`open_checked` (the rest, Python-bound, on the event loop's thread meanwhile).
+   :func:`open_checked` (the rest, Python-bound). :func:`ready` then reduces an opened record
+   to an :class:`OpenedRecord`: the envelope's facts and the payload as a JSON-ready dict,
+   all :func:`decide` and the store need. ``nodes.openpool`` runs both in worker processes
+   and ships the result back as builtins (:func:`to_wire` / :func:`from_wire`).
 2. :func:`decide` - replay check (message id already stored, or seen earlier in this
    batch -> quarantine ``replayed``), then the topic's rule chain -> a :class:`StoredRecord`
    (plus a :class:`RetractionOrder` for a Retraction), a :class:`QuarantineEntry`, or a
@@ -174,6 +177,29 @@ def quarantine(
 
 Opening = Opened | QuarantineEntry | Skipped
 
+
+@dataclass(frozen=True, slots=True)
+class OpenedRecord:
+    """A verified, opened record as :func:`decide` and the store need it: the envelope's
+    facts (the attributes ``nodes.rules.EnvelopeFacts`` names, and more) and the payload as
+    a JSON-ready dict; None when addressed to other nodes only."""
+
+    message_id: UUID
+    message_type: MessageType
+    key: str
+    sender: NodeId
+    created_at: datetime
+    sequence: int
+    recipients: tuple[NodeId, ...]
+    tlp: str
+    handling_code: str
+    envelope_hash: bytes
+    payload: dict[str, Any] | None
+
+
+#: What :func:`decide` takes for one record.
+Ready = OpenedRecord | QuarantineEntry | Skipped
+
 OWN_MESSAGE = "own_message"
 
 
@@ -186,6 +212,14 @@ def _signed_by_own_key(value: bytes, ctx: PipelineContext) -> bool:
         return False  # open_record says why it is bad
 
 
+def own_message(raw: RawRecord, ctx: PipelineContext) -> Skipped | None:
+    """Skipped as ``own_message`` when ``ctx.skip_key_ids`` names the record's key (cheap:
+    the SignedEnvelope's framing only, nothing verified or decoded), else None."""
+    if ctx.skip_key_ids and raw.value is not None and _signed_by_own_key(raw.value, ctx):
+        return Skipped(raw.topic, raw.partition, raw.offset, OWN_MESSAGE, None)
+    return None
+
+
 Checked = SignatureChecked | QuarantineEntry | Skipped
 
 
@@ -196,8 +230,9 @@ def check_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Checked:
     try:
         if raw.value is None:
             raise WireError(Reason.MALFORMED, "record has no value (tombstone)")
-        if ctx.skip_key_ids and _signed_by_own_key(raw.value, ctx):
-            return Skipped(raw.topic, raw.partition, raw.offset, OWN_MESSAGE, None)
+        own = own_message(raw, ctx)
+        if own is not None:
+            return own
         return check_signature(raw.value, ctx.trust)
     except ExchangeError as exc:
         return quarantine(raw, exc.reason.value, exc.detail, now)
@@ -230,16 +265,107 @@ def open_raw(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Opening:
     return open_checked(raw, check_raw(raw, ctx, now), ctx, now)
 
 
-def _payload_dict(opened: Opened) -> dict[str, Any] | None:
-    if opened.payload is None:
-        return None
-    data: dict[str, Any] = opened.payload.model_dump(mode="json")
-    return data
+def ready(opening: Opening | OpenedRecord) -> Ready:
+    """An opened record reduced to its :class:`OpenedRecord` (others pass unchanged)."""
+    if not isinstance(opening, Opened):
+        return opening
+    verified = opening.verified
+    env = verified.envelope
+    payload = opening.payload
+    handling = env.handling
+    return OpenedRecord(
+        message_id=env.message_id,
+        message_type=env.message_type,
+        key=env.key,
+        sender=env.sender,
+        created_at=env.created_at,
+        sequence=env.sequence,
+        recipients=env.recipients,
+        tlp=str(handling.tlp.value),
+        handling_code=str(handling.code.value),
+        envelope_hash=verified.envelope_hash,
+        payload=None if payload is None else payload.model_dump(mode="json"),
+    )
+
+
+def open_ready(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Ready:
+    """:func:`open_raw` then :func:`ready`. Never raises."""
+    opening = open_raw(raw, ctx, now)
+    try:
+        return ready(opening)
+    except Exception as exc:  # a bug must not stop the node: quarantine, the caller logs
+        return quarantine(raw, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", now)
+
+
+# --- the wire form between processes: builtins only, cheap to pickle -----------------------
+
+#: One record into a worker: (topic, partition, offset, key, value).
+RawWire = tuple[str, int, int, bytes | None, bytes | None]
+#: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
+ReadyWire = tuple[Any, ...]
+
+_QUARANTINED = "q"
+_SKIPPED = "s"
+_OPENED = "o"
+
+
+def raw_to_wire(raw: RawRecord) -> RawWire:
+    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value)
+
+
+def raw_from_wire(wire: RawWire) -> RawRecord:
+    return RawRecord(*wire)
+
+
+def to_wire(item: Ready) -> ReadyWire:
+    """``item`` as builtins: the quarantine reason and detail (the caller still has the raw
+    bytes), the skip reason, or the opened record's facts."""
+    if isinstance(item, QuarantineEntry):
+        return (_QUARANTINED, item.reason, item.detail)
+    if isinstance(item, Skipped):
+        return (_SKIPPED, item.reason)
+    return (
+        _OPENED,
+        item.message_id.bytes,
+        item.message_type.value,
+        item.key,
+        item.sender,
+        item.created_at,
+        item.sequence,
+        item.recipients,
+        item.tlp,
+        item.handling_code,
+        item.envelope_hash,
+        item.payload,
+    )
+
+
+def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
+    """The :class:`Ready` that :func:`to_wire` turned into ``wire``, for ``raw``."""
+    tag = wire[0]
+    if tag == _QUARANTINED:
+        return quarantine(raw, wire[1], wire[2], now)
+    if tag == _SKIPPED:
+        return Skipped(raw.topic, raw.partition, raw.offset, wire[1], None)
+    _, mid, mtype, key, sender, created, seq, recips, tlp, code, ehash, payload = wire
+    return OpenedRecord(
+        UUID(bytes=mid),
+        MessageType(mtype),
+        key,
+        sender,
+        created,
+        seq,
+        recips,
+        tlp,
+        code,
+        ehash,
+        payload,
+    )
 
 
 def decide(
     raw: RawRecord,
-    opened: Opening,
+    opened: Ready,
     ctx: PipelineContext,
     now: datetime,
     seen: MutableSet[UUID],
@@ -248,7 +374,7 @@ def decide(
     stored or met earlier in this batch; ids kept or skipped here are added to it."""
     if isinstance(opened, QuarantineEntry | Skipped):
         return Decision(opened)
-    envelope = opened.verified.envelope
+    envelope = opened
     try:
         if envelope.message_id in seen:
             return Decision(
@@ -266,7 +392,7 @@ def decide(
             raise ExchangeError(Reason.WRONG_TOPIC, f"{raw.topic} is not a topic this node reads")
         item = Incoming(
             envelope=envelope,
-            payload=_payload_dict(opened),
+            payload=opened.payload,
             topic=raw.topic,
             partition=raw.partition,
             offset=raw.offset,
@@ -318,26 +444,24 @@ def decide(
         return Decision(entry, internal_error=exc)
 
 
-def _stored(item: Incoming, opened: Opened, raw: RawRecord) -> StoredRecord:
-    envelope = item.envelope
-    handling = envelope.handling
+def _stored(item: Incoming, opened: OpenedRecord, raw: RawRecord) -> StoredRecord:
     return StoredRecord(
-        message_id=envelope.message_id,
+        message_id=opened.message_id,
         topic=raw.topic,
         partition=raw.partition,
         offset=raw.offset,
-        sender=envelope.sender,
-        message_type=envelope.message_type.value,
-        key=envelope.key,
-        sequence=envelope.sequence,
-        created_at=envelope.created_at,
+        sender=opened.sender,
+        message_type=opened.message_type.value,
+        key=opened.key,
+        sequence=opened.sequence,
+        created_at=opened.created_at,
         received_at=item.received_at,
         category=item.category,
-        tlp=str(handling.tlp.value),
-        handling_code=str(handling.code.value),
-        recipients=tuple(envelope.recipients),
+        tlp=opened.tlp,
+        handling_code=opened.handling_code,
+        recipients=opened.recipients,
         payload=item.payload or {},
-        envelope_hash=opened.verified.envelope_hash,
+        envelope_hash=opened.envelope_hash,
         expires_at=item.expires_at,
     )
 
@@ -347,7 +471,7 @@ def process(
     ctx: PipelineContext,
     now: datetime,
     already_stored: Iterable[UUID] = (),
-    opened: Sequence[Opening] | None = None,
+    opened: Sequence[Opening | OpenedRecord] | None = None,
 ) -> BatchOutcome:
     """Open (unless ``opened`` is given, in the same order) and decide a whole batch."""
     raws = list(raws)
@@ -356,10 +480,16 @@ def process(
     seen: set[UUID] = set(already_stored)
     out = BatchOutcome()
     for raw, item in zip(raws, opened, strict=True):
-        out.add(raw, decide(raw, item, ctx, now, seen))
+        out.add(raw, decide(raw, ready(item), ctx, now, seen))
     return out
 
 
-def message_ids(opened: Iterable[Opening]) -> list[UUID]:
+def message_ids(opened: Iterable[Opening | OpenedRecord]) -> list[UUID]:
     """The message ids of the records that opened (for the store's replay check)."""
-    return [o.verified.envelope.message_id for o in opened if isinstance(o, Opened)]
+    ids = []
+    for o in opened:
+        if isinstance(o, OpenedRecord):
+            ids.append(o.message_id)
+        elif isinstance(o, Opened):
+            ids.append(o.verified.envelope.message_id)
+    return ids

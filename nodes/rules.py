@@ -19,21 +19,34 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from exchange.ids import NodeId
 from exchange.topics import MessageType
 
 if TYPE_CHECKING:
-    from exchange.envelope import Envelope
     from nodes.config import TopicRules
+
+
+class EnvelopeFacts(Protocol):
+    """What the rules read of a verified envelope (an ``exchange.envelope.Envelope``, or the
+    pipeline's compact ``OpenedRecord``, which carries the same facts)."""
+
+    @property
+    def message_type(self) -> MessageType: ...
+    @property
+    def sender(self) -> NodeId: ...
+    @property
+    def recipients(self) -> tuple[NodeId, ...]: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A record on its way through the rules."""
 
-    envelope: Envelope
+    envelope: EnvelopeFacts
     payload: Mapping[str, Any] | None  # None: addressed to others (this node cannot read it)
     topic: str
     partition: int

@@ -28,6 +28,7 @@ on both cores), DE's peak RSS < 300 MB.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -67,6 +68,12 @@ from tests.node.helpers import (
     wait_for,
 )
 
+#: ``BENCH_OPEN_PROCESSES=N`` sets both nodes' ``[consumer] open_processes`` (unset: default).
+_OPEN = os.environ.get("BENCH_OPEN_PROCESSES")
+DE_TABLES: dict[str, dict[str, Any]] = (
+    {} if _OPEN is None else {"consumer": {"open_processes": int(_OPEN)}}
+)
+DE_NOTE = "" if _OPEN is None else f"; open_processes={_OPEN}"
 N_FULL = 100_000
 SAMPLE = 10_000  # alerts for the bare CPU stages (rates, so a sample is enough)
 ROUNDS = 3  # best of: the machine is shared, the best round is the least disturbed
@@ -74,7 +81,7 @@ ALERT_BYTES = 1000
 Peaks = tuple[float, float]
 E2E = (
     "node e2e FR outbox -> DE store"
-    " (FR own_messages=skip; outbox pre-filled; first signature -> all stored)"
+    f" (FR own_messages=skip{DE_NOTE}; outbox pre-filled; first signature -> all stored)"
 )
 LIMIT = "serial limit of the bare stages"
 N_CONSUMER = 30_000
@@ -82,7 +89,7 @@ N_PACED = 10_000
 PACED_RATE = 1_000  # alerts a second, enqueued 1/10 of it every 0.1 s
 PACED = f"node e2e latency at {PACED_RATE:,} msg/s offered (signed -> stored)"
 CONSUMER_STAGES = ("consume", "verify", "decode", "rules", "store")
-CONSUMER = "node DE alone: backlog on Kafka -> store (first round -> all stored)"
+CONSUMER = f"node DE alone{DE_NOTE}: backlog on Kafka -> store (first round -> all stored)"
 CONSUMER_LIMIT = f"serial limit of {', '.join(CONSUMER_STAGES)}"
 RAW = "raw aiokafka produce + consume, same values"
 HANDLING = Handling.model_validate(
@@ -224,7 +231,12 @@ async def _end_to_end(fed: Federation, n: int, folder: Path) -> tuple[float, lis
 async def _consumer_alone(ctx: BenchContext, folder: Path, n: int) -> float:
     """DE alone draining ``n`` distinct sealed alerts already on Kafka: messages/s from its
     first consumer round to all stored."""
-    fed = make_federation(folder / "fed-consumer", bootstrap=ctx.bootstrap, prefix=f"{ctx.prefix}c")
+    fed = make_federation(
+        folder / "fed-consumer",
+        bootstrap=ctx.bootstrap,
+        prefix=f"{ctx.prefix}c",
+        per_node={"DE": DE_TABLES},
+    )
     _, sealed = _sealed_sample(fed, n)
     await ensure_topics(fed.config("DE").kafka.settings(), fed.prefix)
     alerts = fed.topic(TopicKind.ALERTS)
@@ -256,7 +268,10 @@ async def _paced_latencies(ctx: BenchContext, folder: Path, n: int) -> list[floa
         folder / "fed-paced",
         bootstrap=ctx.bootstrap,
         prefix=f"{ctx.prefix}p",
-        per_node={"FR": {"consumer": {"own_messages": "skip"}}},
+        per_node={
+            "FR": {"consumer": {**DE_TABLES.get("consumer", {}), "own_messages": "skip"}},
+            "DE": DE_TABLES,
+        },
     )
     de = NodeProcess(fed.config_path("DE"), folder / "de-paced.log")
     fr = NodeProcess(fed.config_path("FR"), folder / "fr-paced.log")
@@ -300,7 +315,10 @@ async def run(ctx: BenchContext) -> list[Figure]:
             folder / "fed",
             bootstrap=ctx.bootstrap,
             prefix=f"{ctx.prefix}n",
-            per_node={"FR": {"consumer": {"own_messages": "skip"}}},
+            per_node={
+                "FR": {"consumer": {**DE_TABLES.get("consumer", {}), "own_messages": "skip"}},
+                "DE": DE_TABLES,
+            },
         )
         rates = await _stages(fed, ctx, n, folder)
         e2e, latencies, (de_mb, fr_mb) = await _end_to_end(fed, n, folder)
