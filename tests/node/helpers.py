@@ -330,6 +330,9 @@ class NodeProcess:
     env: Mapping[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     peak_rss_kb: int = 0
+    #: The same summed over the node and its descendants (the forkserver and the opening
+    #: workers); shared pages count once per process, so this is an upper bound.
+    peak_family_rss_kb: int = 0
     returncode: int | None = None
     _log: IO[bytes] | None = None
 
@@ -365,11 +368,35 @@ class NodeProcess:
                 return int(line.split()[1])
         raise AssertionError(f"no VmHWM in /proc/{self.pid}/status")
 
+    def family_hwm_kb(self) -> int:
+        """VmHWM summed over the running child and all its descendants, in KiB."""
+        parents: dict[int, int] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            parents[int(stat.parent.name)] = int(fields[1])
+        family, grew = {self.pid}, True
+        while grew:
+            more = {pid for pid, ppid in parents.items() if ppid in family} - family
+            family |= more
+            grew = bool(more)
+        total = 0
+        for pid in family:
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += next((int(x.split()[1]) for x in lines if x.startswith("VmHWM:")), 0)
+        return total
+
     def _signal(self, sig: signal.Signals, timeout: float) -> int:
         proc = self.proc
         assert proc is not None, "not running"
         if proc.poll() is None:
             self.peak_rss_kb = self.vm_hwm_kb()
+            self.peak_family_rss_kb = self.family_hwm_kb()
             proc.send_signal(sig)
         try:
             self.returncode = proc.wait(timeout)
