@@ -12,6 +12,7 @@ or network error into an :class:`~exchange.errors.ExchangeError`, so none leaks.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -268,18 +269,42 @@ async def ensure_topics(
                 [NewTopic(n, wanted[n], s.topic_replication_factor) for n in missing],
                 timeout_ms=s.request_timeout_ms,
             )
+            created: list[str] = []
+            for entry in response.topic_errors:
+                name, code = entry[0], entry[1]
+                if code == 0:
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:
+                    error = for_code(code)
+                    message = entry[2] if len(entry) > 2 and entry[2] else error.description
+                    detail = f"creating topic {name}: {error.__name__}: {message}"
+                    if error.retriable:
+                        raise TransientError(detail)
+                    raise ExchangeError(Reason.BAD_CONFIG, detail, field=f"topics.{name}")
+            await _until_served(admin, {n: wanted[n] for n in created}, s.request_timeout_ms)
         finally:
             await admin.close()
-        created: list[str] = []
-        for entry in response.topic_errors:
-            name, code = entry[0], entry[1]
-            if code == 0:
-                created.append(name)
-            elif code != TopicAlreadyExistsError.errno:
-                error = for_code(code)
-                message = entry[2] if len(entry) > 2 and entry[2] else error.description
-                detail = f"creating topic {name}: {error.__name__}: {message}"
-                if error.retriable:
-                    raise TransientError(detail)
-                raise ExchangeError(Reason.BAD_CONFIG, detail, field=f"topics.{name}")
         return created
+
+
+async def _until_served(
+    admin: AIOKafkaAdminClient, topics: Mapping[str, int], timeout_ms: int
+) -> None:
+    """Wait until the broker's metadata shows every partition of ``topics``.
+
+    CreateTopics answers once the controller has the topic; the brokers' metadata follows
+    a moment later (seen on a freshly formatted broker: a topic described right after its
+    creation had no partitions yet). Callers rely on topics being usable on return.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_ms / 1000
+    pending = dict(topics)
+    while pending:
+        described = await admin.describe_topics(list(pending))
+        for topic in described:
+            if topic["error_code"] == 0 and len(topic["partitions"]) >= pending[topic["topic"]]:
+                pending.pop(topic["topic"], None)
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TransientError(f"topics created but not yet served: {sorted(pending)}")
+        await asyncio.sleep(0.05)
