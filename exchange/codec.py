@@ -385,6 +385,10 @@ def encode_signed(envelope: bytes, signature: bytes, key_id: str) -> bytes:
     )
 
 
+SIGNATURE_SIZE = 64
+_SIGNATURE_LENGTH = b"\x80\x01"  # the Avro long 64
+
+
 def _malformed(what: str) -> WireError:
     return WireError(Reason.MALFORMED, f"bad SignedEnvelope bytes: {what}")
 
@@ -420,10 +424,29 @@ def decode_signed(data: bytes) -> tuple[bytes, bytes, str]:
     The current schema is parsed by hand; a released (older) SignedEnvelope schema goes
     through :func:`decode`. Refuses what Avro refuses (truncation, negative lengths,
     varints over 10 bytes, invalid UTF-8) and trailing bytes. Only WireError escapes.
+
+    Every record read takes this path, so the usual shape is recognised inline: an
+    envelope length of two varint bytes (64 B to 8 KB), a 64-byte signature and a
+    one-byte key id length ending the data. Anything else is read field by field.
     """
     if data[:HEADER_SIZE] != (_signed_header or _signed()):
         _, rec = decode(data, "SignedEnvelope")
         return rec["envelope"], rec["signature"], rec["key_id"]
+    head = data[HEADER_SIZE : HEADER_SIZE + 2]
+    if len(head) == 2 and head[0] & 0x81 == 0x80 and head[1] < 0x80:
+        stop = HEADER_SIZE + 2 + (((head[1] << 7) | (head[0] & 0x7F)) >> 1)
+        if data[stop : stop + 2] == _SIGNATURE_LENGTH:
+            at = stop + 2 + SIGNATURE_SIZE  # the key id's length
+            if at < len(data) and not data[at] & 0x81 and at + 1 + (data[at] >> 1) == len(data):
+                try:
+                    key_id = data[at + 1 :].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _malformed("key_id is not UTF-8") from None
+                return data[HEADER_SIZE + 2 : stop], data[stop + 2 : at], key_id
+    return _decode_signed_fields(data)
+
+
+def _decode_signed_fields(data: bytes) -> tuple[bytes, bytes, str]:
     end = len(data)
     size, pos = _varint(data, HEADER_SIZE, end)
     stop = pos + size

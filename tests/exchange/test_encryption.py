@@ -161,7 +161,7 @@ def test_listed_reader_without_wrapped_key_gets_decryption_failed(tmp_path: Path
     """A forged record listing NL without a wrapped key for NL is DECRYPTION_FAILED at NL."""
     fed = make_federation(tmp_path)
     sealed = fed.seal_alert("FR", recipients=["DE"])
-    forged = replace(sealed.envelope, recipients=(NodeId("DE"), NodeId("NL")))
+    forged = sealed.envelope._replace(recipients=(NodeId("DE"), NodeId("NL")))
     value = _resign(fed, forged)
     with pytest.raises(ConfidentialityError) as info:
         open_record(

@@ -98,10 +98,13 @@ def ours_signed(data: bytes) -> tuple[bytes, bytes, str] | None:
 
 @st.composite
 def signed_bodies(draw: st.DrawFn) -> bytes:
-    """SignedEnvelope bodies: real lengths and contents, then possibly damaged."""
+    """SignedEnvelope bodies: real lengths and contents, then possibly damaged.
+
+    Half the signatures are 64 bytes, the shape decode_signed reads inline.
+    """
     parts = [
         draw(st.binary(max_size=300)),
-        draw(st.binary(max_size=80)),
+        draw(st.one_of(st.binary(min_size=64, max_size=64), st.binary(max_size=80))),
         draw(st.text(max_size=20)).encode("utf-8", "surrogatepass"),
     ]
     body = bytearray(b"".join(codec.encode_long(len(p)) + p for p in parts))

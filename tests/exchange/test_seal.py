@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
@@ -196,7 +195,7 @@ def test_record_moved_to_another_topic_or_key_is_refused(fed: Federation) -> Non
 def test_payload_signed_under_another_records_key_is_refused(fed: Federation) -> None:
     """An alert signed under a key other than its own alert id is WRONG_KEY on opening."""
     sealed = fed.seal_alert("FR")
-    moved = replace(sealed.envelope, key="not-the-alert-id")
+    moved = sealed.envelope._replace(key="not-the-alert-id")
     value = _resign(fed, moved)
     with pytest.raises(VerificationError) as info:
         open_record(
@@ -242,9 +241,9 @@ def test_type_not_allowed_on_topic(fed: Federation) -> None:
     # A misbehaving member could still sign one: readers refuse it.
     sealed = fed.seal_alert("FR")
     topic = fed.topic(TopicKind.BLACKLIST)
-    value = _resign(fed, replace(sealed.envelope, topic=topic))
+    value = _resign(fed, sealed.envelope._replace(topic=topic))
     assert _reason(fed, value, topic=topic, key=sealed.key) is Reason.TYPE_NOT_ALLOWED
-    value = _resign(fed, replace(sealed.envelope, topic=Topic("ncp.unknown.v1")))
+    value = _resign(fed, sealed.envelope._replace(topic=Topic("ncp.unknown.v1")))
     assert _reason(fed, value, topic="ncp.unknown.v1", key=sealed.key) is Reason.TYPE_NOT_ALLOWED
 
 
@@ -272,12 +271,12 @@ def test_handling_rules_are_enforced_at_seal(fed: Federation) -> None:
 def test_signed_but_inconsistent_handling_is_refused_by_readers(fed: Federation) -> None:
     """Signed TLP:RED for all, H3 without text, or recipients with a plain body: refused."""
     sealed = fed.seal_alert("FR")
-    value = _resign(fed, replace(sealed.envelope, handling=handling(Tlp.RED)))
+    value = _resign(fed, sealed.envelope._replace(handling=handling(Tlp.RED)))
     assert _reason(fed, value, key=sealed.key) is Reason.HANDLING_INCONSISTENT
     h3 = handling().model_construct(**{**handling().model_dump(), "code": HandlingCode.H3})
-    value = _resign(fed, replace(sealed.envelope, handling=h3))
+    value = _resign(fed, sealed.envelope._replace(handling=h3))
     assert _reason(fed, value, key=sealed.key) is Reason.HANDLING_INCONSISTENT
-    value = _resign(fed, replace(sealed.envelope, recipients=(NodeId("DE"),)))
+    value = _resign(fed, sealed.envelope._replace(recipients=(NodeId("DE"),)))
     assert _reason(fed, value, key=sealed.key) is Reason.HANDLING_INCONSISTENT
 
 
@@ -316,8 +315,8 @@ def test_impossible_chain_positions_are_malformed(
 ) -> None:
     """A signed envelope whose sequence and previous_hash contradict each other is MALFORMED."""
     sealed = fed.seal_alert("FR")
-    env = replace(
-        sealed.envelope, sequence=sequence, previous_hash=b"h" * 32 if with_hash else None
+    env = sealed.envelope._replace(
+        sequence=sequence, previous_hash=b"h" * 32 if with_hash else None
     )
     with pytest.raises(WireError) as info:
         fed.verify(sealed, value=_resign(fed, env))
