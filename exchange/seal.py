@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from uuid import UUID
 
 from exchange import codec, crypto, models
@@ -76,9 +77,12 @@ class Sealed:
     envelope_hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Verified:
-    """A record whose signature, key, placement, time and handling checked out."""
+class Verified(NamedTuple):
+    """A record whose signature, key, placement, time and handling checked out.
+
+    Like :class:`SignatureChecked`, a NamedTuple: one is made per record read, and a
+    frozen dataclass's ``__init__`` costs three times as much.
+    """
 
     envelope: Envelope
     envelope_bytes: bytes
@@ -115,9 +119,17 @@ def _topic_kind(topic: str) -> TopicKind | None:
     return kind
 
 
+_TYPES_ON: dict[str, frozenset[MessageType]] = {}
+
+
 def _type_allowed(topic: str, message_type: MessageType) -> bool:
-    kind = _topic_kind(topic)
-    return kind is not None and message_type in ALLOWED_TYPES[kind]
+    allowed = _TYPES_ON.get(topic)
+    if allowed is None:
+        kind = _topic_kind(topic)
+        allowed = frozenset() if kind is None else frozenset(ALLOWED_TYPES[kind])
+        if len(_TYPES_ON) < 10_000:
+            _TYPES_ON[topic] = allowed
+    return message_type in allowed
 
 
 def _handling_problem(handling: Handling, recipients: Sequence[str], encrypted: bool) -> str | None:
@@ -253,12 +265,11 @@ def _refuse(reason: Reason, detail: str, field: str) -> VerificationError:
     return VerificationError(reason, detail, field=field)
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureChecked:
+class SignatureChecked(NamedTuple):
     """A record value whose Ed25519 signature holds (step 1 of :func:`verify_record`)."""
 
     envelope_bytes: bytes
-    key_id: str
+    key_id: KeyId
     owner: NodeId
     entry: KeyEntry
 
@@ -277,7 +288,7 @@ def check_signature(value: bytes, trust: TrustList) -> SignatureChecked:
         raise _refuse(
             Reason.BAD_SIGNATURE, f"signature does not verify with key {key_id}", "signature"
         )
-    return SignatureChecked(envelope_bytes, key_id, owner, entry)
+    return SignatureChecked(envelope_bytes, entry.key_id, owner, entry)
 
 
 def verify_record(
@@ -309,12 +320,7 @@ def verify_checked(
     max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Verified:
     """Step 2 of :func:`verify_record`: decode the Envelope and check everything else."""
-    envelope_bytes, key_id, owner, entry = (
-        checked.envelope_bytes,
-        checked.key_id,
-        checked.owner,
-        checked.entry,
-    )
+    envelope_bytes, key_id, owner, entry = checked
     env = decode_envelope(envelope_bytes)
     if env.sender != owner:
         if env.sender not in trust.members:
@@ -324,7 +330,8 @@ def verify_checked(
             f"key {key_id} belongs to {owner}, not to the sender {env.sender}",
             "sender",
         )
-    trust.check_valid(entry, env.created_at)
+    created_at = env.created_at
+    trust.check_valid(entry, created_at)
     if env.topic != topic:
         raise _refuse(Reason.WRONG_TOPIC, f"written for {env.topic}, read on {topic}", "topic")
     if key is None or env.key.encode() != key:
@@ -335,23 +342,24 @@ def verify_checked(
             f"{env.message_type.value} may not travel on {topic}",
             "message_type",
         )
-    if env.created_at > now + max_skew:
+    if created_at > now + max_skew:
         raise _refuse(
             Reason.FROM_THE_FUTURE,
-            f"created {env.created_at.isoformat()}, now {now.isoformat()}",
+            f"created {created_at.isoformat()}, now {now.isoformat()}",
             "created_at",
         )
-    if (env.sequence == 1) != (env.previous_hash is None) or env.sequence < 1:
+    sequence, previous_hash = env.sequence, env.previous_hash
+    if (sequence == 1) != (previous_hash is None) or sequence < 1:
         raise WireError(
             Reason.MALFORMED,
-            f"sequence {env.sequence} with previous_hash"
-            f" {'absent' if env.previous_hash is None else 'present'}",
+            f"sequence {sequence} with previous_hash"
+            f" {'absent' if previous_hash is None else 'present'}",
             field="sequence",
         )
     problem = _handling_problem(env.handling, env.recipients, type(env.body) is EncryptedBody)
     if problem is not None:
         raise _refuse(Reason.HANDLING_INCONSISTENT, problem, "handling")
-    return Verified(env, envelope_bytes, _sha256(envelope_bytes).digest(), KeyId(key_id))
+    return Verified(env, envelope_bytes, _sha256(envelope_bytes).digest(), key_id)
 
 
 def open_record(

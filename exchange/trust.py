@@ -188,6 +188,12 @@ class TrustList:
     def check_valid(self, entry: KeyEntry, at: datetime) -> None:
         """Raise KEY_NOT_VALID_AT_TIME / REVOKED_KEY unless ``entry`` may be used at ``at``."""
         revocation = self.revocations.get(entry.key_id)
+        if (
+            revocation is None
+            and entry.valid_from <= at
+            and (entry.valid_until is None or at < entry.valid_until)
+        ):  # every record's case, decided without a call
+            return
         if revocation is not None and revocation.revoked_at <= at:
             raise VerificationError(
                 Reason.REVOKED_KEY,

@@ -130,7 +130,7 @@ def forge(value: bytes) -> bytes:
 
 def resign(sealed: Sealed, signer: SigningKey, **changes: object) -> bytes:
     """The record's envelope with ``changes`` applied, validly signed by ``signer``."""
-    envelope = dataclasses.replace(sealed.envelope, **changes)  # type: ignore[arg-type]
+    envelope = sealed.envelope._replace(**changes)  # type: ignore[arg-type]
     data = encode_envelope(envelope)
     return codec.encode_signed(data, signer.sign(data), signer.key_id)
 
