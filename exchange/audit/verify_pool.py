@@ -41,7 +41,8 @@ main process then reads); ``workers=0`` verifies inline (small replays and tests
 
 Workers come from a ``forkserver`` (preloaded with this module), never a plain fork:
 the caller may already run threads (asyncio, aiokafka), which fork does not survive.
-Each worker freezes what it imported (``gc.freeze()``) so collections skip it.
+Each worker freezes what it imported (``gc.freeze()``) so collections skip it, and
+collects young objects less often.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def _init_worker(signed_trust: bytes, root_public_key: bytes, now: datetime) -> 
     _trust = TrustList.from_signed(signed_trust, root_public_key)
     _now = now
     gc.freeze()  # what the worker imported stays: later collections need not walk it
+    # A piece's records are short-lived but many: collect young objects less often (as
+    # the node's opening workers do); about 1 us a record less, measured with the
+    # signature check stubbed out.
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _state() -> tuple[TrustList, datetime]:

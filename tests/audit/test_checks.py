@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.audit.checks import ChainChecker, ChainKind, RecordSummary, Violation
-from exchange.audit.replay import MIN_CHUNK, chunks
+from exchange.audit.replay import MAX_CHUNK, MIN_CHUNK, chunks
 from exchange.audit.tally import EVERY_MEMBER, UNVERIFIED, Tally
 
 T = "ncp.alerts.v1"
@@ -334,17 +334,29 @@ def test_gaps_name_exactly_the_deleted_sequences(length: int, data: st.DataObjec
 
 
 def test_chunks_cover_every_offset_once_partitions_advancing_together() -> None:
-    """A replay's pieces cover each range exactly once, partitions interleaved by progress."""
+    """A replay's pieces cover each range exactly once, the fullest range cut first."""
     ranges = [(T, 0, 0, 3000), (T, 1, 100, 1600), (U, 0, 5, 6)]
     pieces = chunks(ranges, 1)
     for topic, partition, start, end in ranges:
-        mine = sorted((s, e) for t, p, s, e in pieces if (t, p) == (topic, partition))
+        mine = [(s, e) for t, p, s, e in pieces if (t, p) == (topic, partition)]
         assert mine[0][0] == start
         assert mine[-1][1] == end
         assert all(a[1] == b[0] for a, b in pairwise(mine))
-    assert [p[:2] for p in pieces[:3]] == [(T, 0), (T, 1), (U, 0)]
+    assert [p[:2] for p in pieces[:3]] == [(T, 0), (T, 1), (T, 0)]
     ends = {e for *_, e in ranges}
     assert all(e - s >= MIN_CHUNK or e in ends for *_, s, e in pieces)
+
+
+def test_chunks_shrink_towards_the_end_of_the_replay() -> None:
+    """Pieces start large and end at the minimum size, so the workers finish together."""
+    ranges = [(T, p, 0, 66_667) for p in range(3)]
+    pieces = chunks(ranges, 2)
+    sizes = [e - s for *_, s, e in pieces]
+    assert sum(sizes) == 3 * 66_667
+    assert sizes[0] == MAX_CHUNK
+    assert all(a >= b for a, b in pairwise(sizes[:-3]))  # the last of each range may be less
+    assert min(sizes[-6:]) <= MIN_CHUNK
+    assert len(pieces) < 40
 
 
 def test_huge_sequence_number_is_a_gap_without_memory_per_missing_number() -> None:
