@@ -6,8 +6,8 @@ start (it verifies and parses it itself). Two ways in:
 
 - :meth:`VerifyPool.submit_range` (Kafka, process pools): the worker reads a piece of
   a partition itself (:class:`~exchange.audit.reader.RangeReader`, one consumer per
-  worker, kept between pieces; its event loop in a thread so fetching overlaps
-  verifying), verifies it and returns only its :data:`~exchange.audit.digest.Digest`.
+  worker, kept between pieces; the next fetch is in flight while a batch is
+  verified), verifies it and returns only its :data:`~exchange.audit.digest.Digest`.
   The main process plans the offsets, merges digests and runs the chain checks: it no
   longer reads Kafka nor pickles ~1.2 KB raw values to the workers.
 - :meth:`VerifyPool.submit_digest` (an archive, thread pools, ``workers=0``): batches of
@@ -26,13 +26,15 @@ before, 91-97 us after (reading included): the main process's saving is mostly
 spent again on Kafka fetch and parse in the workers, so on 2 cores throughput is
 unchanged at full scale, while the main process, which bounded the old design near
 100k msgs/s on a larger machine, now costs about a tenth as much. One core alone,
-bare libsodium verify is about 60 us a message and this worker path about 86-91 us
+bare libsodium verify is about 60 us a message and this worker path was about 86-91 us
 (verify_record about 80: Envelope decoding about 9 us, SHA-256, checks; Kafka fetch
-and parse with CRC checks about 4 us; digest and counts about 3 us): the ceiling is
-about 0.67-0.69 before the broker and the main process take their share, so the
-0.70 target needs verify_record's own overhead cut (exchange/envelope.py, seal.py).
-Reading inside ``getmany`` only (the consumer's loop idle while verifying) made each
-batch wait a full fetch round trip: 0.43 of the bare rate, hence the reader thread.
+and parse with CRC checks about 4 us; digest and counts about 3 us): a ceiling near
+0.67-0.69 before the broker and the main process take their share. Since then
+(2026-11-28, evening): the work around the signature check went from 15 to 11 us a
+record (hand decoders read common shapes inline, NamedTuples for the per-record
+objects), the reader thread gave way to a loop run between batches (2-4 us), and the
+pieces shrink towards the end (:func:`~exchange.audit.replay.chunks`); the bench
+went from 0.62-0.67 to about 0.70, within this VM's noise of +-0.04.
 
 Processes, not threads: PyNaCl releases the GIL inside libsodium, but the Python work
 around each verification holds it, which caps a thread pool near 30k msgs/s whatever
