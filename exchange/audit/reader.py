@@ -43,6 +43,11 @@ def to_ms(t: datetime | None) -> int | None:
     return None if t is None else int(t.timestamp() * 1000)
 
 
+def _stalled(timeout_s: float, where: str) -> TransientError:
+    """The error for a read that got no record for ``timeout_s`` (empty polls of 0.5 s)."""
+    return TransientError(f"reading records: no progress within {timeout_s:g} s on {where}")
+
+
 def truncated_topics(offsets: dict[str, dict[str, dict[str, int]]]) -> set[str]:
     """Topics of a report's ``offsets`` mapping where some partition starts after 0."""
     return {t for t, parts in offsets.items() if any(r["start"] > 0 for r in parts.values())}
@@ -207,10 +212,7 @@ class KafkaHistoryReader:
                         consumer.pause(tp)
                 idle = 0.0 if fetched else idle + 0.5
                 if idle >= self.timeout_s:
-                    raise TransientError(
-                        f"reading records: no progress within {self.timeout_s:g} s "
-                        f"on {len(pending)} partition(s)"
-                    )
+                    raise _stalled(self.timeout_s, f"{len(pending)} partition(s)")
                 if batch:
                     yield batch
         finally:
@@ -317,10 +319,7 @@ class RangeReader:
                     batch.append((topic, partition, r.offset, ts, r.key, r.value))
             idle = 0.0 if records else idle + 0.5
             if idle >= src.timeout_s:
-                raise TransientError(
-                    f"reading records: no progress within {src.timeout_s:g} s "
-                    f"on {topic}[{partition}]"
-                )
+                raise _stalled(src.timeout_s, f"{topic}[{partition}]")
             if batch:
                 yield batch
         self._at = (tp, position)

@@ -99,13 +99,7 @@ def _long(n: int) -> bytes:
         return small
     if not -(1 << 63) <= n < 1 << 63:
         raise ValueError(f"{n} does not fit an Avro long")
-    z = ((n << 1) ^ (n >> 63)) & 0xFFFFFFFFFFFFFFFF
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
+    return codec.encode_long(n)
 
 
 def encode(env: Envelope, header: bytes) -> bytes:
