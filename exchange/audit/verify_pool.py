@@ -33,8 +33,10 @@ and parse with CRC checks about 4 us; digest and counts about 3 us): a ceiling n
 (2026-11-28, evening): the work around the signature check went from 15 to 11 us a
 record (hand decoders read common shapes inline, NamedTuples for the per-record
 objects), the reader thread gave way to a loop run between batches (2-4 us), and the
-pieces shrink towards the end (:func:`~exchange.audit.replay.chunks`); the bench
-went from 0.62-0.67 to about 0.70, within this VM's noise of +-0.04.
+pieces shrink towards the end (:func:`~exchange.audit.replay.chunks`), and fetches
+bring up to 4 MiB (the broker's share fell from 2.4-3.6 to 1.7-1.9 us a record). The
+bench went from 0.62-0.67 to 0.70-0.76 (median 0.72 over five full runs, the machine's
+bare rate itself moving between 27k and 33k msgs/s).
 
 Processes, not threads: PyNaCl releases the GIL inside libsodium, but the Python work
 around each verification holds it, which caps a thread pool near 30k msgs/s whatever

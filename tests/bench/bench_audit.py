@@ -15,7 +15,7 @@ Measured, in the same run:
   main process plans the offsets (no consumer group), each worker reads its pieces of
   the partitions itself, verifies them and returns digests, the main process runs the
   chain checks; messages per second from planning to the last check, the median of
-  three runs. Target: >= 0.70 of the bare rate;
+  three runs (the slowest is reported too). Target: >= 0.70 of the bare rate;
 - ``audit replay-verify (threads)``: the same with a thread pool (the main process
   then reads and hands out batches), for the comparison the verify_pool docstring
   reports (processes are kept when faster).
@@ -189,6 +189,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
     return [
         Figure(BARE, bare, "msgs/s"),
         Figure("audit replay-verify (processes)", rates["process"], "msgs/s", BARE, bare),
+        Figure(
+            "audit replay-verify (processes), slowest of the 3 runs",
+            min(process_rates),
+            "msgs/s",
+            BARE,
+            bare,
+        ),
         Figure("audit replay-verify (threads)", rates["thread"], "msgs/s", BARE, bare),
         Figure("audit bench history sealing", n / sealed_s, "msgs/s"),
     ]
