@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID, SafeUUID
 
 import avro.io
 import avro.schema
@@ -204,3 +206,62 @@ def test_array_block_count_without_positive_counterpart_is_malformed(fed: Federa
     with pytest.raises(WireError) as info:
         decode_envelope(data.replace(one_block, huge_block))
     assert "block count" in info.value.detail
+
+
+def _after_varint(data: bytes, at: int) -> int:
+    """Where the varint at ``at`` ends."""
+    while data[at] & 0x80:
+        at += 1
+    return at + 1
+
+
+def _stretched(data: bytes, at: int) -> bytes:
+    """``data`` with the one-byte varint at ``at`` written in two bytes (same value)."""
+    assert data[at] < 0x80
+    return data[:at] + bytes([data[at] | 0x80, 0]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["message_type", "topic length", "sender length", "previous_hash branch", "recipients", "tlp"],
+)
+def test_inline_reads_fall_back_on_longer_varints(fed: Federation, field: str) -> None:
+    """A value written in more varint bytes than needed decodes as fastavro reads it.
+
+    The decoder reads one-byte varints inline and everything else with its general
+    reader; Avro allows the longer forms, so they must decode to the same envelope.
+    """
+    env = fed.seal_alert("FR", recipients=["DE"]).envelope
+    data = encode_envelope(env)
+    topic_at = 27
+    key_at = topic_at + 1 + len(env.topic)
+    sender_at = key_at + 1 + len(env.key)
+    created_at = sender_at + 1 + len(env.sender)
+    sequence_at = _after_varint(data, created_at)
+    branch_at = _after_varint(data, sequence_at)
+    tlp_at = branch_at + 1 + 1 + 1 + len("DE") + 1  # branch null, [1, "DE", end]
+    tlps = ["CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"]
+    where, value = {  # the byte, and the zig-zag varint it must hold
+        "message_type": (26, 0),  # OffenceAlert
+        "topic length": (topic_at, 2 * len(env.topic)),
+        "sender length": (sender_at, 2 * len(env.sender)),
+        "previous_hash branch": (branch_at, 0),  # null: sequence 1
+        "recipients": (branch_at + 1, 2),  # one item
+        "tlp": (tlp_at, 2 * tlps.index(env.handling.tlp.value)),
+    }[field]
+    assert data[where] == value
+    stretched = _stretched(data, where)
+    assert decode_envelope(stretched) == _generic_decode(stretched) == env
+
+
+def test_decoded_message_ids_are_ordinary_uuids(fed: Federation) -> None:
+    """The decoder's message id (made without UUID.__init__) equals, hashes and pickles as one."""
+    env = fed.seal_alert("FR").envelope
+    decoded = decode_envelope(encode_envelope(env)).message_id
+    fresh = UUID(bytes=env.message_id.bytes)
+    assert decoded == fresh
+    assert hash(decoded) == hash(fresh)
+    assert str(decoded) == str(fresh)
+    assert decoded.version == fresh.version
+    assert decoded.is_safe is SafeUUID.unknown
+    assert pickle.loads(pickle.dumps(decoded)) == fresh  # noqa: S301 (our own bytes)
