@@ -223,6 +223,24 @@ def translate(exc: BaseException, action: str) -> ExchangeError:
     return TransientError(f"{action}: {name}: {exc}")
 
 
+async def stop_quietly(client: Any) -> None:
+    """Stop an aiokafka consumer or producer, whatever state the cluster is in.
+
+    For clean-ups (a ``finally``, a worker exiting) where nothing is left to lose: a
+    failure to stop must not hide the error that ended the work. aiokafka's stop can
+    end in the CancelledError of a fetch it cancelled itself (seen with the broker
+    gone mid-read); a cancellation of the caller itself still goes through.
+    """
+    try:
+        await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except (KafkaError, OSError, TimeoutError):
+        return  # the connection is gone already: stopped is what it is
+
+
 @contextmanager
 def kafka_errors(action: str) -> Iterator[None]:
     """Re-raise aiokafka, network and timeout errors inside the block via :func:`translate`."""

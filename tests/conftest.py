@@ -10,12 +10,19 @@ one: an integration test is never skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from exchange.bus import KafkaSettings
-from tests.helpers.broker import BrokerUnavailableError, acquire_broker, unique_prefix
+from tests.helpers.broker import (
+    BrokerUnavailableError,
+    LocalBroker,
+    acquire_broker,
+    free_port,
+    unique_prefix,
+)
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +39,19 @@ def kafka_bootstrap() -> Iterator[str]:
         yield lease.bootstrap
     finally:
         lease.release()
+
+
+@pytest.fixture
+async def private_broker() -> AsyncIterator[LocalBroker]:
+    """A broker of the test's own (``kafka.sh`` on free ports), to stop and start at will;
+    stopped and wiped at the end."""
+    broker = LocalBroker(free_port(), free_port())
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
+        await asyncio.to_thread(broker.reset)
 
 
 @pytest.fixture

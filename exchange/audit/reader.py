@@ -23,7 +23,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from exchange.bus import KafkaSettings, admin_kwargs, consumer_kwargs, kafka_errors
+from exchange.bus import (
+    KafkaSettings,
+    admin_kwargs,
+    consumer_kwargs,
+    kafka_errors,
+    stop_quietly,
+)
 from exchange.errors import InputError, TransientError
 
 T = TypeVar("T")
@@ -185,8 +191,7 @@ class KafkaHistoryReader:
         try:
             todo = await self._start(consumer)
         finally:
-            with kafka_errors("closing the consumer"):
-                await consumer.stop()
+            await stop_quietly(consumer)
         return [(tp.topic, tp.partition, *self.plan.ranges[tp.topic][tp.partition]) for tp in todo]
 
     async def batches(self) -> AsyncIterator[list[RawRecord]]:
@@ -225,8 +230,7 @@ class KafkaHistoryReader:
                 if batch:
                     yield batch
         finally:
-            with kafka_errors("closing the consumer"):
-                await consumer.stop()
+            await stop_quietly(consumer)
 
 
 @dataclass(frozen=True)
@@ -337,7 +341,7 @@ class RangeReader:
         """Stop the consumer and close the loop."""
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
-            with contextlib.suppress(TransientError):  # closing: nothing left to lose
-                self._run(consumer.stop(), "closing the consumer")
+            with contextlib.suppress(TransientError):  # no answer within the timeout
+                self._run(stop_quietly(consumer), "closing the consumer")
         if not self._loop.is_closed():
             self._loop.close()

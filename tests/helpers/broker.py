@@ -53,6 +53,14 @@ class BrokerUnavailableError(RuntimeError):
     """No broker could be found or started; the message says how to get one."""
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def unique_prefix() -> str:
     """A topic prefix no other test run uses, e.g. ``"t3f9a1c2b7d04"``."""
     return f"t{uuid.uuid4().hex[:12]}"

@@ -1,14 +1,13 @@
 """A Kafka outage delays publishing and consuming; it never loses or doubles an alert.
 
-Runs its own broker (:class:`tests.helpers.broker.LocalBroker` on free ports) so it can
-stop and start it; FR and DE run in this test's event loop with their real SQLite stores.
+Runs its own broker (the ``private_broker`` fixture, a
+:class:`tests.helpers.broker.LocalBroker` on free ports) so it can stop and start it;
+FR and DE run in this test's event loop with their real SQLite stores.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,25 +29,6 @@ from tests.node.helpers import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def private_broker() -> AsyncIterator[LocalBroker]:
-    """A broker of this test's own, stopped and wiped at the end."""
-    broker = LocalBroker(_free_port(), _free_port())
-    await asyncio.to_thread(broker.start)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
-        await asyncio.to_thread(broker.reset)
 
 
 class Feeder:
