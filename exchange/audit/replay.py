@@ -131,17 +131,24 @@ class _Replay:
 
 
 @contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector: nothing the replay keeps holds a cycle.
+def _running(inflight: Collection[asyncio.Future[Digest]]) -> Iterator[None]:
+    """Around a replay's loop over ``inflight`` futures (a collection kept, not rebound).
 
-    (With a summary object per record kept, collections doubled the checks' cost at
-    200k records; with columns little is left to walk, and collecting gains nothing.)
+    The cyclic garbage collector pauses: nothing the replay keeps holds a cycle (with
+    a summary object per record kept, collections doubled the checks' cost at 200k
+    records; with columns little is left to walk, and collecting gains nothing). A
+    killed worker (out of memory, a signal) ends the replay with TransientError and no
+    report; whatever is still in flight is cancelled.
     """
     collecting = gc.isenabled()
     gc.disable()
     try:
         yield
+    except BrokenExecutor as exc:
+        raise TransientError(f"a verification worker stopped: {exc}") from exc
     finally:
+        for f in inflight:
+            f.cancel()
         if collecting:
             gc.enable()
 
@@ -163,21 +170,15 @@ async def replay(
     state = _Replay(anchored, progress)
     limit = max(2, 3 * pool.workers)
     inflight: deque[asyncio.Future[Digest]] = deque()
-    with _no_cyclic_gc():
-        try:
-            async for batch in batches:
-                if not batch:
-                    continue
-                inflight.append(asyncio.wrap_future(pool.submit_digest(batch)))
-                while len(inflight) >= limit or (inflight and inflight[0].done()):
-                    state.take(await inflight.popleft())
-            while inflight:
+    with _running(inflight):
+        async for batch in batches:
+            if not batch:
+                continue
+            inflight.append(asyncio.wrap_future(pool.submit_digest(batch)))
+            while len(inflight) >= limit or (inflight and inflight[0].done()):
                 state.take(await inflight.popleft())
-        except BrokenExecutor as exc:  # a worker killed (out of memory, signal): no report
-            raise TransientError(f"a verification worker stopped: {exc}") from exc
-        finally:
-            for f in inflight:
-                f.cancel()
+        while inflight:
+            state.take(await inflight.popleft())
     return state.outcome(anchored_topics)
 
 
@@ -215,21 +216,16 @@ async def replay_kafka(
     todo = deque(chunks(await reader.ranges(), pool.workers))
     limit = max(2, 2 * pool.workers)
     inflight: set[asyncio.Future[Digest]] = set()
-    with _no_cyclic_gc():
-        try:
-            while todo or inflight:
-                while todo and len(inflight) < limit:
-                    inflight.add(asyncio.wrap_future(pool.submit_range(source, todo.popleft())))
-                finished, inflight = await asyncio.wait(
-                    inflight, return_when=asyncio.FIRST_COMPLETED
-                )
-                for f in finished:
-                    state.take(f.result())
-        except RelayedError as exc:
-            raise exc.error() from None
-        except BrokenExecutor as exc:  # a worker killed (out of memory, signal): no report
-            raise TransientError(f"a verification worker stopped: {exc}") from exc
-        finally:
-            for f in inflight:
-                f.cancel()
+    with _running(inflight):
+        while todo or inflight:
+            while todo and len(inflight) < limit:
+                inflight.add(asyncio.wrap_future(pool.submit_range(source, todo.popleft())))
+            finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            inflight -= finished
+            for f in finished:
+                try:
+                    digest = f.result()
+                except RelayedError as exc:
+                    raise exc.error() from None
+                state.take(digest)
     return state.outcome(anchored_topics)

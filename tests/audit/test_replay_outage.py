@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from exchange.audit.reader import KafkaHistoryReader, RangeReader, RangeSource
 from exchange.audit.replay import replay_kafka
@@ -23,24 +22,12 @@ from exchange.bus import KafkaSettings
 from exchange.errors import Reason, TransientError
 from exchange.ids import Topic
 from tests.audit.history import Federation
-from tests.helpers.broker import LocalBroker, create_topics, unique_prefix
+from tests.helpers.broker import LocalBroker, create_topics, produce_many, unique_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Enough records that the first pieces in flight (2 per worker) leave most unread.
 N = 30_000
-
-
-async def _write(bootstrap: str, records: list[tuple[bytes, bytes]], topic: str) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_batch_size=1_048_576, linger_ms=20
-    )
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def test_broker_stopping_mid_replay_is_a_connection_error(
@@ -53,7 +40,7 @@ async def test_broker_stopping_mid_replay_is_a_connection_error(
     now = datetime.now(UTC)
     fr = fed.nodes["FR"]
     sealed = [fr.seal(topic, now) for _ in range(N)]
-    await _write(private_broker.bootstrap, [(s.key, s.value) for s in sealed], topic)
+    await produce_many(private_broker.bootstrap, topic, [(s.key, s.value) for s in sealed])
 
     reader = KafkaHistoryReader(
         KafkaSettings(bootstrap_servers=private_broker.bootstrap, client_id="audit-outage"),
@@ -94,11 +81,8 @@ async def test_range_reader_closes_cleanly_after_the_broker_is_gone(
     await create_topics(private_broker.bootstrap, [topic], 1)
     fr = fed.nodes["FR"]
     now = datetime.now(UTC)
-    await _write(
-        private_broker.bootstrap,
-        [(s.key, s.value) for s in (fr.seal(topic, now) for _ in range(50))],
-        topic,
-    )
+    sealed = [fr.seal(topic, now) for _ in range(50)]
+    await produce_many(private_broker.bootstrap, topic, [(s.key, s.value) for s in sealed])
     settings = KafkaSettings(bootstrap_servers=private_broker.bootstrap, client_id="audit-close")
 
     def read_then_lose_the_broker() -> tuple[int, TransientError | None]:

@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import nacl.bindings
-from aiokafka import AIOKafkaProducer
 
 from exchange.audit.reader import KafkaHistoryReader
 from exchange.audit.replay import replay_kafka
@@ -46,7 +45,7 @@ from exchange.keys import SigningKey
 from exchange.models import OffenceAlert
 from exchange.seal import seal
 from tests.bench.harness import BenchContext, Figure
-from tests.helpers.broker import create_topics
+from tests.helpers.broker import create_topics, produce_many
 from tests.helpers.federation import handling, make_alert, make_federation
 
 N_FULL = 200_000
@@ -115,26 +114,13 @@ def make_history(
         return [r for part in parts for r in part]
 
 
-async def write_history(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Produce the records once with raw aiokafka at 1 MB batches."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_batch_size=1_048_576, linger_ms=20
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
 async def replay_rate(
     bootstrap: str, topic: str, trust: bytes, root: bytes, n: int, mode: Mode, workers: int
 ) -> float:
     """Replay ``topic`` with a warmed-up pool; messages per second (asserts it is clean)."""
     now = datetime.now(UTC)
     with VerifyPool(trust, root, now=now, workers=workers, mode=mode) as pool:
-        for f in [pool.submit([]) for _ in range(workers)]:  # start every worker first
+        for f in [pool.submit_digest([]) for _ in range(workers)]:  # start every worker first
             f.result()
         reader = KafkaHistoryReader(
             KafkaSettings(bootstrap_servers=bootstrap, client_id="bench-audit"), [topic]
@@ -164,7 +150,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
         records = await asyncio.to_thread(make_history, key_files, topic, n, workers, now)
         sealed_s = time.perf_counter() - t0
         await create_topics(ctx.bootstrap, [topic], 3)
-        await write_history(ctx.bootstrap, topic, records)
+        await produce_many(ctx.bootstrap, topic, records)
         del records
         # The machine is shared and its speed drifts (a VM on a busy host: the bare
         # rate alone moves by 10-20% between runs a minute apart). Bare verify and the

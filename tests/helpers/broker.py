@@ -17,6 +17,7 @@ folder in the script's cache, so private brokers and the shared one run side by 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -32,6 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
@@ -85,6 +87,19 @@ async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 
         topic, code = entry[0], entry[1]
         if code not in (0, TOPIC_ALREADY_EXISTS):
             raise RuntimeError(f"creating topic {topic}: {for_code(code).__name__}")
+
+
+async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[bytes, bytes]]) -> None:
+    """Write ``(key, value)`` records to ``topic`` once, with raw aiokafka at 1 MB batches."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_batch_size=1_048_576, linger_ms=20
+    )
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
 
 
 # --- the local broker script -------------------------------------------------------------
