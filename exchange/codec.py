@@ -86,7 +86,11 @@ def canonical_form(schema: dict[str, Any] | str | list[Any]) -> str:
 
 def fingerprint(schema: dict[str, Any] | str | list[Any]) -> bytes:
     """8 bytes: CRC-64-AVRO of the schema's Parsing Canonical Form, little-endian."""
-    return crc64_avro(canonical_form(schema).encode()).to_bytes(8, "little")
+    return _fingerprint_of(canonical_form(schema))
+
+
+def _fingerprint_of(canonical: str) -> bytes:
+    return crc64_avro(canonical.encode()).to_bytes(8, "little")
 
 
 # --- loading schema files ----------------------------------------------------------------
@@ -191,8 +195,9 @@ def load_folder(folder: Traversable | Path, version: str = "current") -> dict[st
             canonical = canonical_form(schema)
         except Exception as exc:  # fastavro's SchemaParseException, UnknownType, ValueError
             raise _schema_error(f"{version}/{name}", f"invalid schema: {exc}") from None
-        fp = crc64_avro(canonical.encode()).to_bytes(8, "little")
-        out[name] = ParsedSchema(name, version, schema, parsed, canonical, fp)
+        out[name] = ParsedSchema(
+            name, version, schema, parsed, canonical, _fingerprint_of(canonical)
+        )
     return out
 
 
@@ -446,22 +451,22 @@ def decode_signed(data: bytes) -> tuple[bytes, bytes, str]:
     return _decode_signed_fields(data)
 
 
+def _field(data: bytes, pos: int, end: int, name: str) -> tuple[int, int]:
+    """(start, stop) of the length-prefixed bytes at ``pos``."""
+    size, start = _varint(data, pos, end)
+    stop = start + size
+    if size < 0 or stop > end:
+        raise _malformed(f"{name} length {size} exceeds the data")
+    return start, stop
+
+
 def _decode_signed_fields(data: bytes) -> tuple[bytes, bytes, str]:
     end = len(data)
-    size, pos = _varint(data, HEADER_SIZE, end)
-    stop = pos + size
-    if size < 0 or stop > end:
-        raise _malformed(f"envelope length {size} exceeds the data")
+    pos, stop = _field(data, HEADER_SIZE, end, "envelope")
     envelope = data[pos:stop]
-    size, pos = _varint(data, stop, end)
-    stop = pos + size
-    if size < 0 or stop > end:
-        raise _malformed(f"signature length {size} exceeds the data")
+    pos, stop = _field(data, stop, end, "signature")
     signature = data[pos:stop]
-    size, pos = _varint(data, stop, end)
-    stop = pos + size
-    if size < 0 or stop > end:
-        raise _malformed(f"key_id length {size} exceeds the data")
+    pos, stop = _field(data, stop, end, "key_id")
     if stop != end:
         raise _malformed(f"{end - stop} trailing bytes")
     try:

@@ -43,7 +43,7 @@ from exchange.errors import (
 )
 from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import EncryptionKey, SigningKey
-from exchange.models import Handling, HandlingCode, Payload, Tlp
+from exchange.models import Handling, HandlingCode, Payload, Tlp, encode_payload
 from exchange.topics import ALLOWED_TYPES, TOPIC_VERSION, MessageType, TopicKind
 from exchange.trust import KeyEntry, TrustList
 from exchange.uuid7 import uuid7
@@ -193,11 +193,6 @@ def seal(
         message_id=message_id,
         key=record_key,
     )
-
-
-def encode_payload(payload: Payload) -> bytes:
-    """The payload's single-object encoding, as an envelope's body carries it."""
-    return codec.encode(models.payload_type(payload).value, models.to_avro(payload))
 
 
 def seal_encoded(

@@ -283,26 +283,24 @@ class TrustList:
         issued_at: datetime,
     ) -> TrustList:
         """A new version with the validity window of ``key_id`` changed (tests of expired keys)."""
-        members = []
-        for m in self.members.values():
-            members.append(
-                replace(
-                    m,
-                    signing_keys=tuple(
-                        replace(k, valid_from=valid_from, valid_until=valid_until)
-                        if k.key_id == key_id
-                        else k
-                        for k in m.signing_keys
-                    ),
-                    encryption_keys=tuple(
-                        replace(k, valid_from=valid_from, valid_until=valid_until)
-                        if k.key_id == key_id
-                        else k
-                        for k in m.encryption_keys
-                    ),
-                )
+
+        def rewindowed(keys: tuple[KeyEntry, ...]) -> tuple[KeyEntry, ...]:
+            return tuple(
+                replace(k, valid_from=valid_from, valid_until=valid_until)
+                if k.key_id == key_id
+                else k
+                for k in keys
             )
-        return self._next(issued_at, members=tuple(members))
+
+        members = tuple(
+            replace(
+                m,
+                signing_keys=rewindowed(m.signing_keys),
+                encryption_keys=rewindowed(m.encryption_keys),
+            )
+            for m in self.members.values()
+        )
+        return self._next(issued_at, members=members)
 
     # ---- wire ---------------------------------------------------------------------
 

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from exchange.errors import InputError
-from exchange.ids import NodeId
+from exchange.ids import NODE_ID_RE, NodeId
 from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import DEFAULT_PREFIX
 from exchange.trust import KeyEntry, Member, TrustList
 
 __all__ = ["FederationFiles", "NodeFiles", "init_federation", "node_toml", "register"]
 
-_NODE_RE = re.compile(r"^[A-Z]{2}$")
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$")
 
 
@@ -115,7 +114,7 @@ def init_federation(
     if not nodes:
         problems.append(("nodes", "at least one node is needed"))
     for n in nodes:
-        if not _NODE_RE.match(n):
+        if not NODE_ID_RE.match(n):
             problems.append(("nodes", f"{n!r} is not an upper-case ISO 3166-1 alpha-2 code"))
     if len(set(nodes)) != len(nodes):
         problems.append(("nodes", "a node is listed twice"))

@@ -249,12 +249,11 @@ def doc_problems(schema: dict[str, Any]) -> Iterator[str]:
 def run_check(root: Path | None = None) -> tuple[list[str], SchemaRegistry]:
     """(problems, registry) for the schema folder ``root`` (default: the installed one)."""
     registry = SchemaRegistry(root)
-    problems = sorted(
-        {p for name in registry.names() for p in doc_problems(_schema(registry, name))}
-    )
+    current = registry.names()
+    problems = sorted({p for name in current for p in doc_problems(_schema(registry, name))})
     for version, schemas in registry.versions().items():
         for name, old in schemas.items():
-            if name not in registry.names():
+            if name not in current:
                 problems.append(
                     f"release {version}: {_short(name)} was removed; its data can no longer be read"
                 )

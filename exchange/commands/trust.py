@@ -16,20 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from exchange.errors import InputError, TrustListError
-from exchange.ids import KeyId, NodeId
+from exchange.ids import NODE_ID_RE, KeyId, NodeId
 from exchange.keys import SigningKey, load_public_key
 from exchange.trust import KeyEntry, Member, TrustList, load_trust_list
 
 __all__ = ["register", "trust_as_dict"]
-
-_NODE_RE = re.compile(r"^[A-Z]{2}$")
 
 
 def _root(args: argparse.Namespace) -> Path | None:
@@ -159,7 +156,7 @@ def _write_signed(trust: TrustList, path: Path, out: str | None, root_private: s
 def _add(args: argparse.Namespace) -> int:
     path = Path(args.file)
     trust = load_trust_list(path, _root(args))
-    if not _NODE_RE.match(args.node):
+    if not NODE_ID_RE.match(args.node):
         raise InputError([("--node", f"{args.node!r} is not an upper-case alpha-2 code")])
     node = NodeId(args.node)
     current = trust.members.get(node)

@@ -69,8 +69,6 @@ class Indicator(Model):
     @field_validator("platform")
     @classmethod
     def _platform(cls, value: str | None, info: ValidationInfo) -> Any:
-        if value is not None:
-            validators.single_line(value)
         return _only_for(IndicatorType.ONLINE_HANDLE, "platform", value, info)
 
     @field_validator("currency")

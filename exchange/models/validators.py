@@ -52,7 +52,6 @@ LANGUAGES = _words(
 HASH_HEX_LENGTHS = {"MD5": 32, "SHA1": 40, "SHA256": 64, "SHA512": 128}
 URL_SCHEMES = frozenset({"http", "https", "ftp"})
 
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 # An ASCII host name of two or more labels, the last not all digits (checked apart).
 _ASCII_DOMAIN = re.compile(
     r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z0-9-]{1,63}(?<!-)\.?\Z", re.IGNORECASE
