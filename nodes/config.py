@@ -40,13 +40,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from exchange.bus import KafkaSettings
 from exchange.errors import InputError, Reason
-from exchange.ids import NodeId
+from exchange.ids import NODE_ID_RE, NodeId
 from exchange.topics import DEFAULT_PREFIX, TopicKind
 
 #: The folder relative paths are resolved against, while a config is being validated.
 _BASE_DIR: ContextVar[Path | None] = ContextVar("_BASE_DIR", default=None)
 
-_NODE_RE = re.compile(r"^[A-Z]{2}$")
 _FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _LISTEN_RE = re.compile(r"^[^\s:]+:\d{1,5}$")
 
@@ -162,7 +161,7 @@ class HttpConfig(_Section):
 
 
 def _node_list(values: list[str], allow_star: bool) -> list[str]:
-    bad = [v for v in values if not (_NODE_RE.match(v) or (allow_star and v == "*"))]
+    bad = [v for v in values if not (NODE_ID_RE.match(v) or (allow_star and v == "*"))]
     if bad:
         raise ValueError(
             f"not node ids (two upper-case letters{' or *' if allow_star else ''}): {bad}"
@@ -337,7 +336,7 @@ class NodeConfig(BaseSettings):
     @field_validator("node_id")
     @classmethod
     def _node(cls, value: str) -> str:
-        if not _NODE_RE.match(value):
+        if not NODE_ID_RE.match(value):
             raise ValueError("must be an ISO 3166-1 alpha-2 code in upper case, e.g. FR")
         return value
 

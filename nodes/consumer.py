@@ -379,21 +379,21 @@ class Consumer:
 async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
     """The end offset of every partition of ``topics`` (for ``exchange node status``)."""
     consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, None))
+
+    def known_partitions() -> list[TopicPartition]:
+        return [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+
     with kafka_errors("reading end offsets"):
         await consumer.start()
         try:
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in topics
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+            partitions = known_partitions()
             if not partitions:
-                await consumer.topics()
-                partitions = [
-                    TopicPartition(topic, p)
-                    for topic in topics
-                    for p in sorted(consumer.partitions_for_topic(topic) or ())
-                ]
+                await consumer.topics()  # fetch the metadata, then ask again
+                partitions = known_partitions()
             ends = await consumer.end_offsets(partitions) if partitions else {}
         finally:
             await consumer.stop()

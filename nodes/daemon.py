@@ -111,7 +111,6 @@ class Node:
         self._contexts: dict[str, ConnectorContext] = {}
         self._committed = asyncio.Event()
         self._topics_ready = asyncio.Event()
-        self._signer: SigningKey | None = None
         self._trust: TrustList | None = None
         self._started = False
 
@@ -120,7 +119,7 @@ class Node:
     async def start(self) -> None:
         config = self.config
         signer, decrypter, trust = await asyncio.to_thread(load_identity, config)
-        self._signer, self._trust = signer, trust
+        self._trust = trust
         for store in (
             self.store,
             self._consumer_store,
@@ -304,7 +303,7 @@ class Node:
         key: str | None = None,
     ) -> int:
         """Validate and enqueue one message (inbound connectors call this); its outbox id."""
-        if self._signer is None or self._trust is None:
+        if self._trust is None:
             raise RuntimeError("node not started")
         item = build_item(
             message_type,
@@ -313,7 +312,6 @@ class Node:
             recipients=recipients,
             node=self.config.node,
             prefix=self.config.kafka.topic_prefix,
-            signer=self._signer,
             trust=self._trust,
             now=self.clock(),
             topic=topic,

@@ -30,7 +30,6 @@ from pydantic import ValidationError
 
 from exchange.errors import ExchangeError, InputError
 from exchange.ids import NodeId, Topic
-from exchange.keys import SigningKey
 from exchange.models import Handling, parse_payload, record_key
 from exchange.seal import encode_payload
 from exchange.topics import HOME_TOPIC, MessageType, TopicKind, allowed_on, topic_name
@@ -93,7 +92,6 @@ def build_item(
     recipients: Sequence[str] = (),
     node: NodeId,
     prefix: str,
-    signer: SigningKey | None = None,
     trust: TrustList | None,
     now: datetime,
     topic: str | None = None,
@@ -102,10 +100,9 @@ def build_item(
 ) -> OutboxItem:
     """One validated PENDING outbox item; InputError listing every problem otherwise.
 
-    ``where`` prefixes each problem's field (``"line 3: "``). ``signer`` is accepted for
-    symmetry with sealing and unused: items are signed by the publisher.
+    ``where`` prefixes each problem's field (``"line 3: "``). Items are signed later, by
+    the publisher.
     """
-    del signer
     problems: Problems = []
     try:
         kind = MessageType(message_type)

@@ -8,9 +8,9 @@ Counters and gauges are plain attributes updated by the loops (one event loop: n
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -27,11 +27,28 @@ def _escape(value: str) -> str:
 
 
 @dataclass
-class Counter:
+class _Labelled:
+    """A counter or gauge: one value per label (``""`` when it has no label)."""
+
+    kind: ClassVar[str]
     name: str
     help: str
     label_name: str | None = None
     _values: dict[str, float] = field(default_factory=dict)
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} {self.kind}"
+        if self.label_name is None:
+            yield f"{self.name} {self._values.get('', 0.0):g}"
+            return
+        for label, value in sorted(self._values.items()):
+            yield f"{self.name}{_labels(((self.label_name, label),))} {value:g}"
+
+
+@dataclass
+class Counter(_Labelled):
+    kind: ClassVar[str] = "counter"
 
     def inc(self, amount: float = 1.0, label: str = "") -> None:
         self._values[label] = self._values.get(label, 0.0) + amount
@@ -41,40 +58,16 @@ class Counter:
             return sum(self._values.values())
         return self._values.get(label, 0.0)
 
-    def by_label(self) -> dict[str, float]:
-        return dict(self._values)
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} counter"
-        if self.label_name is None:
-            yield f"{self.name} {self._values.get('', 0.0):g}"
-            return
-        for label, value in sorted(self._values.items()):
-            yield f"{self.name}{_labels(((self.label_name, label),))} {value:g}"
-
 
 @dataclass
-class Gauge:
-    name: str
-    help: str
-    label_name: str | None = None
-    _values: dict[str, float] = field(default_factory=dict)
+class Gauge(_Labelled):
+    kind: ClassVar[str] = "gauge"
 
     def set(self, value: float, label: str = "") -> None:
         self._values[label] = value
 
     def value(self, label: str = "") -> float:
         return self._values.get(label, 0.0)
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
-        if self.label_name is None:
-            yield f"{self.name} {self._values.get('', 0.0):g}"
-            return
-        for label, value in sorted(self._values.items()):
-            yield f"{self.name}{_labels(((self.label_name, label),))} {value:g}"
 
 
 DEFAULT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -98,10 +91,6 @@ class Histogram:
             self._counts[index] += 1
         self._sum += value
         self._count += 1
-
-    @property
-    def count(self) -> int:
-        return self._count
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
@@ -157,8 +146,3 @@ class Metrics:
         ]
         lines = [line for part in parts for line in part.render()]
         return "\n".join(lines) + "\n"
-
-
-def finite(value: float) -> float:
-    """``value`` or 0.0 when it is not finite (Prometheus accepts NaN, humans do not)."""
-    return value if math.isfinite(value) else 0.0

@@ -213,15 +213,6 @@ class Publisher:
             self._chain = ChainState(last)
         return self._chain
 
-    async def publish_once(self) -> int:
-        """One complete round: sign what is pending, send, wait for the acknowledgements.
-        Returns the number of items acknowledged."""
-        try:
-            await self._round()
-            return await self._flush()
-        finally:
-            await self._drop_early()  # a complete round leaves nothing sealed ahead
-
     async def _round(self) -> int:
         """Sign the next batch while the previous batch's acknowledgements arrive, then send it.
 
@@ -461,8 +452,3 @@ def _signed(item: OutboxItem, sealed: Sealed, sequence: int) -> OutboxItem:
         last_error=item.last_error,
         payload_avro=item.payload_avro,
     )
-
-
-def describe(item: OutboxItem) -> dict[str, Any]:
-    """A loggable summary of an outbox item (no payload)."""
-    return {"outbox_id": item.id, "topic": item.topic, "status": item.status.value}

@@ -4,7 +4,7 @@ the SQLite and PostgreSQL backends: JSON documents, UTC times, checks that name 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -14,8 +14,11 @@ from uuid import UUID
 from nodes.store.base import (
     AuditAction,
     AuditEvent,
+    ChainHead,
     OutboxItem,
+    OutboxStatus,
     RetractionOrder,
+    StoredRecord,
     StoreError,
 )
 
@@ -90,10 +93,6 @@ def from_micros(value: int) -> datetime:
     return EPOCH + timedelta(microseconds=value)
 
 
-def opt_from_micros(value: int | None) -> datetime | None:
-    return None if value is None else EPOCH + timedelta(microseconds=value)
-
-
 def positive_limit(limit: int) -> int:
     if not isinstance(limit, int) or limit < 1:
         raise StoreError(f"limit: must be a positive integer, got {limit!r}")
@@ -151,6 +150,51 @@ def erasure_for(order: RetractionOrder) -> AuditEvent:
     )
 
 
+def expiry_erasure(
+    now: datetime, actor: str, message_id: UUID, topic: str, expires_at: datetime
+) -> AuditEvent:
+    """The ERASURE entry :meth:`Store.purge_expired` logs for one expired record."""
+    return AuditEvent(
+        at=now,
+        action=AuditAction.ERASURE,
+        actor=actor,
+        justification="retention period expired",
+        subject=str(message_id),
+        details={"topic": topic, "expires_at": expires_at.astimezone(UTC).isoformat()},
+    )
+
+
+# --- commit_batch: the records of a batch, once each -------------------------------------
+def first_occurrences(records: Sequence[StoredRecord]) -> list[StoredRecord]:
+    """``records`` in batch order without the repeats of a message id met earlier."""
+    seen: set[UUID] = set()
+    out: list[StoredRecord] = []
+    for record in records:
+        if record.message_id not in seen:
+            seen.add(record.message_id)
+            out.append(record)
+    return out
+
+
+def batch_duplicates(
+    records: Sequence[StoredRecord], stored: int, stored_before: Callable[[UUID], bool]
+) -> tuple[UUID, ...]:
+    """The ``duplicates`` of a :class:`BatchResult`, in batch order: every repeat of a message
+    id within the batch, and each id ``stored_before`` the batch. ``stored``: records inserted
+    (all of them: no duplicates, nothing to look at)."""
+    if stored == len(records):
+        return ()
+    out: list[UUID] = []
+    first: set[UUID] = set()
+    for record in records:
+        mid = record.message_id
+        if mid in first or stored_before(mid):
+            out.append(mid)
+        first.add(mid)
+    return tuple(out)
+
+
+# --- checks both backends make, with the same messages -----------------------------------
 def signed_fields(item: OutboxItem) -> tuple[UUID, int, bytes, bytes]:
     """The fields a SIGNED outbox item must carry, or a StoreError naming the missing one."""
     if item.message_id is None:
@@ -171,4 +215,32 @@ def check_enqueued_id(item: OutboxItem, enqueued: UUID | None) -> None:
         raise StoreError(
             f"outbox[{item.id}].message_id: {item.message_id} differs from {enqueued},"
             " the id it was enqueued with"
+        )
+
+
+def check_head_advances(head: ChainHead, current: int | None) -> None:
+    """A StoreError when ``head`` does not advance past the stored sequence ``current``."""
+    if current is not None and head.sequence <= current:
+        raise StoreError(
+            f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance past {current}"
+        )
+
+
+def check_unsendable(ids: Sequence[int], states: Mapping[int, str]) -> None:
+    """A StoreError naming the first of ``ids`` that is not SENT in ``states`` (id -> status
+    after a mark_sent that did not change every id)."""
+    for item_id in ids:
+        state = states.get(item_id, "unknown")
+        if state != OutboxStatus.SENT.value:
+            raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
+
+
+def check_cursor_move(connector: str, current: int | None, last_seq: int) -> None:
+    """A StoreError for a connector without a cursor (``current`` None) or a cursor that
+    would move back from ``current`` to ``last_seq``."""
+    if current is None:
+        raise StoreError(f"connector_cursors[{connector}]: no cursor (open_cursor first)")
+    if last_seq < current:
+        raise StoreError(
+            f"connector_cursors[{connector}].last_seq: {last_seq} would move back from {current}"
         )

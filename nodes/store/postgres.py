@@ -22,7 +22,6 @@ from nodes.store import audit_chain, migrations
 from nodes.store import codecs as c
 from nodes.store import postgres_ops as ops
 from nodes.store.base import (
-    AuditAction,
     AuditEntry,
     AuditEvent,
     BatchResult,
@@ -172,12 +171,7 @@ class PostgresStore:
         audit: Sequence[AuditEvent],
         offsets: Mapping[TopicPartition, int],
     ) -> BatchResult:
-        seen: set[UUID] = set()
-        rows: list[tuple[Any, ...]] = []
-        for record in records:
-            if record.message_id not in seen:
-                seen.add(record.message_id)
-                rows.append(ops.record_row(record))
+        rows = [ops.record_row(r) for r in c.first_occurrences(records)]
         q_rows = [ops.quarantine_row(q) for q in quarantined]
         o_rows = [(group, t, p, o) for (t, p), o in offsets.items()]
 
@@ -198,13 +192,8 @@ class PostgresStore:
             return inserted, len(changed)
 
         inserted, applied = await self._write(work)
-        duplicates: list[UUID] = []
-        first: set[UUID] = set()
-        for record in records:
-            if record.message_id not in inserted or record.message_id in first:
-                duplicates.append(record.message_id)
-            first.add(record.message_id)
-        return BatchResult(len(inserted), tuple(duplicates), applied)
+        duplicates = c.batch_duplicates(records, len(inserted), lambda m: m not in inserted)
+        return BatchResult(len(inserted), duplicates, applied)
 
     async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
         async def work(conn: Conn) -> set[UUID]:
@@ -290,18 +279,7 @@ class PostgresStore:
                 cutoff,
             )
             erased = sorted((UUID(bytes=r[0].bytes), r[1], r[2]) for r in rows)
-            events = [
-                AuditEvent(
-                    at=now,
-                    action=AuditAction.ERASURE,
-                    actor=actor,
-                    justification="retention period expired",
-                    subject=str(mid),
-                    details={"topic": topic, "expires_at": exp.astimezone(UTC).isoformat()},
-                )
-                for mid, topic, exp in erased
-            ]
-            await ops.append_audit(conn, events)
+            await ops.append_audit(conn, [c.expiry_erasure(now, actor, *e) for e in erased])
             return [mid for mid, _, _ in erased]
 
         return await self._write(work)

@@ -161,11 +161,7 @@ async def mark_signed(conn: Conn, items: Sequence[OutboxItem], heads: Sequence[C
         current = await conn.fetchval(
             "SELECT sequence FROM chain_heads WHERE topic = $1 FOR UPDATE", head.topic
         )
-        if current is not None and head.sequence <= current:
-            raise StoreError(
-                f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
-                f" past {current}"
-            )
+        c.check_head_advances(head, current)
         await conn.execute(
             "INSERT INTO chain_heads (topic, sequence, envelope_hash) VALUES ($1, $2, $3)"
             " ON CONFLICT (topic) DO UPDATE SET sequence = excluded.sequence,"
@@ -221,11 +217,7 @@ async def mark_sent(conn: Conn, ids: Sequence[int], when: Any) -> None:
     if int(status.rsplit(" ", 1)[1]) == len(set(wanted)):
         return
     rows = await conn.fetch("SELECT id, status FROM outbox WHERE id = ANY($1::bigint[])", wanted)
-    states = {r[0]: r[1] for r in rows}
-    for item_id in wanted:
-        state = states.get(item_id, "unknown")
-        if state != OutboxStatus.SENT.value:
-            raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
+    c.check_unsendable(wanted, {r[0]: r[1] for r in rows})
 
 
 async def open_cursor(conn: Conn, connector: str, at: Any) -> int:
@@ -254,12 +246,7 @@ async def advance_cursor(
     current = await conn.fetchval(
         "SELECT last_seq FROM connector_cursors WHERE connector = $1 FOR UPDATE", connector
     )
-    if current is None:
-        raise StoreError(f"connector_cursors[{connector}]: no cursor (open_cursor first)")
-    if last_seq < current:
-        raise StoreError(
-            f"connector_cursors[{connector}].last_seq: {last_seq} would move back from {current}"
-        )
+    c.check_cursor_move(connector, current, last_seq)
     await conn.execute(
         "UPDATE connector_cursors SET last_seq = $1, updated_at = $2 WHERE connector = $3",
         last_seq,

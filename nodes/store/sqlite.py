@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from exchange.errors import ExchangeError, TransientError
@@ -27,7 +27,6 @@ from nodes.store import codecs as c
 from nodes.store import sqlite_ops as ops
 from nodes.store import sqlite_outbox as outbox_ops
 from nodes.store.base import (
-    AuditAction,
     AuditEntry,
     AuditEvent,
     BatchResult,
@@ -165,16 +164,7 @@ class SqliteStore:
     ) -> BatchResult:
         def work(conn: Conn) -> BatchResult:
             # Serialise before taking the write lock, so the lock is held briefly.
-            seen: set[bytes] = set()
-            rows: list[tuple[Any, ...]] = []
-            in_batch: set[bytes] = set()
-            for record in records:
-                key = record.message_id.bytes
-                if key in seen:
-                    in_batch.add(key)
-                    continue
-                seen.add(key)
-                rows.append(ops.sq_record_row(record))
+            rows = [ops.sq_record_row(r) for r in c.first_occurrences(records)]
             q_rows = [ops.sq_quarantine_row(q) for q in quarantined]
             o_rows = [(group, t, p, o) for (t, p), o in offsets.items()]
             conn.execute("BEGIN IMMEDIATE")
@@ -194,15 +184,9 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.rollback()
                 raise
-            duplicates: list[UUID] = []
-            first: set[bytes] = set()
-            for record in records:
-                key = record.message_id.bytes
-                if key in existing or key in first:
-                    duplicates.append(record.message_id)
-                first.add(key)
             stored = len(rows) - len(existing)
-            return BatchResult(stored, tuple(duplicates), len(changed))
+            duplicates = c.batch_duplicates(records, stored, lambda m: m.bytes in existing)
+            return BatchResult(stored, duplicates, len(changed))
 
         return await self._call(work)
 
@@ -273,22 +257,8 @@ class SqliteStore:
                 "DELETE FROM records WHERE expires_at <= ? RETURNING message_id, topic, expires_at",
                 (cutoff,),
             ).fetchall()
-            erased = [(UUID(bytes=m), t, c.from_micros(e)) for m, t, e in rows]
-            erased.sort(key=lambda x: x[0])
-            ops.append_audit(
-                conn,
-                [
-                    AuditEvent(
-                        at=now,
-                        action=AuditAction.ERASURE,
-                        actor=actor,
-                        justification="retention period expired",
-                        subject=str(mid),
-                        details={"topic": topic, "expires_at": exp.isoformat()},
-                    )
-                    for mid, topic, exp in erased
-                ],
-            )
+            erased = sorted((UUID(bytes=m), t, c.from_micros(e)) for m, t, e in rows)
+            ops.append_audit(conn, [c.expiry_erasure(now, actor, *e) for e in erased])
             return [mid for mid, _, _ in erased]
 
         return await self._write(work)

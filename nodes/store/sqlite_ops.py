@@ -32,6 +32,7 @@ from nodes.store.codecs import (
     RECORD_COLUMNS,
     audit_action,
     audit_details,
+    check_cursor_move,
     dump_json,
     dump_names,
     erasure_for,
@@ -365,12 +366,7 @@ def advance_cursor(
     row = conn.execute(
         "SELECT last_seq FROM connector_cursors WHERE connector = ?", (connector,)
     ).fetchone()
-    if row is None:
-        raise StoreError(f"connector_cursors[{connector}]: no cursor (open_cursor first)")
-    if last_seq < row[0]:
-        raise StoreError(
-            f"connector_cursors[{connector}].last_seq: {last_seq} would move back from {row[0]}"
-        )
+    check_cursor_move(connector, None if row is None else row[0], last_seq)
     conn.execute(
         "UPDATE connector_cursors SET last_seq = ?, updated_at = ? WHERE connector = ?",
         (last_seq, at, connector),

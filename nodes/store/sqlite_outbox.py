@@ -11,7 +11,13 @@ from typing import Any, NoReturn
 from uuid import UUID
 
 from nodes.store.base import ChainHead, OutboxItem, OutboxStatus, StoreError
-from nodes.store.codecs import check_enqueued_id, from_micros, signed_fields
+from nodes.store.codecs import (
+    check_enqueued_id,
+    check_head_advances,
+    check_unsendable,
+    from_micros,
+    signed_fields,
+)
 
 Conn = sqlite3.Connection
 _CHUNK = 500  # ids (rows) per statement
@@ -114,11 +120,7 @@ def mark_signed(conn: Conn, items: Sequence[OutboxItem], heads: Sequence[ChainHe
         row = conn.execute(
             "SELECT sequence FROM chain_heads WHERE topic = ?", (head.topic,)
         ).fetchone()
-        if row is not None and head.sequence <= row[0]:
-            raise StoreError(
-                f"chain_heads[{head.topic}].sequence: {head.sequence} does not advance"
-                f" past {row[0]}"
-            )
+        check_head_advances(head, None if row is None else row[0])
         conn.execute(SQ_UPSERT_HEAD, (head.topic, head.sequence, head.envelope_hash))
 
 
@@ -158,7 +160,4 @@ def mark_sent(conn: Conn, ids: Sequence[int], when: int) -> None:
         marks = ",".join("?" * len(part))
         query = f"SELECT id, status FROM outbox WHERE id IN ({marks})"  # noqa: S608
         states.update(conn.execute(query, part).fetchall())
-    for item_id in ids:
-        state = states.get(item_id, "unknown")
-        if state != "sent":
-            raise StoreError(f"outbox[{item_id}]: cannot mark {state} item sent")
+    check_unsendable(ids, states)
