@@ -5,7 +5,12 @@ one group membership and one fetch loop, and - what matters most for speed - one
 transaction per batch whatever the topic mix; per-partition order is kept all the same.
 Kafka's own committed offsets are never used: on every assignment the rebalance listener
 seeks to the offsets stored with the records (or to the beginning when there are none),
-so each record lands in the store exactly once.
+so each record lands in the store exactly once. aiokafka starts fetching a new assignment
+from its reset position before the listener has read the store, so the listener pauses
+the partitions first and resumes them only at their stored offsets; a rebalance also
+waits for the round in hand to queue its commit (``_round_lock``). Records below the
+consumer's own position would be counted (``exchange_consumer_reread_total``) and
+dropped, never processed twice; tests prove the count stays at zero.
 
 Each batch (``getmany(max_records=...)``) is opened in worker processes (``open_processes``
 > 0, nodes.openpool: the whole opening on every core; a dead worker fails the round, which
@@ -22,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -30,7 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
-from exchange.errors import ExchangeError, Reason
+from exchange.errors import ExchangeError, Reason, TransientError
 from nodes.config import ConsumerConfig, PublisherConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
@@ -60,14 +65,15 @@ OPEN_CHUNK = 64
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: Consumer) -> None:
+    def __init__(self, owner: Consumer, consumer: AIOKafkaConsumer) -> None:
         self.owner = owner
+        self.consumer = consumer
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.owner.settle()
+        await self.owner.on_revoked()
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.owner.seek_to_stored(list(assigned))
+        await self.owner.on_assigned(self.consumer, list(assigned))
 
 
 class Consumer:
@@ -117,9 +123,19 @@ class Consumer:
         self._stopping = False
         self._stop = asyncio.Event()
         self._offsets: dict[tuple[str, int], int] = {}
+        #: The next offset this consumer takes per partition: set by each seek, moved by
+        #: each round. A record below it was read before in this life (see :meth:`_take`).
+        self._position: dict[TopicPartition, int] = {}
+        #: Held from a fetched batch until its commit is queued: a rebalance waits for it.
+        self._round_lock = asyncio.Lock()
+        self._assign_error: Exception | None = None
         self._last_status = 0.0
         self.alive = False
         self.last_error: str | None = None
+
+    def committed(self) -> dict[tuple[str, int], int]:
+        """The offset stored with the records, per partition, as of the last commit."""
+        return dict(self._offsets)
 
     def stop(self) -> None:
         """Finish (and commit) the current batch, then return from :meth:`run`."""
@@ -134,21 +150,55 @@ class Consumer:
         if task is not None:
             await task
 
-    async def seek_to_stored(self, partitions: Sequence[TopicPartition]) -> None:
-        consumer = self._consumer
+    async def on_revoked(self) -> None:
+        """Partitions are about to move: let the round in hand finish and commit first."""
+        async with self._round_lock:
+            await self.settle()
+
+    async def on_assigned(
+        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+    ) -> None:
+        """Resume every newly assigned partition exactly at its stored offset.
+
+        Called by aiokafka right after it has set the new assignment, and the client's
+        fetcher starts at once from the reset position (the earliest offset: a node never
+        commits to Kafka). So :meth:`seek_to_stored` pauses the partitions before its first
+        ``await``; until the seek, nothing from them reaches :meth:`_round`. A failure here
+        (the store does not answer) leaves them paused and fails the next round, which
+        rewinds; aiokafka itself would only log it and go on reading from the beginning.
+        """
+        try:
+            await self.seek_to_stored(partitions, consumer)
+        except Exception as exc:
+            self._assign_error = exc
+            self.log.warning("seeking to the stored offsets failed", error=str(exc))
+
+    async def seek_to_stored(
+        self, partitions: Sequence[TopicPartition], consumer: AIOKafkaConsumer | None = None
+    ) -> None:
+        """Set each of ``partitions`` to the offset stored with the records (or the
+        beginning when none is stored), pausing them until then."""
+        consumer = consumer or self._consumer
         if consumer is None or not partitions:
             return
-        stored = await self.store.load_offsets(self.group)
-        fresh = []
-        for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                fresh.append(tp)
-            else:
-                consumer.seek(tp, offset)
-                self._offsets[(tp.topic, tp.partition)] = offset
-        if fresh:
-            await consumer.seek_to_beginning(*fresh)
+        consumer.pause(*partitions)  # synchronously, before anything else can fetch
+        async with self._round_lock:
+            await self.settle()  # a commit in flight moves the stored offsets
+            stored = await self.store.load_offsets(self.group)
+            fresh = []
+            for tp in partitions:
+                offset = stored.get((tp.topic, tp.partition))
+                if offset is None:
+                    fresh.append(tp)
+                    self._position[tp] = 0
+                else:
+                    consumer.seek(tp, offset)
+                    self._offsets[(tp.topic, tp.partition)] = offset
+                    self._position[tp] = offset
+            if fresh:
+                await consumer.seek_to_beginning(*fresh)
+            consumer.resume(*partitions)
+        self._assign_error = None
         self.log.info("partitions assigned", count=len(partitions), from_beginning=len(fresh))
 
     # --- the loop --------------------------------------------------------------------------
@@ -160,7 +210,7 @@ class Consumer:
         try:
             with kafka_errors("starting the consumer"):
                 await consumer.start()
-                consumer.subscribe(self.topics, listener=_Listener(self))
+                consumer.subscribe(self.topics, listener=_Listener(self, consumer))
         except BaseException:
             await consumer.stop()
             raise
@@ -239,26 +289,59 @@ class Consumer:
             self.open_pool.shutdown()
 
     async def _round(self, consumer: AIOKafkaConsumer) -> None:
+        if self._assign_error is not None:  # partitions left paused: rewind, then resume
+            error, self._assign_error = self._assign_error, None
+            raise TransientError(f"seeking to the stored offsets: {error}")
         with kafka_errors("fetching"):
             batch = await consumer.getmany(
                 timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
             )
-        if not batch:
+        async with self._round_lock:
+            raws = self._take(batch)
+            if not raws:
+                await self.settle()
+                return
+            self.metrics.consumed.inc(len(raws))
+            now = self.clock()
+            opened = await self._open(raws, now)
             await self.settle()
-            return
-        raws = [
-            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-            for msgs in batch.values()
-            for m in msgs
-        ]
-        self.metrics.consumed.inc(len(raws))
-        now = self.clock()
-        opened = await self._open(raws, now)
-        await self.settle()
-        already = await self.store.seen_message_ids(message_ids(opened))
-        outcome = process(raws, self.context, now, already, opened)
-        self._log_internal(outcome)
-        self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
+            already = await self.store.seen_message_ids(message_ids(opened))
+            outcome = process(raws, self.context, now, already, opened)
+            self._log_internal(outcome)
+            self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
+
+    def _take(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> list[RawRecord]:
+        """The fetched records as RawRecords, minus any below this consumer's position.
+
+        None should ever be below it: every seek pauses its partitions until it applies.
+        One that is all the same was read before in this life (stored or being stored):
+        it is counted in ``exchange_consumer_reread_total`` and not processed twice.
+        """
+        raws: list[RawRecord] = []
+        position = self._position
+        for tp, msgs in batch.items():
+            if not msgs:
+                continue
+            start = position.get(tp, 0)
+            if msgs[0].offset < start:
+                again = [m for m in msgs if m.offset < start]
+                self.metrics.reread.inc(len(again), tp.topic)
+                self.log.error(
+                    "records read again below the consumer's position; dropped",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    position=start,
+                    first=again[0].offset,
+                    count=len(again),
+                )
+                msgs = [m for m in msgs if m.offset >= start]
+                if not msgs:
+                    continue
+            position[tp] = msgs[-1].offset + 1
+            raws.extend(
+                RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in msgs
+            )
+        return raws
 
     async def _open(
         self, raws: Sequence[RawRecord], now: datetime

@@ -44,7 +44,7 @@ from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList, load_trust_list
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
-from nodes.consumer import Consumer
+from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
 from nodes.inbound import build_item
 from nodes.logging import get_logger
@@ -341,6 +341,19 @@ class Node:
     async def wait_published(self, count: int, within_s: float = 30.0) -> None:
         """Wait until this node's publisher has had ``count`` items acknowledged (TimeoutError)."""
         await self.wait_until(lambda: self.metrics.published.value() >= count, within_s)
+
+    async def wait_caught_up(self, within_s: float = 30.0) -> None:
+        """Wait until this node has committed every record on its topics as of now: the
+        positive proof that nothing more is on its way (TimeoutError otherwise)."""
+        assert self.consumer is not None, "node not started"
+        consumer = self.consumer
+        ends = await end_offsets(self.config.kafka.settings(), self.topics)
+
+        def done() -> bool:
+            committed = consumer.committed()
+            return all(committed.get(tp, 0) >= end for tp, end in ends.items())
+
+        await self.wait_until(done, within_s)
 
     async def health(self) -> list[str]:
         problems = []

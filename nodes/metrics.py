@@ -120,6 +120,11 @@ class Metrics:
             "exchange_disclosed_total", "Records shared through outbound connectors.", "connector"
         )
         self.publish_errors = Counter("exchange_publish_errors_total", "Failed publish attempts.")
+        self.reread = Counter(
+            "exchange_consumer_reread_total",
+            "Records fetched again below the consumer's position (dropped, never processed).",
+            "topic",
+        )
         self.lag = Gauge("exchange_consumer_lag", "Records on Kafka not yet stored.", "topic")
         self.outbox_depth = Gauge("exchange_outbox_depth", "Outbox items not yet sent.")
         self.last_batch = Gauge(
@@ -139,6 +144,7 @@ class Metrics:
             self.retractions,
             self.disclosed,
             self.publish_errors,
+            self.reread,
             self.lag,
             self.outbox_depth,
             self.last_batch,
