@@ -202,7 +202,10 @@ async def test_signed_items_resent_after_a_crash_are_stored_once(
         )
         signed = await publisher.sign_pending()
     assert len(signed) == total
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    # Idempotent, as FR's own producer is: a retried request must not add a third copy.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+    )
     await producer.start()
     try:
         for item in signed:
@@ -227,6 +230,10 @@ async def test_signed_items_resent_after_a_crash_are_stored_once(
             within_s=60,
             what="DE quarantining the second copies",
         )
+        await de.wait_caught_up()
+        # Counted where DE reads them: each of the two copies once, none read again.
+        assert de.metrics.consumed.value() == 2 * total
+        assert de.metrics.reread.value() == 0
     finally:
         await fr.stop()
         await de.stop()
