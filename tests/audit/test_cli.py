@@ -19,7 +19,7 @@ from aiokafka.structs import TopicPartition
 from exchange.cli import main
 from exchange.ids import Topic
 from tests.audit.history import Federation, create_federation_topics, produce
-from tests.helpers.broker import create_topics
+from tests.helpers.broker import auto_creation_applied, create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -183,13 +183,16 @@ async def test_missing_named_topic_exits_two_and_is_not_created(
     code = await asyncio.to_thread(main, [*args, "--trust", str(fed.trust_file)])
     assert code == 2
     assert f"{missing}: no such topic" in capsys.readouterr().err
-    await asyncio.sleep(1)  # a broker auto-creates topics asynchronously
+    control = f"auto-created-{uuid.uuid4().hex[:8]}"
+    auto_create = await auto_creation_applied(kafka_bootstrap, control)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
     try:
-        assert missing not in await admin.list_topics()
+        topics = await admin.list_topics()
     finally:
         await admin.close()
+    assert missing not in topics
+    assert control in topics or not auto_create
 
 
 def test_missing_archive_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaError, for_code
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
@@ -103,6 +103,26 @@ async def produce_many(bootstrap: str, topic: str, records: Iterable[tuple[bytes
 
 
 # --- the local broker script -------------------------------------------------------------
+
+
+async def auto_creation_applied(bootstrap: str, control: str, timeout_s: float = 30.0) -> bool:
+    """Positive proof that every topic auto-creation requested before this call is done.
+
+    A broker auto-creates topics asynchronously: a Metadata request naming a missing topic
+    is answered at once and the creation goes to the controller, which applies such
+    requests in order. So this asks for one more, the topic ``control``, and waits until
+    it is writable; any creation requested earlier is applied by then. Returns False when
+    the broker does not auto-create (it then created nothing earlier either).
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await producer.start()
+    try:
+        await asyncio.wait_for(producer.send_and_wait(control, b"control"), timeout_s)
+    except (KafkaError, TimeoutError):
+        return False
+    finally:
+        await producer.stop()
+    return True
 
 
 def _kafka_sh(

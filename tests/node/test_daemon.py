@@ -20,6 +20,7 @@ from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, OutboxStatus, StoredRecord, open_store
 from tests.node.conftest import Federation, alert_data
+from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +172,9 @@ async def test_a_restarted_node_resumes_from_its_stored_offsets(
     async with running(fr := make_node(fed, "FR"), again):
         await send_alert(fr, "three")
         await again.wait_stored(1)
-        await asyncio.sleep(0.5)  # any re-read of old records would land now
+        await again.wait_caught_up()  # any re-read of old records would have landed by now
+        assert again.metrics.consumed.value() == 1  # counted where it is read, not stored
+        assert again.metrics.reread.value() == 0
         assert again.metrics.stored.value() == 1
         assert again.metrics.quarantined.value() == 0
         assert titles(await records(again)) == {"one", "two", "three"}
@@ -313,11 +316,11 @@ async def test_retention_job_erases_expired_records(live_federation: Federation)
         (record,) = await records(de)
         assert record.expires_at == record.created_at + timedelta(days=1)
         shift = timedelta(days=1, minutes=1)
-        for _ in range(100):  # the job runs every 0.1 s
-            if not await de.store.count_records():
-                break
-            await asyncio.sleep(0.1)
-        assert await de.store.count_records() == 0
+
+        async def erased() -> bool:
+            return await de.store.count_records() == 0
+
+        await wait_for(erased, within_s=30, what="the retention job (every 0.1 s) erasing it")
         erasures = [
             e.event for e in await de.store.audit_entries() if e.event.action is AuditAction.ERASURE
         ]
@@ -339,7 +342,10 @@ async def test_unreachable_broker_keeps_the_outbox_and_reports_unhealthy(
     await node.start()
     try:
         await send_alert(node, "waits for the broker")
-        await asyncio.sleep(1.0)
+        consumer = node.consumer
+        assert consumer is not None
+        # Positive proof that the node tried the broker and failed: the error is recorded.
+        await node.wait_until(lambda: consumer.last_error is not None, within_s=30)
         problems = await node.health()
         assert "waiting for Kafka to create or confirm the topics" in problems
         assert await node.store.outbox_depth() == 1
