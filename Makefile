@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 KAFKA  := deploy/kafka/kafka.sh
 
-.PHONY: install system-deps broker broker-stop test test-unit lint bench demo clean
+.PHONY: install system-deps broker broker-stop test test-unit test-stress lint bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ broker-stop:
 # or testcontainers when a Docker engine answers) and stops what it started.
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The whole suite STRESS_RUNS times in a fresh clone of HEAD, beside a busy loop on every
+# core; prints each test that failed and how often (tests/stress.py).
+STRESS_RUNS ?= 5
+test-stress: $(STAMP)
+	$(PY) -m tests.stress $(STRESS_RUNS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)
