@@ -34,8 +34,13 @@ from aiokafka.errors import (
 )
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from exchange import fetchguard
 from exchange.errors import ExchangeError, InputError, Reason, TransientError
 from exchange.topics import DEFAULT_PREFIX, TopicKind, topic_name
+
+# Every consumer this process makes turns a batch it cannot read into one marked record
+# instead of an error that stalls the partition (see exchange.fetchguard).
+fetchguard.install()
 
 
 class SecurityProtocol(StrEnum):
