@@ -20,6 +20,10 @@ class Reason(StrEnum):
     MALFORMED = "malformed"
     UNKNOWN_SCHEMA = "unknown_schema"
     INVALID_PAYLOAD = "invalid_payload"
+    #: a fetched batch that fails its CRC or does not decompress (exchange.fetchguard)
+    UNDECODABLE_BATCH = "undecodable_batch"
+    #: a record over the receiver's size cap, refused before any decoding
+    TOO_LARGE = "too_large"
     # signatures and keys
     BAD_SIGNATURE = "bad_signature"
     UNKNOWN_KEY = "unknown_key"

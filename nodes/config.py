@@ -13,7 +13,8 @@ Shape (``exchange federation init`` writes the first five tables)::
     [[connectors]] name, plugin, topics, options
     [publisher]   batch_size, backoff_initial_ms, backoff_max_ms, poll_interval_ms
     [consumer]    max_records, poll_timeout_ms, verify_threads, open_processes,
-                  max_skew_s, own_messages
+                  max_skew_s, own_messages, max_record_bytes, max_partition_fetch_bytes,
+                  fetch_max_bytes
     [log]         level, format
 
 Environment variables override the file: prefix ``EXCHANGE_``, nested delimiter ``__``
@@ -292,6 +293,11 @@ class ConsumerConfig(_Section):
     #: Default: 2 when this process may run on 2 or more cores, else 0.
     open_processes: int = Field(default_factory=default_open_processes, ge=0, le=64)
     max_skew_s: float = Field(default=300.0, ge=0, le=86_400)
+    #: A record value longer than this is quarantined (too_large) before any decoding.
+    max_record_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    #: Bytes one fetch may bring, per partition and in all (what a batch costs in memory).
+    max_partition_fetch_bytes: int = Field(default=4 * 1_048_576, ge=65_536, le=64 * 1_048_576)
+    fetch_max_bytes: int = Field(default=16 * 1_048_576, ge=65_536, le=256 * 1_048_576)
 
 
 class LogConfig(_Section):

@@ -36,7 +36,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
 from exchange.errors import ExchangeError, Reason, TransientError
+from exchange.fetchguard import UndecodableBatch
 from nodes.config import ConsumerConfig, PublisherConfig
+from nodes.intake import refusal
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.openpool import OpenPool
@@ -45,6 +47,7 @@ from nodes.pipeline import (
     INTERNAL_ERROR,
     BatchOutcome,
     Checked,
+    Decision,
     OpenedRecord,
     Opening,
     PipelineContext,
@@ -57,7 +60,7 @@ from nodes.pipeline import (
     quarantine,
 )
 from nodes.publisher import Backoff, Clock, utc_now
-from nodes.store.base import Store
+from nodes.store.base import QuarantineEntry, Store
 
 STATUS_EVERY_S = 5.0
 #: Records per signature-checking task: small enough that the first chunk is ready soon.
@@ -205,7 +208,9 @@ class Consumer:
 
     async def _start(self) -> AIOKafkaConsumer:
         kwargs = consumer_kwargs(self.kafka, self.group)
-        kwargs["fetch_max_bytes"] = 16 * 1024 * 1024
+        # What one fetch may bring (compressed): bounded per partition and in all.
+        kwargs["fetch_max_bytes"] = self.config.fetch_max_bytes
+        kwargs["max_partition_fetch_bytes"] = self.config.max_partition_fetch_bytes
         consumer = AIOKafkaConsumer(**kwargs)
         try:
             with kafka_errors("starting the consumer"):
@@ -297,27 +302,35 @@ class Consumer:
                 timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
             )
         async with self._round_lock:
-            raws = self._take(batch)
-            if not raws:
+            now = self.clock()
+            raws, refused = self._take(batch, now)
+            if not raws and not refused:
                 await self.settle()
                 return
-            self.metrics.consumed.inc(len(raws))
-            now = self.clock()
-            opened = await self._open(raws, now)
+            self.metrics.consumed.inc(len(raws) + len(refused))
+            opened = await self._open(raws, now) if raws else []
             await self.settle()
             already = await self.store.seen_message_ids(message_ids(opened))
             outcome = process(raws, self.context, now, already, opened)
+            for raw, entry in refused:
+                outcome.add(raw, Decision(entry))
             self._log_internal(outcome)
             self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
 
-    def _take(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> list[RawRecord]:
-        """The fetched records as RawRecords, minus any below this consumer's position.
+    def _take(
+        self, batch: Mapping[TopicPartition, Sequence[Any]], now: datetime
+    ) -> tuple[list[RawRecord], list[tuple[RawRecord, QuarantineEntry]]]:
+        """The fetched records as RawRecords to open, and those refused before any decoding
+        (a batch that cannot be read, a record over ``max_record_bytes``), minus any below
+        this consumer's position.
 
         None should ever be below it: every seek pauses its partitions until it applies.
         One that is all the same was read before in this life (stored or being stored):
         it is counted in ``exchange_consumer_reread_total`` and not processed twice.
         """
         raws: list[RawRecord] = []
+        refused: list[tuple[RawRecord, QuarantineEntry]] = []
+        cap = self.config.max_record_bytes
         position = self._position
         for tp, msgs in batch.items():
             if not msgs:
@@ -338,10 +351,27 @@ class Consumer:
                 if not msgs:
                     continue
             position[tp] = msgs[-1].offset + 1
-            raws.extend(
-                RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in msgs
-            )
-        return raws
+            for m in msgs:
+                raw = RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                value = m.value
+                if value is not None and (len(value) > cap or type(value) is UndecodableBatch):
+                    entry = refusal(raw, cap, now)
+                    if entry is not None:
+                        refused.append((raw, entry))
+                        self._log_refused(entry)
+                        continue
+                raws.append(raw)
+        return raws, refused
+
+    def _log_refused(self, entry: QuarantineEntry) -> None:
+        self.log.warning(
+            "record refused before decoding; quarantined",
+            topic=entry.topic,
+            partition=entry.partition,
+            offset=entry.offset,
+            reason=entry.reason,
+            detail=entry.detail,
+        )
 
     async def _open(
         self, raws: Sequence[RawRecord], now: datetime

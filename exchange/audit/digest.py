@@ -22,6 +22,7 @@ from exchange.audit.tally import Tally
 from exchange.codec import decode_signed
 from exchange.envelope import decode_envelope
 from exchange.errors import ExchangeError, Reason
+from exchange.fetchguard import UndecodableBatch
 from exchange.models import Tlp
 from exchange.seal import Verified, check_signature, verify_checked
 from exchange.topics import MessageType
@@ -49,6 +50,18 @@ def _claimed(value: bytes) -> tuple[str | None, str | None, str | None, str | No
 def check(record: RawRecord, trust: TrustList, now: datetime) -> Verified | RecordSummary:
     """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal."""
     topic, partition, offset, ts, key, value = record
+    if type(value) is UndecodableBatch:  # a batch the client could not read (fetchguard)
+        return RecordSummary(
+            topic,
+            partition,
+            offset,
+            ts,
+            error_reason=Reason.UNDECODABLE_BATCH.value,
+            error_detail=(
+                f"offsets {value.first_offset}..{value.last_offset} cannot be read: "
+                f"{value.error}; batch of {value.size} bytes, sha256 {value.sha256}"
+            ),
+        )
     if value is None:
         return RecordSummary(
             topic,

@@ -31,6 +31,7 @@ from exchange.bus import (
     stop_quietly,
 )
 from exchange.errors import InputError, TransientError
+from exchange.fetchguard import UndecodableBatch
 
 T = TypeVar("T")
 
@@ -56,6 +57,14 @@ def to_ms(t: datetime | None) -> int | None:
 def _consumer_kwargs(settings: KafkaSettings) -> dict[str, Any]:
     """The bus's consumer settings, with fetches of up to :data:`FETCH_BYTES` a partition."""
     return {**consumer_kwargs(settings), "max_partition_fetch_bytes": FETCH_BYTES}
+
+
+def in_window(ts: int, since: int | None, until: int | None, value: Any) -> bool:
+    """Whether a record appended at ``ts`` (ms) is in [since, until). A batch that could
+    not be read has no trustworthy time: it is always reported."""
+    if type(value) is UndecodableBatch:
+        return True
+    return (since is None or ts >= since) and (until is None or ts < until)
 
 
 def _stalled(timeout_s: float, where: str) -> TransientError:
@@ -216,7 +225,7 @@ class KafkaHistoryReader:
                         if r.offset >= end:
                             break
                         ts = r.timestamp
-                        if (since is None or ts >= since) and (until is None or ts < until):
+                        if in_window(ts, since, until, r.value):
                             batch.append((r.topic, r.partition, r.offset, ts, r.key, r.value))
                 for tp in list(pending):
                     with kafka_errors("reading positions"):
@@ -328,7 +337,7 @@ class RangeReader:
                 if r.offset >= end:
                     break
                 ts = r.timestamp
-                if (since is None or ts >= since) and (until is None or ts < until):
+                if in_window(ts, since, until, r.value):
                     batch.append((topic, partition, r.offset, ts, r.key, r.value))
             idle = 0.0 if records else idle + 0.5
             if idle >= src.timeout_s:

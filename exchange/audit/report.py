@@ -30,6 +30,7 @@ FORMAT_VERSION = 1
 CHECKS: dict[str, str] = {
     Reason.MALFORMED.value: "the record value does not decode as a SignedEnvelope/Envelope",
     Reason.UNKNOWN_SCHEMA.value: "the record names a schema fingerprint no known schema has",
+    Reason.UNDECODABLE_BATCH.value: "a record batch fails its CRC or does not decompress",
     Reason.BAD_SIGNATURE.value: "the Ed25519 signature does not verify over the envelope bytes",
     Reason.UNKNOWN_KEY.value: "the signing key is not in the trust list",
     Reason.UNKNOWN_SENDER.value: "the sender is not a member of the federation",

@@ -200,6 +200,16 @@ class LocalBroker:
             time.sleep(0.05)
         _kafka_sh("stop", self._env, timeout_s=30)  # removes the stale PID file
 
+    def data_dir(self) -> Path:
+        """The folder holding the broker's log segments (``<topic>-<partition>/``)."""
+        done = _kafka_sh("status", self._env, timeout_s=10)
+        running = re.search(r"log (\S+)/kafka\.log", done.stdout)
+        if running:
+            return Path(running.group(1)) / "data"
+        home = re.search(r"home (\S+)\)", done.stdout)
+        assert home, done.stdout
+        return Path(home.group(1)) / f"run-{self.port}" / "data"
+
     def is_running(self) -> bool:
         """Whether the script's broker on this port runs."""
         return self.pid() is not None

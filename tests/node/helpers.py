@@ -37,8 +37,10 @@ from exchange.commands.federation import FederationFiles, init_federation
 from exchange.ids import NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.topics import TopicKind, topic_name
+from exchange.trust import load_trust_list
 from nodes.config import NodeConfig, load_config
 from nodes.inbound import build_item
+from nodes.publisher import Publisher
 from nodes.store.base import OutboxItem, QuarantineEntry, Store, open_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -212,6 +214,26 @@ async def enqueue(
         for i in range(0, len(items), chunk):
             await store.enqueue(items[i : i + chunk])
     return len(items)
+
+
+async def signed_items(fed: Federation, node: str, count: int) -> list[OutboxItem]:
+    """``count`` alerts queued and signed by ``node``'s own publisher and marked sent: their
+    ``value`` is what ``node`` puts on the bus, for tests that write it themselves."""
+    await enqueue(fed, node, alert_items(fed, node, count))
+    config = fed.config(node)
+    async with node_store(fed, node) as store:
+        publisher = Publisher(
+            node=config.node,
+            store=store,
+            kafka=config.kafka.settings(),
+            signer=fed.signer(node),
+            trust=load_trust_list(config.keys.trust_list, config.root_public_key_path),
+            config=config.publisher.model_copy(update={"batch_size": max(count, 1)}),
+        )
+        signed = await publisher.sign_pending()
+        await store.mark_sent([i.id for i in signed], datetime.now(UTC))  # the test sends them
+    assert len(signed) == count
+    return signed
 
 
 # --- reading a node's store --------------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""Whatever codec another member's producer compresses with, and whatever a broker's disk
+does to a batch, a node keeps storing and an audit keeps reading.
+
+Members run other clients (Java producers commonly compress with lz4 or zstd). A batch
+that cannot be read at all (a corrupt segment on a broker's disk: the broker serves log
+bytes as they are) is quarantined by (topic, partition, offset) with a reason of its own,
+and everything after it is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from exchange.bus import ensure_topics
+from exchange.cli import main
+from exchange.topics import TopicKind
+from nodes.daemon import Node
+from nodes.store.base import OutboxItem
+from tests.helpers.broker import LocalBroker
+from tests.node.helpers import (
+    Federation,
+    make_federation,
+    quarantine_of,
+    signed_items,
+    stored_ids,
+)
+
+pytestmark = pytest.mark.integration
+
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+
+
+async def _produce(bootstrap: str, items: list[OutboxItem], codec: str | None) -> None:
+    """Write ``items`` (FR's signed records) with a plain producer compressing with
+    ``codec``, as another member's client would; one batch per call."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, compression_type=codec, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for item in items:
+            assert item.value is not None
+            await producer.send(item.topic, item.value, key=item.key.encode(), partition=0)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _store_all(fed: Federation, expected: int) -> Node:
+    """Run DE until it has consumed everything on its topics; returns the stopped node."""
+    de = Node(fed.config("DE"))
+    await de.start()
+    try:
+        await de.wait_until(lambda: de.metrics.consumed.value() >= expected, within_s=60)
+        await de.wait_caught_up()
+    finally:
+        await de.stop()
+    return de
+
+
+def _audit(fed: Federation, bootstrap: str, report: Path) -> int:
+    return main(
+        [
+            "audit",
+            "replay",
+            "--bootstrap",
+            bootstrap,
+            "--prefix",
+            fed.prefix,
+            "--trust",
+            str(fed.files.trust_path),
+            "--report",
+            str(report),
+            "--workers",
+            "0",
+        ]
+    )
+
+
+async def test_records_compressed_with_every_codec_are_stored_and_audited(
+    tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """FR's alerts written by producers compressing with gzip, snappy, lz4 and zstd are all
+    stored by DE, nothing is quarantined, and the auditor's replay finds nothing wrong."""
+    fed = make_federation(tmp_path / "fed", bootstrap=kafka_bootstrap, prefix=topic_prefix)
+    await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix)
+    per_codec = 5
+    items = await signed_items(fed, "FR", per_codec * len(CODECS))
+    for i, codec in enumerate(CODECS):
+        await _produce(kafka_bootstrap, items[i * per_codec : (i + 1) * per_codec], codec)
+    de = await _store_all(fed, len(items))
+    assert await quarantine_of(fed, "DE") == []
+    stored = await stored_ids(fed, "DE", fed.topic(TopicKind.ALERTS))
+    assert sorted(stored) == sorted(i.message_id for i in items)
+    assert de.metrics.stored.value() == len(items)
+    report = tmp_path / "audit.json"
+    assert await asyncio.to_thread(_audit, fed, kafka_bootstrap, report) == 0
+    assert json.loads(report.read_text())["violations"] == []
+
+
+def _corrupt_middle_batch(broker: LocalBroker, topic: str, marker: bytes) -> None:
+    """Flip a byte of the one batch on disk that holds ``marker`` (inside its CRC)."""
+    segment = broker.data_dir() / f"{topic}-0" / "00000000000000000000.log"
+    data = bytearray(segment.read_bytes())
+    at = data.find(marker)
+    assert at > 0, "the batch to corrupt is not on disk"
+    assert data.find(marker, at + 1) == -1
+    data[at + len(marker) // 2] ^= 0xFF
+    segment.write_bytes(bytes(data))
+
+
+async def test_a_corrupt_batch_on_the_broker_is_quarantined_and_the_node_reads_past_it(
+    tmp_path: Path, private_broker: LocalBroker, topic_prefix: str
+) -> None:
+    """A batch corrupted on the broker's disk becomes one undecodable_batch quarantine entry
+    at its offsets; DE stores the batches around it and what comes later, and the auditor
+    reports it with its place instead of stopping."""
+    bootstrap = private_broker.bootstrap
+    fed = make_federation(tmp_path / "fed", bootstrap=bootstrap, prefix=topic_prefix)
+    await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
+    items = await signed_items(fed, "FR", 9)
+    for chunk in (items[0:3], items[3:6], items[6:9]):  # three batches, uncompressed
+        await _produce(bootstrap, chunk, None)
+    topic = fed.topic(TopicKind.ALERTS)
+    await asyncio.to_thread(private_broker.stop)
+    assert items[4].message_id is not None
+    _corrupt_middle_batch(private_broker, topic, items[4].message_id.bytes)
+    await asyncio.to_thread(private_broker.start)
+
+    later = await signed_items(fed, "FR", 2)
+    await _produce(bootstrap, later, "lz4")
+    await _store_all(fed, 3 + 1 + 3 + 2)  # the bad batch is one record
+
+    stored = set(await stored_ids(fed, "DE", topic))
+    assert stored == {i.message_id for i in items[:3] + items[6:] + later}
+    (entry,) = await quarantine_of(fed, "DE")
+    assert (entry.topic, entry.partition, entry.offset) == (topic, 0, 5)
+    assert entry.reason == "undecodable_batch"
+    assert "offsets 3..5" in entry.detail
+    assert "sha256" in entry.detail
+
+    report = tmp_path / "audit.json"
+    assert await asyncio.to_thread(_audit, fed, bootstrap, report) == 1
+    violations = json.loads(report.read_text())["violations"]
+    undecodable = [v for v in violations if v["kind"] == "undecodable_batch"]
+    assert [(v["topic"], v["partition"], v["offset"]) for v in undecodable] == [(topic, 0, 5)]
