@@ -10,6 +10,7 @@ and everything after it is stored.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 
@@ -149,3 +150,35 @@ async def test_a_corrupt_batch_on_the_broker_is_quarantined_and_the_node_reads_p
     violations = json.loads(report.read_text())["violations"]
     undecodable = [v for v in violations if v["kind"] == "undecodable_batch"]
     assert [(v["topic"], v["partition"], v["offset"]) for v in undecodable] == [(topic, 0, 5)]
+
+
+async def test_a_record_over_the_size_cap_is_quarantined_before_decoding(
+    tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A value longer than max_record_bytes is refused as too_large without being decoded:
+    the quarantine keeps its first 4 KiB, names its size and SHA-256, and the alert after
+    it is stored."""
+    fed = make_federation(
+        tmp_path / "fed",
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        per_node={"DE": {"consumer": {"max_record_bytes": 8192}}},
+    )
+    await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
+    topic = fed.topic(TopicKind.ALERTS)
+    flood = bytes(range(256)) * 80  # 20,480 bytes of garbage
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, flood, key=b"x", partition=0)
+    finally:
+        await producer.stop()
+    (alert,) = await signed_items(fed, "FR", 1)
+    await _produce(kafka_bootstrap, [alert], "zstd")
+    await _store_all(fed, 2)
+    assert await stored_ids(fed, "DE", topic) == [alert.message_id]
+    (entry,) = await quarantine_of(fed, "DE")
+    assert (entry.offset, entry.reason) == (0, "too_large")
+    assert entry.raw == flood[:4096]
+    assert f"record of {len(flood)} bytes" in entry.detail
+    assert hashlib.sha256(flood).hexdigest() in entry.detail
