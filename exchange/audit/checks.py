@@ -117,6 +117,12 @@ def _short(h: bytes | None) -> str:
     return "none" if h is None else h.hex()[:16]
 
 
+#: How many record violations a replay lists in full; more are counted by kind.
+MAX_LISTED = 100_000
+#: The longest reason text a listed violation keeps.
+MAX_DETAIL = 500
+
+
 class ChainChecker:
     """Feed it summaries with :meth:`add` (or blocks with :meth:`add_block`);
     :meth:`finish` returns the sorted violations.
@@ -126,8 +132,12 @@ class ChainChecker:
     detail is built only for records that end up in a violation.
     """
 
-    def __init__(self, *, anchored: bool = False) -> None:
+    def __init__(self, *, anchored: bool = False, max_listed: int = MAX_LISTED) -> None:
         self.anchored = anchored
+        self.max_listed = max_listed
+        #: Record violations past ``max_listed``, counted by kind but not kept: a flood of
+        #: garbage on the bus must not grow the auditor's memory without bound.
+        self.unlisted: Counter[str] = Counter()
         self._violations: list[Violation] = []
         self._chains: dict[tuple[str, str], Columns] = {}
         self._ids: set[MessageId] = set()
@@ -143,14 +153,18 @@ class ChainChecker:
     def add(self, s: RecordSummary) -> None:
         """Take one summary into account."""
         if s.error_reason is not None:
+            if len(self._violations) >= self.max_listed:
+                self.unlisted[s.error_reason] += 1
+                return
             claimed = " (sender and message id as claimed, unverified)" if s.sender else ""
+            detail = (s.error_detail or s.error_reason)[:MAX_DETAIL]
             self._violations.append(
                 Violation(
                     s.topic,
                     s.partition,
                     s.offset,
                     s.error_reason,
-                    (s.error_detail or s.error_reason) + claimed,
+                    detail + claimed,
                     s.sender,
                     s.message_id,
                 )

@@ -51,11 +51,13 @@ class ReplayOutcome:
     elapsed_s: float = 0.0
     by_kind: dict[str, int] = field(default_factory=dict)
     anchored_topics: list[str] = field(default_factory=list)
+    #: Violations counted (in ``by_kind`` too) but not listed: past the checker's limit.
+    unlisted: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_status(self) -> int:
         """0 when clean, 1 when anything was found."""
-        return 1 if self.violations else 0
+        return 1 if self.violations or self.unlisted else 0
 
 
 async def from_iterable(batches: Iterable[list[RawRecord]]) -> AsyncIterator[list[RawRecord]]:
@@ -117,7 +119,7 @@ class _Replay:
     def outcome(self, anchored_topics: Callable[[], Collection[str]]) -> ReplayOutcome:
         late_start = sorted(anchored_topics())
         violations = self.checker.finish(late_start)
-        by_kind: dict[str, int] = {}
+        by_kind: dict[str, int] = dict(self.checker.unlisted)
         for v in violations:
             by_kind[v.kind] = by_kind.get(v.kind, 0) + 1
         return ReplayOutcome(
@@ -127,6 +129,7 @@ class _Replay:
             time.perf_counter() - self.started,
             dict(sorted(by_kind.items())),
             late_start,
+            dict(sorted(self.checker.unlisted.items())),
         )
 
 

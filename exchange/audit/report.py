@@ -91,7 +91,9 @@ def build_report(
         "counts": {**outcome.tally.as_dict(), "chains": outcome.chains},
         "violations_by_kind": dict(sorted(outcome.by_kind.items())),
         "violations": [v.as_dict() for v in outcome.violations],
-        "status": "violations" if outcome.violations else "clean",
+        # Counted in violations_by_kind, not listed: past the replay's listing limit.
+        "violations_unlisted": dict(sorted(outcome.unlisted.items())),
+        "status": "violations" if outcome.exit_status else "clean",
         "exit_status": outcome.exit_status,
     }
 
@@ -146,6 +148,9 @@ def summary_text(report: Mapping[str, Any], *, max_violations: int = 20) -> str:
     hidden = len(report["violations"]) - len(shown)
     if hidden > 0:
         lines.append(f"... and {hidden:,} more (see the JSON report)")
+    unlisted = sum(report.get("violations_unlisted", {}).values())
+    if unlisted:
+        lines.append(f"... and {unlisted:,} more counted but not listed (past the listing limit)")
     lines += ["", f"status: {report['status']} (exit {report['exit_status']})"]
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tracemalloc
 from itertools import pairwise, permutations
 from random import Random
 
@@ -365,3 +366,30 @@ def test_huge_sequence_number_is_a_gap_without_memory_per_missing_number() -> No
     found = run([c.rec(1), c.rec(2**62, prev="elsewhere")])
     assert [(v.kind, v.offset) for v in found] == [(ChainKind.SEQUENCE_GAP, 1)]
     assert f"sequence 2..{2**62 - 1} of FR" in found[0].reason
+
+
+def test_a_flood_of_bad_records_is_counted_but_listed_only_up_to_the_limit() -> None:
+    """Past max_listed, refused records are counted by reason and not kept: 100,000 bad
+    records cost the checker no more memory than the first few it lists."""
+    checker = ChainChecker(max_listed=50)
+    garbage = "garbage " * 1000  # a long reason: kept capped even when listed
+
+    def flood(first: int, count: int) -> None:
+        for offset in range(first, first + count):
+            checker.add(
+                RecordSummary(T, 0, offset, 0, error_reason="malformed", error_detail=garbage)
+            )
+
+    flood(0, 1000)  # warm up: the listed ones, interned strings
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        flood(1000, 100_000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
+    listed = checker.finish()
+    assert len(listed) == 50
+    assert all(len(v.reason) <= 600 for v in listed)
+    assert checker.unlisted == {"malformed": 101_000 - 50}

@@ -220,3 +220,23 @@ def test_summary_warns_of_topics_not_read() -> None:
     report = _report()
     report["source"] = {**report["source"], "missing_topics": ["ncp.blacklist.v1"]}
     assert "warning: not on the cluster, not read: ncp.blacklist.v1" in summary_text(report)
+
+
+def test_violations_past_the_listing_limit_are_counted_and_fail_the_audit() -> None:
+    """Counted-but-unlisted violations show in the counts, the summary and the exit status,
+    even when none is listed."""
+    outcome = _outcome()
+    outcome = ReplayOutcome(
+        [], outcome.tally, outcome.chains, 1.0, {"malformed": 7}, [], {"malformed": 7}
+    )
+    r = build_report(
+        outcome,
+        source={"kind": "kafka", "bootstrap": "127.0.0.1:9092"},
+        trust=TRUST,
+        replayed_at="2026-02-01T00:00:00+00:00",
+        anchored=False,
+    )
+    assert r["violations"] == []
+    assert r["violations_unlisted"] == {"malformed": 7}
+    assert (r["status"], r["exit_status"]) == ("violations", 1)
+    assert "7 more counted but not listed" in summary_text(r)
