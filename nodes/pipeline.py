@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -54,18 +54,25 @@ from nodes.store.base import (
 )
 
 INTERNAL_ERROR = "internal_error"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """A Kafka record as consumed."""
+    """A Kafka record as consumed.
+
+    ``timestamp_ms``: the record's Kafka timestamp, the broker's append time on federation
+    topics (LogAppendTime): keys are judged at it and ``created_at`` must lie within
+    ``max_skew`` of it. None only for records not read from Kafka (tests): judged at
+    ``created_at`` then.
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int = 0
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,12 +255,14 @@ def open_checked(raw: RawRecord, checked: Checked, ctx: PipelineContext, now: da
     if isinstance(checked, QuarantineEntry | Skipped):
         return checked
     try:
+        ts = raw.timestamp_ms
         verified = verify_checked(
             checked,
             topic=Topic(raw.topic),
             key=raw.key,
             trust=ctx.trust,
             now=now,
+            appended_at=None if ts is None else _EPOCH + timedelta(milliseconds=ts),
             max_skew=ctx.max_skew,
         )
         if verified.envelope.version != WIRE_VERSION:
@@ -309,8 +318,8 @@ def open_ready(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Ready:
 
 # --- the wire form between processes: builtins only, cheap to pickle -----------------------
 
-#: One record into a worker: (topic, partition, offset, key, value).
-RawWire = tuple[str, int, int, bytes | None, bytes | None]
+#: One record into a worker: (topic, partition, offset, key, value, timestamp ms).
+RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None]
 #: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
 ReadyWire = tuple[Any, ...]
 
@@ -320,7 +329,7 @@ _OPENED = "o"
 
 
 def raw_to_wire(raw: RawRecord) -> RawWire:
-    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value)
+    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp_ms)
 
 
 def raw_from_wire(wire: RawWire) -> RawRecord:
