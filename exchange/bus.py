@@ -257,6 +257,11 @@ def kafka_errors(action: str) -> Iterator[None]:
 
 # --- topics --------------------------------------------------------------------------------
 
+#: Every topic ensure_topics creates: the broker stamps each record with its own clock
+#: (the federation's time; a sender cannot choose it), which receivers and the auditor
+#: judge keys and ``created_at`` against.
+TOPIC_CONFIGS: Mapping[str, str] = {"message.timestamp.type": "LogAppendTime"}
+
 
 def federation_topics(prefix: str = DEFAULT_PREFIX, partitions: int = 3) -> dict[str, int]:
     """The four federation topics with their partition counts (blacklist: 1, ordered per list)."""
@@ -289,7 +294,15 @@ async def ensure_topics(
             if not missing:
                 return []
             response = await admin.create_topics(
-                [NewTopic(n, wanted[n], s.topic_replication_factor) for n in missing],
+                [
+                    NewTopic(
+                        n,
+                        wanted[n],
+                        s.topic_replication_factor,
+                        topic_configs=dict(TOPIC_CONFIGS),
+                    )
+                    for n in missing
+                ],
                 timeout_ms=s.request_timeout_ms,
             )
             created: list[str] = []

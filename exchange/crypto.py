@@ -5,23 +5,35 @@ libsodium verifies about 2x and signs about 1.5x faster than ``cryptography``;
 ``tests/bench/bench_wire.py`` keeps the comparison. A signature is 64 bytes over
 exactly the bytes given (no hashing or re-encoding in between).
 
-Recipient encryption (ncp-exchange/v1), with ``cryptography``::
+Recipient encryption, wire v2 (ncp-exchange/v2), with ``cryptography``::
 
+    H      = header digest: SHA-256 of the Envelope's bytes before the body (exchange.envelope)
     CEK    = 32 random bytes, nonce = 12 random bytes        (one per message)
-    ciphertext = AES-256-GCM(CEK).encrypt(nonce, payload, aad=message_id)
+    ciphertext = AES-256-GCM(CEK).encrypt(nonce, payload, aad=H)
+    key_commitment = SHA-256(b"ncp-exchange/v2 key-commitment" || H || CEK)
     eph    = a fresh X25519 key pair                          (one per message)
     for each recipient R with X25519 public key P_R:
         shared  = X25519(eph_priv, P_R)
         KEK     = HKDF-SHA256(shared, length=32, salt=eph_pub || P_R,
-                              info=b"ncp-exchange/v1 key-wrap" || message_id || R.encode())
-        wrapped = AES-256-GCM(KEK).encrypt(12 zero bytes, CEK, aad=message_id)  # KEK used once
+                              info=b"ncp-exchange/v2 key-wrap" || H || R.encode())
+        wrapped = AES-256-GCM(KEK).encrypt(12 zero bytes, CEK, aad=H)   # KEK used once
 
-``message_id`` is the 16 raw bytes of the UUID. Each wrapped key is 48 bytes
-(32 + 16-byte tag).
+The header covers message id, type, topic, key, sender, created_at, sequence, previous
+hash, recipients and handling, so a body (or one wrapped key) moved into any other
+envelope fails to open: BODY_NOT_BOUND. The commitment, inside the signed envelope,
+pins the one content key every recipient must unwrap (KEY_COMMITMENT_MISMATCH
+otherwise), so one signed message cannot open to different plaintexts for different
+recipients (AES-GCM alone is not key-committing).
+
+Wire v1 (read only, for records written before v2): the same with ``H`` replaced by the
+16 raw bytes of the message id, ``b"ncp-exchange/v1 key-wrap"``, and no commitment.
+Each wrapped key is 48 bytes (32 + 16-byte tag).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SIGNATURE_BYTES",
     "EncryptedBody",
+    "Entropy",
     "Recipient",
     "WrappedKey",
     "decrypt_body",
@@ -54,6 +67,8 @@ __all__ = [
 
 SIGNATURE_BYTES = 64
 WRAP_INFO = b"ncp-exchange/v1 key-wrap"
+WRAP_INFO_V2 = b"ncp-exchange/v2 key-wrap"
+COMMITMENT_LABEL = b"ncp-exchange/v2 key-commitment"
 _ZERO_NONCE = bytes(12)
 _crypto_sign = nacl.bindings.crypto_sign
 _crypto_sign_open = nacl.bindings.crypto_sign_open
@@ -99,6 +114,21 @@ class EncryptedBody:
     nonce: bytes
     ciphertext: bytes
     wrapped_keys: tuple[WrappedKey, ...]
+    key_commitment: bytes = b""  # wire v2: commitment to the content key; empty in v1
+
+
+@dataclass(frozen=True, slots=True)
+class Entropy:
+    """The randomness of one encryption: injected by known-answer tests, else drawn fresh."""
+
+    content_key: bytes  # 32 bytes
+    nonce: bytes  # 12 bytes
+    ephemeral_private_key: bytes  # 32 bytes, X25519
+
+    @classmethod
+    def fresh(cls) -> Entropy:
+        """Random values from the operating system."""
+        return cls(os.urandom(32), os.urandom(12), os.urandom(32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,36 +141,59 @@ class Recipient:
 
 
 def _kek(
-    shared: bytes, eph_pub: bytes, recipient_pub: bytes, message_id: bytes, node: str
+    shared: bytes, eph_pub: bytes, recipient_pub: bytes, binding: bytes, node: str, version: int
 ) -> bytes:
     hkdf = HKDF(
         algorithm=hashes.SHA256(),
         length=32,
         salt=eph_pub + recipient_pub,
-        info=WRAP_INFO + message_id + node.encode(),
+        info=(WRAP_INFO if version == 1 else WRAP_INFO_V2) + binding + node.encode(),
     )
     return hkdf.derive(shared)
 
 
+def key_commitment(content_key: bytes, header_digest: bytes) -> bytes:
+    """The v2 commitment to ``content_key`` for the envelope whose header digest is given."""
+    return hashlib.sha256(COMMITMENT_LABEL + header_digest + content_key).digest()
+
+
+def _binding_size(binding: bytes, version: int) -> None:
+    if version == 1 and len(binding) != 16:
+        raise ValueError("wire v1 binds to the 16 bytes of the message id")
+    if version == 2 and len(binding) != 32:
+        raise ValueError("wire v2 binds to the 32-byte header digest")
+    if version not in (1, 2):
+        raise ValueError(f"no wire version {version}")
+
+
 def encrypt_body(
-    payload: bytes, message_id: bytes, recipients: Sequence[Recipient]
+    payload: bytes,
+    binding: bytes,
+    recipients: Sequence[Recipient],
+    *,
+    version: int = 2,
+    entropy: Entropy | None = None,
 ) -> EncryptedBody:
-    """Encrypt ``payload`` once and wrap its content key for each recipient."""
-    if len(message_id) != 16:
-        raise ValueError("message_id must be the 16 bytes of a UUID")
-    cek = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(12)
-    ciphertext = AESGCM(cek).encrypt(nonce, payload, message_id)
-    eph = X25519PrivateKey.generate()
+    """Encrypt ``payload`` once and wrap its content key for each recipient.
+
+    ``binding``: the header digest (v2, 32 bytes) or the message id (v1, 16 bytes).
+    ``entropy``: the content key, nonce and ephemeral key (known-answer tests only).
+    """
+    _binding_size(binding, version)
+    e = entropy or Entropy.fresh()
+    cek, nonce = e.content_key, e.nonce
+    if len(cek) != 32 or len(nonce) != 12:
+        raise ValueError("content key must be 32 bytes, nonce 12")
+    ciphertext = AESGCM(cek).encrypt(nonce, payload, binding)
+    eph = X25519PrivateKey.from_private_bytes(e.ephemeral_private_key)
     eph_pub = eph.public_key().public_bytes_raw()
     wrapped: list[WrappedKey] = []
     for r in recipients:
         shared = eph.exchange(X25519PublicKey.from_public_bytes(r.public_key))
-        kek = _kek(shared, eph_pub, r.public_key, message_id, r.node)
-        wrapped.append(
-            WrappedKey(r.node, r.key_id, AESGCM(kek).encrypt(_ZERO_NONCE, cek, message_id))
-        )
-    return EncryptedBody(eph_pub, nonce, ciphertext, tuple(wrapped))
+        kek = _kek(shared, eph_pub, r.public_key, binding, r.node, version)
+        wrapped.append(WrappedKey(r.node, r.key_id, AESGCM(kek).encrypt(_ZERO_NONCE, cek, binding)))
+    commitment = key_commitment(cek, binding) if version == 2 else b""
+    return EncryptedBody(eph_pub, nonce, ciphertext, tuple(wrapped), commitment)
 
 
 def _fail(detail: str) -> ConfidentialityError:
@@ -148,13 +201,22 @@ def _fail(detail: str) -> ConfidentialityError:
 
 
 def decrypt_body(
-    body: EncryptedBody, message_id: bytes, reader: NodeId, key: EncryptionKey
+    body: EncryptedBody,
+    binding: bytes,
+    reader: NodeId,
+    key: EncryptionKey,
+    *,
+    version: int = 2,
 ) -> bytes:
     """The payload bytes of ``body`` for ``reader``, who holds ``key``.
 
-    Raises ConfidentialityError(DECRYPTION_FAILED) when there is no wrapped key
-    for ``reader`` under ``key``, or when unwrapping or decryption fails.
+    ``binding``: the header digest (v2) or the message id (v1), as for :func:`encrypt_body`.
+    Raises ConfidentialityError: DECRYPTION_FAILED when there is no wrapped key for
+    ``reader`` under ``key``; in v2 BODY_NOT_BOUND when the wrapped key or the
+    ciphertext was not made for this envelope's header, KEY_COMMITMENT_MISMATCH when the
+    unwrapped key is not the one the envelope commits to. (v1: DECRYPTION_FAILED for all.)
     """
+    _binding_size(binding, version)
     mine = [w for w in body.wrapped_keys if w.recipient == reader]
     if not mine:
         raise _fail(f"no wrapped key for {reader}")
@@ -162,12 +224,28 @@ def decrypt_body(
     if entry is None:
         ids = ", ".join(w.key_id for w in mine)
         raise _fail(f"wrapped for key {ids}, not for this node's key {key.key_id}")
+    unbound = Reason.DECRYPTION_FAILED if version == 1 else Reason.BODY_NOT_BOUND
     try:
         shared = key.exchange(body.ephemeral_public_key)
-        kek = _kek(shared, body.ephemeral_public_key, key.public_bytes, message_id, reader)
-        cek = AESGCM(kek).decrypt(_ZERO_NONCE, entry.wrapped_key, message_id)
-        return AESGCM(cek).decrypt(body.nonce, body.ciphertext, message_id)
+        kek = _kek(shared, body.ephemeral_public_key, key.public_bytes, binding, reader, version)
+        cek = AESGCM(kek).decrypt(_ZERO_NONCE, entry.wrapped_key, binding)
     except InvalidTag as exc:
-        raise _fail("authentication tag does not match") from exc
+        raise ConfidentialityError(
+            unbound, "the wrapped key does not open under this envelope's header", field="body"
+        ) from exc
     except ValueError as exc:  # bad point, key or nonce size
+        raise _fail(str(exc)) from exc
+    if version == 2 and not hmac.compare_digest(key_commitment(cek, binding), body.key_commitment):
+        raise ConfidentialityError(
+            Reason.KEY_COMMITMENT_MISMATCH,
+            "the unwrapped content key is not the one the envelope commits to",
+            field="body.key_commitment",
+        )
+    try:
+        return AESGCM(cek).decrypt(body.nonce, body.ciphertext, binding)
+    except InvalidTag as exc:
+        raise ConfidentialityError(
+            unbound, "the ciphertext does not open under this envelope's header", field="body"
+        ) from exc
+    except ValueError as exc:
         raise _fail(str(exc)) from exc

@@ -35,15 +35,23 @@ class Reason(StrEnum):
     WRONG_TOPIC = "wrong_topic"
     WRONG_KEY = "wrong_key"
     TYPE_NOT_ALLOWED = "type_not_allowed"
-    # time
+    # time (judged against the broker's append time, the federation's clock)
     FROM_THE_FUTURE = "from_the_future"
+    BACKDATED = "backdated"
+    ID_TIME_MISMATCH = "id_time_mismatch"
     # confidentiality
     NOT_A_RECIPIENT = "not_a_recipient"
     DECRYPTION_FAILED = "decryption_failed"
+    # wire v2: the encrypted body is bound to its envelope
+    BODY_NOT_BOUND = "body_not_bound"
+    KEY_COMMITMENT_MISMATCH = "key_commitment_mismatch"
+    WRAPPED_KEYS_MISMATCH = "wrapped_keys_mismatch"
+    OBSOLETE_WIRE_VERSION = "obsolete_wire_version"
     # handling
     HANDLING_INCONSISTENT = "handling_inconsistent"
     # trust list
     BAD_TRUST_LIST = "bad_trust_list"
+    TRUST_LIST_ROLLBACK = "trust_list_rollback"
     # receiving node
     REPLAYED = "replayed"
     RULE_REJECTED = "rule_rejected"

@@ -11,10 +11,26 @@ record key is the UTF-8 of ``Envelope.key``.
 Verification order (the hot path; nothing is decoded before the signature holds):
 parse SignedEnvelope -> look up key_id (UNKNOWN_KEY) -> Ed25519 verify
 (BAD_SIGNATURE) -> decode Envelope -> sender owns the key (UNKNOWN_SENDER,
-SENDER_KEY_MISMATCH) -> key valid at created_at (REVOKED_KEY, KEY_NOT_VALID_AT_TIME)
--> topic, record key, type on topic (WRONG_TOPIC, WRONG_KEY, TYPE_NOT_ALLOWED)
--> created_at not after now + max_skew (FROM_THE_FUTURE) -> sequence 1 exactly when
-previous_hash is null (MALFORMED) -> handling consistent (HANDLING_INCONSISTENT).
+SENDER_KEY_MISMATCH) -> key valid at the record's append time (REVOKED_KEY,
+KEY_NOT_VALID_AT_TIME) -> topic, record key, type on topic (WRONG_TOPIC, WRONG_KEY,
+TYPE_NOT_ALLOWED) -> created_at within max_skew of the append time, both ways
+(FROM_THE_FUTURE, BACKDATED) -> the UUIDv7 time of the message id agrees with
+created_at (ID_TIME_MISMATCH) -> sequence 1 exactly when previous_hash is null
+(MALFORMED) -> handling consistent (HANDLING_INCONSISTENT) -> the wrapped keys'
+recipients equal ``recipients`` (WRAPPED_KEYS_MISMATCH).
+
+Time: the append time is the Kafka record timestamp of a topic created with
+``message.timestamp.type=LogAppendTime`` (exchange.bus.ensure_topics): the broker's
+clock, which no sender can set. ``created_at`` is only the sender's claim; a key
+revoked at T signs nothing appended after T, whatever ``created_at`` says. Without an
+append time (a record not read from Kafka) keys are judged at ``created_at`` and
+``created_at`` must not be after ``now + max_skew``.
+
+Opening (wire v2): the body opens only under the digest of this envelope's header
+(BODY_NOT_BOUND otherwise) and to the content key the envelope commits to
+(KEY_COMMITMENT_MISMATCH); see exchange.crypto. Wire v1 records (``Envelope.version
+== 1``) are verified alike and opened with the v1 recipe; whether to accept them is the
+caller's policy (a node refuses them: OBSOLETE_WIRE_VERSION).
 
 Measured (tests/bench/bench_wire.py): verify_record runs at about 0.8x the rate of the
 bare libsodium verify on a 1 KB alert; libsodium releases the GIL, so verification in
@@ -26,14 +42,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 from uuid import UUID
 
 from exchange import codec, crypto, models
 from exchange.chain import Link
-from exchange.crypto import EncryptedBody, Recipient
-from exchange.envelope import Envelope, decode_envelope, encode_envelope
+from exchange.crypto import EncryptedBody, Entropy, Recipient
+from exchange.envelope import Envelope, decode_envelope, encode_envelope, header_digest
 from exchange.errors import (
     ConfidentialityError,
     InputError,
@@ -64,6 +80,13 @@ __all__ = [
 ]
 
 DEFAULT_MAX_SKEW = timedelta(minutes=5)
+#: How much earlier than ``created_at`` the time inside a message id may be: a node
+#: assigns the id when it accepts a message and seals it when it publishes, which a bus
+#: outage may delay. Never later than ``created_at + max_skew``.
+MAX_ID_AGE = timedelta(days=7)
+_MAX_ID_AGE_MS = MAX_ID_AGE // timedelta(milliseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 _sha256 = hashlib.sha256
 
 
@@ -163,8 +186,11 @@ def seal(
     now: datetime,
     message_id: UUID | None = None,
     key: str | None = None,
+    entropy: Entropy | None = None,
 ) -> Sealed:
     """Encode, (encrypt for ``recipients``,) sign: the record to publish on ``topic``.
+
+    ``entropy``: the encryption's random values, for known-answer tests only.
 
     Raises InputError for a payload, topic or handling that must not be sent, and
     VerificationError when a recipient has no usable encryption key in ``trust``.
@@ -192,6 +218,7 @@ def seal(
         now=now,
         message_id=message_id,
         key=record_key,
+        entropy=entropy,
     )
 
 
@@ -209,6 +236,7 @@ def seal_encoded(
     trust: TrustList | None = None,
     now: datetime,
     message_id: UUID | None = None,
+    entropy: Entropy | None = None,
 ) -> Sealed:
     """:func:`seal` for a payload already validated and encoded (:func:`encode_payload`).
 
@@ -229,15 +257,6 @@ def seal_encoded(
         raise InputError([("handling", problem)], reason=Reason.HANDLING_INCONSISTENT)
     created_at = _ms(now)
     mid = message_id or uuid7(created_at)
-    body: bytes | EncryptedBody = payload_bytes
-    if recips:
-        if trust is None:
-            raise InputError([("trust", "needed to encrypt for recipients")])
-        targets = []
-        for r in recips:
-            entry = trust.encryption_key(r, created_at)
-            targets.append(Recipient(r, entry.key_id, entry.public_key))
-        body = crypto.encrypt_body(payload_bytes, mid.bytes, targets)
     envelope = Envelope(
         message_id=mid,
         message_type=message_type,
@@ -249,8 +268,18 @@ def seal_encoded(
         previous_hash=link.previous_hash,
         recipients=recips,
         handling=handling,
-        body=body,
+        body=payload_bytes,
     )
+    if recips:
+        if trust is None:
+            raise InputError([("trust", "needed to encrypt for recipients")])
+        targets = []
+        for r in recips:
+            entry = trust.encryption_key(r, created_at)
+            targets.append(Recipient(r, entry.key_id, entry.public_key))
+        # wire v2: the body is bound to the digest of everything before it
+        body = crypto.encrypt_body(payload_bytes, header_digest(envelope), targets, entropy=entropy)
+        envelope = envelope._replace(body=body)
     envelope_bytes = encode_envelope(envelope)
     value = codec.encode_signed(envelope_bytes, signer.sign(envelope_bytes), signer.key_id)
     return Sealed(value, envelope.key.encode(), envelope, _sha256(envelope_bytes).digest())
@@ -293,15 +322,23 @@ def verify_record(
     key: bytes | None,
     trust: TrustList,
     now: datetime,
+    appended_at: datetime | None = None,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Verified:
     """Check a record value (see the module doc for the order); does not touch the body.
 
     ``key`` is the Kafka record key as received; None (no key) matches no envelope.
-    Raises WireError or VerificationError (both ExchangeError), nothing else.
+    ``appended_at``: the record's Kafka timestamp (LogAppendTime), the time keys are
+    judged at. Raises WireError or VerificationError (both ExchangeError), nothing else.
     """
     return verify_checked(
-        check_signature(value, trust), topic=topic, key=key, trust=trust, now=now, max_skew=max_skew
+        check_signature(value, trust),
+        topic=topic,
+        key=key,
+        trust=trust,
+        now=now,
+        appended_at=appended_at,
+        max_skew=max_skew,
     )
 
 
@@ -312,6 +349,7 @@ def verify_checked(
     key: bytes | None,
     trust: TrustList,
     now: datetime,
+    appended_at: datetime | None = None,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Verified:
     """Step 2 of :func:`verify_record`: decode the Envelope and check everything else."""
@@ -326,7 +364,7 @@ def verify_checked(
             "sender",
         )
     created_at = env.created_at
-    trust.check_valid(entry, created_at)
+    trust.check_valid(entry, created_at if appended_at is None else appended_at)
     if env.topic != topic:
         raise _refuse(Reason.WRONG_TOPIC, f"written for {env.topic}, read on {topic}", "topic")
     if key is None or env.key.encode() != key:
@@ -337,12 +375,7 @@ def verify_checked(
             f"{env.message_type.value} may not travel on {topic}",
             "message_type",
         )
-    if created_at > now + max_skew:
-        raise _refuse(
-            Reason.FROM_THE_FUTURE,
-            f"created {created_at.isoformat()}, now {now.isoformat()}",
-            "created_at",
-        )
+    _check_time(env, created_at, now, appended_at, max_skew)
     sequence, previous_hash = env.sequence, env.previous_hash
     if (sequence == 1) != (previous_hash is None) or sequence < 1:
         raise WireError(
@@ -351,10 +384,68 @@ def verify_checked(
             f" {'absent' if previous_hash is None else 'present'}",
             field="sequence",
         )
-    problem = _handling_problem(env.handling, env.recipients, type(env.body) is EncryptedBody)
+    body = env.body
+    encrypted = type(body) is EncryptedBody
+    problem = _handling_problem(env.handling, env.recipients, encrypted)
     if problem is not None:
         raise _refuse(Reason.HANDLING_INCONSISTENT, problem, "handling")
+    if encrypted:
+        _check_wrapped_keys(env.recipients, body)  # type: ignore[arg-type]
     return Verified(env, envelope_bytes, _sha256(envelope_bytes).digest(), key_id)
+
+
+def _check_time(
+    env: Envelope,
+    created_at: datetime,
+    now: datetime,
+    appended_at: datetime | None,
+    max_skew: timedelta,
+) -> None:
+    """created_at within ``max_skew`` of the append time (or not after ``now`` without one);
+    the message id's UUIDv7 time not after created_at + max_skew nor MAX_ID_AGE before it."""
+    if appended_at is None:
+        if created_at > now + max_skew:
+            raise _refuse(
+                Reason.FROM_THE_FUTURE,
+                f"created {created_at.isoformat()}, now {now.isoformat()}",
+                "created_at",
+            )
+    elif created_at > appended_at + max_skew:
+        raise _refuse(
+            Reason.FROM_THE_FUTURE,
+            f"created {created_at.isoformat()}, appended {appended_at.isoformat()}",
+            "created_at",
+        )
+    elif created_at < appended_at - max_skew:
+        raise _refuse(
+            Reason.BACKDATED,
+            f"created {created_at.isoformat()}, appended {appended_at.isoformat()}"
+            f" (more than {max_skew.total_seconds():g} s before)",
+            "created_at",
+        )
+    value = env.message_id.int
+    created_ms = (created_at - _EPOCH) // _MS
+    id_ms = value >> 80
+    if (value >> 76) & 0xF != 7 or not (
+        created_ms - _MAX_ID_AGE_MS <= id_ms <= created_ms + max_skew // _MS
+    ):
+        raise _refuse(
+            Reason.ID_TIME_MISMATCH,
+            f"message id {env.message_id} is not a UUIDv7 whose time agrees with"
+            f" created {created_at.isoformat()}",
+            "message_id",
+        )
+
+
+def _check_wrapped_keys(recipients: Sequence[str], body: EncryptedBody) -> None:
+    """Exactly one wrapped key per listed recipient, and none for anyone else."""
+    wrapped = [w.recipient for w in body.wrapped_keys]
+    if len(wrapped) != len(recipients) or set(wrapped) != set(recipients):
+        raise _refuse(
+            Reason.WRAPPED_KEYS_MISMATCH,
+            f"content key wrapped for {sorted(wrapped)}, recipients are {sorted(recipients)}",
+            "body.wrapped_keys",
+        )
 
 
 def open_record(
@@ -366,6 +457,7 @@ def open_record(
     now: datetime,
     reader: NodeId,
     decryption_key: EncryptionKey | None,
+    appended_at: datetime | None = None,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Opened:
     """:func:`verify_record`, then decrypt (when addressed to ``reader``), decode and validate.
@@ -374,7 +466,15 @@ def open_record(
     unable to decrypt: ConfidentialityError(DECRYPTION_FAILED). A payload that
     does not decode or validate: WireError.
     """
-    verified = verify_record(value, topic=topic, key=key, trust=trust, now=now, max_skew=max_skew)
+    verified = verify_record(
+        value,
+        topic=topic,
+        key=key,
+        trust=trust,
+        now=now,
+        appended_at=appended_at,
+        max_skew=max_skew,
+    )
     return open_verified(verified, now=now, reader=reader, decryption_key=decryption_key)
 
 
@@ -395,7 +495,12 @@ def open_verified(
             raise ConfidentialityError(
                 Reason.DECRYPTION_FAILED, f"{reader} has no decryption key", field="body"
             )
-        data = crypto.decrypt_body(body, env.message_id.bytes, reader, decryption_key)
+        if env.version == 1:
+            data = crypto.decrypt_body(
+                body, env.message_id.bytes, reader, decryption_key, version=1
+            )
+        else:
+            data = crypto.decrypt_body(body, header_digest(env), reader, decryption_key)
     else:
         data = body
     _, record = codec.decode(data, expected=env.message_type.value)

@@ -9,7 +9,7 @@ key the caller trusts (by default ``root.pub`` beside the file) and that the sam
 key is named inside the list.
 
 Validity windows are ``[valid_from, valid_until)``; a key revoked at T refuses
-every message created at or after T.
+every record appended at or after T (see exchange.seal: the broker's append time).
 """
 
 from __future__ import annotations
@@ -186,7 +186,9 @@ class TrustList:
         return found
 
     def check_valid(self, entry: KeyEntry, at: datetime) -> None:
-        """Raise KEY_NOT_VALID_AT_TIME / REVOKED_KEY unless ``entry`` may be used at ``at``."""
+        """Raise KEY_NOT_VALID_AT_TIME / REVOKED_KEY unless ``entry`` may be used at ``at``.
+
+        ``at`` is a record's append time (the broker's clock) when it was read from Kafka."""
         revocation = self.revocations.get(entry.key_id)
         if (
             revocation is None
@@ -198,7 +200,7 @@ class TrustList:
             raise VerificationError(
                 Reason.REVOKED_KEY,
                 f"key {entry.key_id} revoked at {revocation.revoked_at.isoformat()} "
-                f"({revocation.reason}), message created {at.isoformat()}",
+                f"({revocation.reason}), record time {at.isoformat()}",
                 field="key_id",
             )
         if not entry.valid_at(at):

@@ -9,10 +9,11 @@ Two steps, so the costly one can run in threads or processes:
    to an :class:`OpenedRecord`: the envelope's facts and the payload as a JSON-ready dict,
    all :func:`decide` and the store need. ``nodes.openpool`` runs both in worker processes
    and ships the result back as builtins (:func:`to_wire` / :func:`from_wire`).
-2. :func:`decide` - replay check (message id already stored, or seen earlier in this
-   batch -> quarantine ``replayed``), then the topic's rule chain -> a :class:`StoredRecord`
-   (plus a :class:`RetractionOrder` for a Retraction), a :class:`QuarantineEntry`, or a
-   :class:`Skipped`.
+2. :func:`decide` - replay check ((sender, message id) already stored, or seen earlier in
+   this batch -> quarantine ``replayed``; wire v2: one id from two senders is two
+   messages, so no member can squat another's id), then the topic's rule chain -> a
+   :class:`StoredRecord` (plus a :class:`RetractionOrder` for a Retraction), a
+   :class:`QuarantineEntry`, or a :class:`Skipped`.
 
 Every :class:`ExchangeError` becomes a quarantine entry with its reason code; anything
 unexpected (a bug) in one record becomes a quarantine entry with reason ``internal_error``
@@ -23,12 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from exchange.codec import decode_signed
-from exchange.errors import ExchangeError, Reason, WireError
+from exchange.envelope import WIRE_VERSION
+from exchange.errors import ExchangeError, Reason, VerificationError, WireError
 from exchange.ids import NodeId, Topic
 from exchange.keys import EncryptionKey
 from exchange.seal import (
@@ -44,6 +46,7 @@ from nodes.rules import Drop, Incoming, Rule, Skip, apply
 from nodes.store.base import (
     AuditAction,
     AuditEvent,
+    MessageKey,
     QuarantineEntry,
     RetractionOrder,
     StoredRecord,
@@ -51,18 +54,25 @@ from nodes.store.base import (
 )
 
 INTERNAL_ERROR = "internal_error"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
-    """A Kafka record as consumed."""
+    """A Kafka record as consumed.
+
+    ``timestamp_ms``: the record's Kafka timestamp, the broker's append time on federation
+    topics (LogAppendTime): keys are judged at it and ``created_at`` must lie within
+    ``max_skew`` of it. None only for records not read from Kafka (tests): judged at
+    ``created_at`` then.
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int = 0
+    timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +255,23 @@ def open_checked(raw: RawRecord, checked: Checked, ctx: PipelineContext, now: da
     if isinstance(checked, QuarantineEntry | Skipped):
         return checked
     try:
+        ts = raw.timestamp_ms
         verified = verify_checked(
             checked,
             topic=Topic(raw.topic),
             key=raw.key,
             trust=ctx.trust,
             now=now,
+            appended_at=None if ts is None else _EPOCH + timedelta(milliseconds=ts),
             max_skew=ctx.max_skew,
         )
+        if verified.envelope.version != WIRE_VERSION:
+            # v1 bodies are not bound to their envelope (issue 9): read, never accepted
+            raise VerificationError(
+                Reason.OBSOLETE_WIRE_VERSION,
+                f"wire v{verified.envelope.version} record; this node accepts v{WIRE_VERSION}",
+                field="envelope",
+            )
         return open_verified(verified, now=now, reader=ctx.node, decryption_key=ctx.decryption_key)
     except ExchangeError as exc:
         return quarantine(raw, exc.reason.value, exc.detail, now)
@@ -299,8 +318,8 @@ def open_ready(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Ready:
 
 # --- the wire form between processes: builtins only, cheap to pickle -----------------------
 
-#: One record into a worker: (topic, partition, offset, key, value).
-RawWire = tuple[str, int, int, bytes | None, bytes | None]
+#: One record into a worker: (topic, partition, offset, key, value, timestamp ms).
+RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None]
 #: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
 ReadyWire = tuple[Any, ...]
 
@@ -310,7 +329,7 @@ _OPENED = "o"
 
 
 def raw_to_wire(raw: RawRecord) -> RawWire:
-    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value)
+    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp_ms)
 
 
 def raw_from_wire(wire: RawWire) -> RawRecord:
@@ -368,20 +387,21 @@ def decide(
     opened: Ready,
     ctx: PipelineContext,
     now: datetime,
-    seen: MutableSet[UUID],
+    seen: MutableSet[MessageKey],
 ) -> Decision:
-    """Replay check and rules for one opened record. ``seen`` holds the message ids already
-    stored or met earlier in this batch; ids kept or skipped here are added to it."""
+    """Replay check and rules for one opened record. ``seen`` holds the (sender, message id)
+    already stored or met earlier in this batch; those kept or skipped here are added to it."""
     if isinstance(opened, QuarantineEntry | Skipped):
         return Decision(opened)
     envelope = opened
+    identity = (envelope.sender, envelope.message_id)
     try:
-        if envelope.message_id in seen:
+        if identity in seen:
             return Decision(
                 quarantine(
                     raw,
                     Reason.REPLAYED.value,
-                    f"message {envelope.message_id} already received",
+                    f"message {envelope.message_id} of {envelope.sender} already received",
                     now,
                     envelope.message_id,
                     envelope.sender,
@@ -401,7 +421,7 @@ def decide(
         try:
             item = apply(policy.chain, item)
         except Skip as skip:
-            seen.add(envelope.message_id)
+            seen.add(identity)
             return Decision(
                 Skipped(raw.topic, raw.partition, raw.offset, skip.code, envelope.message_id)
             )
@@ -416,7 +436,7 @@ def decide(
                     envelope.sender,
                 )
             )
-        seen.add(envelope.message_id)
+        seen.add(identity)
         record = _stored(item, opened, raw)
         retraction = None
         if envelope.message_type == MessageType.RETRACTION and item.payload is not None:
@@ -470,26 +490,27 @@ def process(
     raws: Iterable[RawRecord],
     ctx: PipelineContext,
     now: datetime,
-    already_stored: Iterable[UUID] = (),
+    already_stored: Iterable[MessageKey] = (),
     opened: Sequence[Opening | OpenedRecord] | None = None,
 ) -> BatchOutcome:
     """Open (unless ``opened`` is given, in the same order) and decide a whole batch."""
     raws = list(raws)
     if opened is None:
         opened = [open_raw(raw, ctx, now) for raw in raws]
-    seen: set[UUID] = set(already_stored)
+    seen: set[MessageKey] = set(already_stored)
     out = BatchOutcome()
     for raw, item in zip(raws, opened, strict=True):
         out.add(raw, decide(raw, ready(item), ctx, now, seen))
     return out
 
 
-def message_ids(opened: Iterable[Opening | OpenedRecord]) -> list[UUID]:
-    """The message ids of the records that opened (for the store's replay check)."""
-    ids = []
+def message_ids(opened: Iterable[Opening | OpenedRecord]) -> list[MessageKey]:
+    """The (sender, message id) of the records that opened (for the store's replay check)."""
+    ids: list[MessageKey] = []
     for o in opened:
         if isinstance(o, OpenedRecord):
-            ids.append(o.message_id)
+            ids.append((o.sender, o.message_id))
         elif isinstance(o, Opened):
-            ids.append(o.verified.envelope.message_id)
+            env = o.verified.envelope
+            ids.append((env.sender, env.message_id))
     return ids

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from exchange.audit.checks import HASH, Block, RecordSummary
@@ -32,6 +32,7 @@ from exchange.trust import TrustList
 Digest = tuple[list[tuple[Any, ...]], list[Block], Tally]
 
 _NO_HASH = bytes(HASH)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _claimed(value: bytes) -> tuple[str | None, str | None, str | None, str | None]:
@@ -72,9 +73,15 @@ def check(record: RawRecord, trust: TrustList, now: datetime) -> Verified | Reco
             error_detail="record has no value (a tombstone)",
         )
     try:
-        # verify_record's two steps, called directly (one call fewer a record)
+        # verify_record's two steps, called directly (one call fewer a record); keys and
+        # created_at are judged at the record's append time (the broker's clock)
         return verify_checked(
-            check_signature(value, trust), topic=topic, key=key, trust=trust, now=now
+            check_signature(value, trust),
+            topic=topic,
+            key=key,
+            trust=trust,
+            now=now,
+            appended_at=_EPOCH + timedelta(0, 0, 0, ts),
         )
     except ExchangeError as exc:
         reason = exc.reason.value

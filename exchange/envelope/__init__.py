@@ -8,6 +8,13 @@ Byte layout (schemas/Envelope.avsc, Avro single-object encoding; field by field 
     | created_at long (ms) | sequence long | previous_hash [null, fixed(32)]
     | recipients array<string> | handling Handling | body [PlainBody, EncryptedBody]
 
+Wire v2 (the current schema) adds ``key_commitment bytes`` at the end of EncryptedBody;
+wire v1 records (schemas/history/1) are still read, as ``Envelope.version == 1``.
+The **header digest** (:func:`header_digest`) is SHA-256 of the envelope's bytes up to,
+not including, the body union's branch index: ``C3 01 | fingerprint | message_id ..
+handling``, in canonical Avro binary (shortest varints) as every Avro encoder writes
+it. It is the associated data of the encrypted body (see :mod:`exchange.crypto`).
+
 The record on the bus is a SignedEnvelope (``codec.encode_signed``) whose
 ``envelope`` field holds exactly these bytes; the signature covers them, so a
 reader verifies before it decodes and never re-encodes.
@@ -18,6 +25,8 @@ and decodes the current schema by hand, fastavro the rest.
 
 from __future__ import annotations
 
+import hashlib
+
 from exchange import codec
 from exchange.crypto import EncryptedBody, WrappedKey
 from exchange.envelope import binary
@@ -26,13 +35,18 @@ from exchange.errors import ExchangeError, Reason, WireError
 
 __all__ = [
     "ENVELOPE",
+    "WIRE_VERSION",
     "EncryptedBody",
     "Envelope",
     "WrappedKey",
     "decode_envelope",
     "encode_envelope",
     "handling_from_avro",
+    "header_digest",
 ]
+
+#: The wire version this code writes.
+WIRE_VERSION = 2
 
 
 def _generic_encode(envelope: Envelope) -> bytes:
@@ -41,8 +55,10 @@ def _generic_encode(envelope: Envelope) -> bytes:
 
 def _generic_decode(data: bytes) -> Envelope:
     _, d = codec.decode(data, expected=ENVELOPE)
+    release = codec.REGISTRY.by_fingerprint(data[2:10]).version
+    version = WIRE_VERSION if release == "current" else int(release)
     try:
-        return envelope_from_avro(d)
+        return envelope_from_avro(d, version)
     except ExchangeError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
@@ -68,7 +84,7 @@ def decode_envelope(data: bytes) -> Envelope:
     Raises WireError(MALFORMED | UNKNOWN_SCHEMA), or VerificationError(HANDLING_INCONSISTENT).
     """
     header = binary.header()
-    if header is None or data[:10] != header:
+    if header is None or (data[:10] != header and data[:10] != binary.HEADER_V1):
         return _generic_decode(data)
     try:
         return binary.decode(data)
@@ -80,3 +96,24 @@ def decode_envelope(data: bytes) -> Envelope:
         ValueError,
     ) as exc:
         raise WireError(Reason.MALFORMED, f"bad Envelope bytes: {exc}") from None
+
+
+def header_digest(envelope: Envelope) -> bytes:
+    """SHA-256 of the (current-schema) encoding of ``envelope`` before its body.
+
+    What the v2 encrypted body is bound to: message id, type, topic, key, sender,
+    created_at, sequence, previous hash, recipients and handling, and the schema's
+    fingerprint. Computed from the values (canonical encoding), so sender and receiver
+    agree whatever bytes carried them.
+    """
+    header = binary.header()
+    if header is not None:
+        try:
+            head = binary.encode_head(envelope, header)
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise WireError(
+                Reason.INVALID_PAYLOAD, f"envelope does not fit the schema: {exc}"
+            ) from None
+    else:  # the generic encoder: an empty plain body is the two bytes 00 00 at the end
+        head = _generic_encode(envelope._replace(body=b""))[:-2]
+    return hashlib.sha256(head).digest()

@@ -40,8 +40,11 @@ from exchange.ids import KeyId, NodeId
 from exchange.models import Handling
 from exchange.topics import MessageType
 
-#: The CRC-64-AVRO fingerprint of the Envelope schema this module was written for.
-FINGERPRINT = bytes.fromhex("5ff15cb32fdd5bff")
+#: The CRC-64-AVRO fingerprint of the Envelope schema this module was written for (wire v2).
+FINGERPRINT = bytes.fromhex("13030b944fd5a238")
+#: Wire v1's Envelope (schemas/history/1): the same layout without ``key_commitment``.
+FINGERPRINT_V1 = bytes.fromhex("5ff15cb32fdd5bff")
+HEADER_V1 = codec.MARKER + FINGERPRINT_V1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _MESSAGE_TYPES = tuple(
@@ -104,6 +107,11 @@ def _long(n: int) -> bytes:
 
 def encode(env: Envelope, header: bytes) -> bytes:
     """The Avro single-object bytes of ``env`` (``header`` from :func:`header`)."""
+    return encode_head(env, header) + encode_body(env.body)
+
+
+def encode_head(env: Envelope, header: bytes) -> bytes:
+    """The bytes of ``env`` before its body: what the header digest covers."""
     h = env.handling
     parts = [header, env.message_id.bytes, _long(_MT_INDEX[env.message_type])]
     for text in (env.topic, env.key, env.sender):
@@ -137,7 +145,12 @@ def encode(env: Envelope, header: bytes) -> bytes:
         _long(_SOURCE_INDEX[h.source_reliability.value]),
         _long(_INFO_INDEX[h.information_reliability.value]),
     )
-    body = env.body
+    return b"".join(parts)
+
+
+def encode_body(body: bytes | EncryptedBody) -> bytes:
+    """The body union's bytes (wire v2)."""
+    parts: list[bytes] = []
     if isinstance(body, EncryptedBody):
         parts.append(b"\x02")
         for field in (body.ephemeral_public_key, body.nonce, body.ciphertext):
@@ -147,7 +160,7 @@ def encode(env: Envelope, header: bytes) -> bytes:
             for w in body.wrapped_keys:
                 for raw in (w.recipient.encode(), w.key_id.encode(), bytes(w.wrapped_key)):
                     parts += (_long(len(raw)), raw)
-        parts.append(b"\x00")
+        parts += (b"\x00", _long(len(body.key_commitment)), bytes(body.key_commitment))
     else:
         parts += (b"\x00", _long(len(body)), bytes(body))
     return b"".join(parts)
@@ -244,7 +257,7 @@ def _read_handling(data: bytes, pos: int) -> tuple[Handling, int]:
     return handling, pos
 
 
-def _read_encrypted_body(data: bytes, pos: int) -> tuple[EncryptedBody, int]:
+def _read_encrypted_body(data: bytes, pos: int, version: int) -> tuple[EncryptedBody, int]:
     eph, pos = _read_bytes(data, pos)
     nonce, pos = _read_bytes(data, pos)
     ciphertext, pos = _read_bytes(data, pos)
@@ -263,11 +276,14 @@ def _read_encrypted_body(data: bytes, pos: int) -> tuple[EncryptedBody, int]:
             wrapped.append(
                 WrappedKey(NodeId(recipient.decode()), KeyId(key_id.decode()), wrapped_key)
             )
-    return EncryptedBody(eph, nonce, ciphertext, tuple(wrapped)), pos
+    commitment = b""
+    if version == 2:
+        commitment, pos = _read_bytes(data, pos)
+    return EncryptedBody(eph, nonce, ciphertext, tuple(wrapped), commitment), pos
 
 
 def decode(data: bytes) -> Envelope:
-    """The Envelope of single-object bytes whose header :func:`header` returned.
+    """The Envelope of single-object bytes whose header is :func:`header` (v2) or v1's.
 
     Raises MalformedError, IndexError, UnicodeDecodeError, OverflowError or
     ValueError on bytes that are not an Envelope, and VerificationError
@@ -279,6 +295,7 @@ def decode(data: bytes) -> Envelope:
     always make a valid one; half the cost).
     """
     end = len(data)
+    version = 1 if data[2:10] == FINGERPRINT_V1 else 2
     mid = data[10:26]
     if len(mid) != 16:
         raise MalformedError("truncated message_id")
@@ -340,7 +357,7 @@ def decode(data: bytes) -> Envelope:
     if n == 0:
         body, pos = _read_bytes(data, pos)
     elif n == 1:
-        body, pos = _read_encrypted_body(data, pos)
+        body, pos = _read_encrypted_body(data, pos, version)
     else:
         raise MalformedError(f"body: union index {n}")
     if pos != end:
@@ -362,5 +379,6 @@ def decode(data: bytes) -> Envelope:
             recipients,
             handling,
             body,
+            version,
         ),
     )

@@ -43,6 +43,8 @@ class Envelope(NamedTuple):
     recipients: tuple[NodeId, ...]
     handling: Handling
     body: bytes | EncryptedBody
+    #: The wire version it was written with: 2 (current), or 1 (read from older records).
+    version: int = 2
 
     @property
     def encrypted(self) -> bool:
@@ -64,6 +66,7 @@ class Envelope(NamedTuple):
                         {"recipient": w.recipient, "key_id": w.key_id, "wrapped_key": w.wrapped_key}
                         for w in b.wrapped_keys
                     ],
+                    "key_commitment": b.key_commitment,
                 },
             )
         else:
@@ -122,8 +125,11 @@ def handling_from_avro(h: dict[str, Any]) -> Handling:
     return found
 
 
-def envelope_from_avro(d: dict[str, Any]) -> Envelope:
-    """An Envelope from its decoded Avro record (raises WireError on impossible values)."""
+def envelope_from_avro(d: dict[str, Any], version: int = 2) -> Envelope:
+    """An Envelope from its decoded Avro record (raises WireError on impossible values).
+
+    ``version``: the wire version of the writer schema (1 reads as the current schema,
+    with an empty key commitment)."""
     body = d["body"]
     if "payload" in body:
         parsed_body: bytes | EncryptedBody = body["payload"]
@@ -136,6 +142,7 @@ def envelope_from_avro(d: dict[str, Any]) -> Envelope:
                 WrappedKey(NodeId(w["recipient"]), KeyId(w["key_id"]), w["wrapped_key"])
                 for w in body["wrapped_keys"]
             ),
+            body.get("key_commitment", b""),
         )
     handling = handling_from_avro(d["handling"])
     return Envelope(
@@ -150,4 +157,5 @@ def envelope_from_avro(d: dict[str, Any]) -> Envelope:
         tuple(d["recipients"]),
         handling,
         parsed_body,
+        version,
     )

@@ -22,6 +22,9 @@ from uuid import UUID
 
 from exchange.errors import ExchangeError, Reason
 
+#: The identity of a message (wire v2): (sender node id, message id).
+MessageKey = tuple[str, UUID]
+
 TopicPartition = tuple[str, int]
 
 
@@ -218,8 +221,10 @@ class Store(Protocol):
         connector queue one DELIVER event per record inserted (batch order) then one RETRACT
         event per record a retraction changed. Any failure rolls everything back."""
 
-    async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
-        """Which of ``ids`` are already stored (records) - for replay detection before a batch."""
+    async def seen_message_ids(self, ids: Sequence[MessageKey]) -> set[MessageKey]:
+        """Which (sender, message id) of ``ids`` are already stored (records): replay detection
+        before a batch. Wire v2: a message is (sender, message id); one id from two senders
+        is two messages."""
 
     # --- queries ---------------------------------------------------------
     async def list_records(

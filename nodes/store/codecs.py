@@ -15,6 +15,7 @@ from nodes.store.base import (
     AuditAction,
     AuditEvent,
     ChainHead,
+    MessageKey,
     OutboxItem,
     OutboxStatus,
     RetractionOrder,
@@ -166,31 +167,32 @@ def expiry_erasure(
 
 # --- commit_batch: the records of a batch, once each -------------------------------------
 def first_occurrences(records: Sequence[StoredRecord]) -> list[StoredRecord]:
-    """``records`` in batch order without the repeats of a message id met earlier."""
-    seen: set[UUID] = set()
+    """``records`` in batch order without the repeats of a (sender, message id) met earlier."""
+    seen: set[MessageKey] = set()
     out: list[StoredRecord] = []
     for record in records:
-        if record.message_id not in seen:
-            seen.add(record.message_id)
+        k = (record.sender, record.message_id)
+        if k not in seen:
+            seen.add(k)
             out.append(record)
     return out
 
 
 def batch_duplicates(
-    records: Sequence[StoredRecord], stored: int, stored_before: Callable[[UUID], bool]
+    records: Sequence[StoredRecord], stored: int, stored_before: Callable[[MessageKey], bool]
 ) -> tuple[UUID, ...]:
-    """The ``duplicates`` of a :class:`BatchResult`, in batch order: every repeat of a message
-    id within the batch, and each id ``stored_before`` the batch. ``stored``: records inserted
-    (all of them: no duplicates, nothing to look at)."""
+    """The ``duplicates`` of a :class:`BatchResult`, in batch order: the message id of every
+    repeat of a (sender, message id) within the batch, and of each one ``stored_before`` the
+    batch. ``stored``: records inserted (all of them: no duplicates, nothing to look at)."""
     if stored == len(records):
         return ()
     out: list[UUID] = []
-    first: set[UUID] = set()
+    first: set[MessageKey] = set()
     for record in records:
-        mid = record.message_id
-        if mid in first or stored_before(mid):
-            out.append(mid)
-        first.add(mid)
+        k = (record.sender, record.message_id)
+        if k in first or stored_before(k):
+            out.append(record.message_id)
+        first.add(k)
     return tuple(out)
 
 

@@ -27,6 +27,7 @@ from nodes.store.base import (
     BatchResult,
     ChainHead,
     ConnectorEvent,
+    MessageKey,
     OutboxItem,
     QuarantineEntry,
     RetractionOrder,
@@ -175,32 +176,35 @@ class PostgresStore:
         q_rows = [ops.quarantine_row(q) for q in quarantined]
         o_rows = [(group, t, p, o) for (t, p), o in offsets.items()]
 
-        async def work(conn: Conn) -> tuple[set[UUID], int]:
-            inserted: set[UUID] = set()
+        async def work(conn: Conn) -> tuple[set[MessageKey], int]:
+            inserted: set[MessageKey] = set()
             if rows:
                 columns = list(zip(*rows, strict=True))
                 got = await conn.fetch(ops.INSERT_RECORDS, *columns)
-                inserted = {UUID(bytes=r[0].bytes) for r in got}
+                inserted = {(r[0], UUID(bytes=r[1].bytes)) for r in got}
             if q_rows:
                 await conn.executemany(ops.INSERT_QUARANTINE, q_rows)
             changed, erasures = await ops.apply_retractions(conn, retractions)
             await ops.append_audit(conn, [*audit, *erasures])
             if o_rows:
                 await conn.executemany(ops.UPSERT_OFFSET, o_rows)
-            delivered = [(row[0], row[1]) for row in rows if row[0] in inserted]
+            delivered = [(row[0], row[1], row[4]) for row in rows if (row[4], row[0]) in inserted]
             await ops.append_events(conn, delivered, changed)
             return inserted, len(changed)
 
         inserted, applied = await self._write(work)
-        duplicates = c.batch_duplicates(records, len(inserted), lambda m: m not in inserted)
+        duplicates = c.batch_duplicates(records, len(inserted), lambda k: k not in inserted)
         return BatchResult(len(inserted), duplicates, applied)
 
-    async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
-        async def work(conn: Conn) -> set[UUID]:
+    async def seen_message_ids(self, ids: Sequence[MessageKey]) -> set[MessageKey]:
+        async def work(conn: Conn) -> set[MessageKey]:
+            wanted = set(ids)
             rows = await conn.fetch(
-                "SELECT message_id FROM records WHERE message_id = ANY($1::uuid[])", list(ids)
+                "SELECT sender, message_id FROM records WHERE message_id = ANY($1::uuid[])",
+                list({mid for _, mid in ids}),
             )
-            return {UUID(bytes=r[0].bytes) for r in rows}
+            found = {(r[0], UUID(bytes=r[1].bytes)) for r in rows}
+            return found & wanted
 
         return await self._read(work)
 

@@ -38,7 +38,7 @@ INSERT_RECORDS = (
     " $10::timestamptz[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],"
     " $16::bytea[], $17::timestamptz[], $18::text[])"
     " AS u(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, r)"
-    " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+    " ON CONFLICT (sender, message_id) DO NOTHING RETURNING sender, message_id"
 )
 INSERT_QUARANTINE = (
     f"INSERT INTO quarantine ({c.QUARANTINE_COLUMNS})"  # noqa: S608
@@ -50,15 +50,16 @@ UPSERT_OFFSET = (
     " DO UPDATE SET next_offset = excluded.next_offset"
 )
 INSERT_EVENTS = (
-    "INSERT INTO connector_events (kind, message_id, topic)"
-    " SELECT u.k, u.m, u.t FROM unnest($1::text[], $2::uuid[], $3::text[])"
-    " WITH ORDINALITY AS u(k, m, t, n) ORDER BY u.n"
+    "INSERT INTO connector_events (kind, message_id, topic, sender)"
+    " SELECT u.k, u.m, u.t, u.s FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])"
+    " WITH ORDINALITY AS u(k, m, t, s, n) ORDER BY u.n"
 )
 SELECT_EVENTS = (
     "SELECT e.seq, e.kind, e.message_id, e.topic, "  # noqa: S608
     + ", ".join(f"r.{col.strip()}" for col in c.RECORD_COLUMNS.split(","))
     + " FROM connector_events e LEFT JOIN records r"
     " ON e.kind = 'deliver' AND r.message_id = e.message_id"
+    " AND (e.sender IS NULL OR r.sender = e.sender)"
     " WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"
 )
 INSERT_AUDIT = (
@@ -108,16 +109,21 @@ async def apply_retractions(
 
 
 async def append_events(
-    conn: Conn, delivered: Sequence[tuple[UUID, str]], retracted: Sequence[tuple[UUID, str]]
+    conn: Conn,
+    delivered: Sequence[tuple[UUID, str, str]],
+    retracted: Sequence[tuple[UUID, str]],
 ) -> None:
-    """Queue DELIVER events for ``delivered`` then RETRACT events for ``retracted``, under a
-    lock held to commit, so seqs become visible in order."""
-    events = [("deliver", m, t) for m, t in delivered] + [("retract", m, t) for m, t in retracted]
+    """Queue DELIVER events for ``delivered`` (message id, topic, sender) then RETRACT events
+    for ``retracted``, under a lock held to commit, so seqs become visible in order."""
+    events: list[tuple[str, UUID, str, str | None]] = [
+        ("deliver", m, t, s) for m, t, s in delivered
+    ]
+    events += [("retract", m, t, None) for m, t in retracted]
     if not events:
         return
     await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
-    kinds, mids, topics = (list(col) for col in zip(*events, strict=True))
-    await conn.execute(INSERT_EVENTS, kinds, mids, topics)
+    kinds, mids, topics, senders = (list(col) for col in zip(*events, strict=True))
+    await conn.execute(INSERT_EVENTS, kinds, mids, topics, senders)
 
 
 async def connector_events(conn: Conn, after_seq: int, limit: int) -> list[ConnectorEvent]:

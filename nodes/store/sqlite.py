@@ -32,6 +32,7 @@ from nodes.store.base import (
     BatchResult,
     ChainHead,
     ConnectorEvent,
+    MessageKey,
     OutboxItem,
     QuarantineEntry,
     RetractionOrder,
@@ -185,14 +186,17 @@ class SqliteStore:
                     conn.rollback()
                 raise
             stored = len(rows) - len(existing)
-            duplicates = c.batch_duplicates(records, stored, lambda m: m.bytes in existing)
+            duplicates = c.batch_duplicates(
+                records, stored, lambda k: (k[0], k[1].bytes) in existing
+            )
             return BatchResult(stored, duplicates, len(changed))
 
         return await self._call(work)
 
-    async def seen_message_ids(self, ids: Sequence[UUID]) -> set[UUID]:
-        def work(conn: Conn) -> set[UUID]:
-            return {UUID(bytes=b) for b in ops.existing_ids(conn, [i.bytes for i in ids])}
+    async def seen_message_ids(self, ids: Sequence[MessageKey]) -> set[MessageKey]:
+        def work(conn: Conn) -> set[MessageKey]:
+            keys = [(sender, mid.bytes) for sender, mid in ids]
+            return {(s, UUID(bytes=b)) for s, b in ops.existing_ids(conn, keys)}
 
         return await self._call(work)
 

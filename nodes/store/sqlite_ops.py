@@ -57,8 +57,8 @@ SQ_INSERT_OUTBOX = (
 )
 SQ_INSERT_AUDIT = f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ({','.join('?' * 10)})"  # noqa: S608
 SQ_INSERT_DELIVER = (
-    "INSERT INTO connector_events (kind, message_id, topic)"
-    " SELECT 'deliver', message_id, topic FROM records WHERE rowid > ? ORDER BY rowid"
+    "INSERT INTO connector_events (kind, message_id, topic, sender)"
+    " SELECT 'deliver', message_id, topic, sender FROM records WHERE rowid > ? ORDER BY rowid"
 )
 SQ_INSERT_RETRACT = (
     "INSERT INTO connector_events (kind, message_id, topic) VALUES ('retract', ?, ?)"
@@ -68,6 +68,7 @@ SQ_EVENTS = (
     + ", ".join(f"r.{col.strip()}" for col in RECORD_COLUMNS.split(","))
     + " FROM connector_events e LEFT JOIN records r"
     " ON e.kind = 'deliver' AND r.message_id = e.message_id"
+    " AND (e.sender IS NULL OR r.sender = e.sender)"
     " WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
 )
 SQ_UPSERT_OFFSET = (
@@ -250,13 +251,16 @@ def migrate(conn: Conn) -> None:
         in_transaction(apply, conn)
 
 
-def existing_ids(conn: Conn, keys: Sequence[bytes]) -> set[bytes]:
-    found: set[bytes] = set()
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
+def existing_ids(conn: Conn, keys: Sequence[tuple[str, bytes]]) -> set[tuple[str, bytes]]:
+    """Which (sender, message id bytes) of ``keys`` are stored."""
+    wanted = set(keys)
+    ids = list({mid for _, mid in keys})
+    found: set[tuple[str, bytes]] = set()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        sql = f"SELECT message_id FROM records WHERE message_id IN ({marks})"  # noqa: S608
-        found.update(row[0] for row in conn.execute(sql, chunk))
+        sql = f"SELECT sender, message_id FROM records WHERE message_id IN ({marks})"  # noqa: S608
+        found.update(k for k in conn.execute(sql, chunk) if k in wanted)
     return found
 
 
@@ -290,8 +294,8 @@ _RECORDS_HEAD = SQ_INSERT_RECORD.split(" VALUES ", 1)[0]
 _RECORDS_OR_IGNORE_HEAD = SQ_INSERT_RECORD_OR_IGNORE.split(" VALUES ", 1)[0]
 
 
-def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[bytes]:
-    """Insert ``rows`` (distinct ids); returns the ids that were already stored (not inserted).
+def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[tuple[str, bytes]]:
+    """Insert ``rows`` (distinct (sender, id)); returns the (sender, id bytes) already stored.
     Fast path: INSERT OR IGNORE and compare the change count; only when some row was
     ignored, roll back to a savepoint and insert the new ones after looking the ids up."""
     if not rows:
@@ -301,8 +305,8 @@ def insert_records(conn: Conn, rows: list[tuple[Any, ...]]) -> set[bytes]:
         conn.execute("RELEASE records")
         return set()
     conn.execute("ROLLBACK TO records")
-    existing = existing_ids(conn, [row[0] for row in rows])
-    _insert_many(conn, _RECORDS_HEAD, 18, [row for row in rows if row[0] not in existing])
+    existing = existing_ids(conn, [(row[4], row[0]) for row in rows])
+    _insert_many(conn, _RECORDS_HEAD, 18, [row for row in rows if (row[4], row[0]) not in existing])
     conn.execute("RELEASE records")
     return existing
 

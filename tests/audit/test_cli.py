@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ async def _chain(
     fr = fed.nodes["FR"]
     topic = Topic(f"{prefix}.alerts.v1")
     now = datetime.now(UTC)
-    sealed = [fr.seal(topic, now) for _ in hours_ago]
+    # each sealed when it was appended: the replay judges created_at against the append time
+    sealed = [fr.seal(topic, now - timedelta(hours=h)) for h in hours_ago]
     now_ms = int(now.timestamp() * 1000)
     stamps = [now_ms - h * HOUR_MS for h in hours_ago]
     if skip_first:

@@ -8,6 +8,7 @@ each test checks one violation: its kind, topic, partition, offset and reason.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,11 +19,14 @@ import pytest
 
 from exchange.chain import Link
 from exchange.cli import main
-from exchange.ids import KeyId, Topic
+from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import Handling, HandlingCode, InformationReliability, SourceReliability, Tlp
+from exchange.seal import Sealed, seal
 from tests.audit.history import Federation, Placed, create_federation_topics, forge, produce, resign
+from tests.helpers import federation as helpers
 from tests.helpers.broker import unique_prefix
+from tests.helpers.federation import make_alert
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +61,24 @@ class History:
         ]
 
 
+def _hide_recipient(fed: Federation, plain: Sealed) -> Sealed:
+    """FR's next record sealed for DE and NL, then re-signed listing DE only: NL reads it too."""
+    fr = fed.nodes["FR"]
+    for_both = seal(
+        make_alert(plain.envelope.created_at),
+        signer=fr.key,
+        sender=NodeId("FR"),
+        topic=plain.envelope.topic,
+        link=Link(plain.envelope.sequence, plain.envelope.previous_hash),
+        handling=helpers.handling(),
+        recipients=[NodeId("DE"), NodeId("NL")],
+        trust=fed.trust,
+        now=plain.envelope.created_at,
+    )
+    value = resign(for_both, fr.key, recipients=(NodeId("DE"),))
+    return dataclasses.replace(for_both, value=value)
+
+
 async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[str, Placed]]:
     prefix = unique_prefix()
     revoked_key, expired_key = SigningKey.generate(), SigningKey.generate()
@@ -73,11 +95,20 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
     now = datetime.now(UTC)
     fr, de, nl = fed.nodes["FR"], fed.nodes["DE"], fed.nodes["NL"]
     plan: list[tuple[str, str, bytes | None, bytes, int | None]] = []
+    stamps: list[int | None] = []
 
     def put(
-        name: str, topic: str, key: bytes | None, value: bytes, partition: int | None = 0
+        name: str,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = 0,
+        appended_at: datetime | None = None,
     ) -> None:
+        """``appended_at``: the record's Kafka timestamp (these test topics are CreateTime,
+        so a test can write history as if appended then); None: the broker's now."""
         plan.append((name, topic, key, value, partition))
+        stamps.append(None if appended_at is None else int(appended_at.timestamp() * 1000))
 
     fr1 = fr.seal(alerts, now)
     put("fr1", alerts, fr1.key, fr1.value)
@@ -99,8 +130,15 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
     forged = fr.seal(alerts, now, advance=False)
     put("forged", alerts, forged.key, forge(forged.value))
 
-    before = de.seal(alerts, revoked_at - timedelta(hours=1), key=revoked_key)
-    put("signed_before_revocation", alerts, before.key, before.value)
+    signed_at = revoked_at - timedelta(hours=1)
+    before = de.seal(alerts, signed_at, key=revoked_key)
+    put("signed_before_revocation", alerts, before.key, before.value, appended_at=signed_at)
+    # the stolen revoked key, created_at written as a minute before the revocation
+    backdated = de.seal(alerts, revoked_at - timedelta(minutes=1), key=revoked_key, advance=False)
+    put("backdated_revoked", alerts, backdated.key, backdated.value)
+    hidden = fr.seal(alerts, now, advance=False)
+    hidden = _hide_recipient(fed, hidden)
+    put("hidden_recipient", alerts, hidden.key, hidden.value)
     de1 = de.seal(alerts, now)
     put("de1", alerts, de1.key, de1.value)
     de2 = de.seal(alerts, now)
@@ -125,7 +163,9 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
     for i in range(1, 4):  # a clean chain spread over partitions by the record key
         s = nl.seal(alerts, now)
         put(f"nl{i}", alerts, s.key, s.value, None)
-    placed = await produce(bootstrap, [(t, k, v, p) for _, t, k, v, p in plan])
+    placed = await produce(
+        bootstrap, [(t, k, v, p) for _, t, k, v, p in plan], timestamps_ms=stamps
+    )
     return prefix, fed, {name: p for (name, *_), p in zip(plan, placed, strict=True)}
 
 
@@ -211,6 +251,20 @@ def test_key_revoked_later_still_verifies_what_it_signed_before(history: History
     assert history.at_place("signed_before_revocation") == []
 
 
+def test_revoked_key_backdated_to_before_its_revocation_is_found(history: History) -> None:
+    """A thief's record with the revoked key and created_at a minute before the revocation,
+    appended now: revoked_key, judged at the broker's append time (v1 accepted it)."""
+    [v] = history.at_place("backdated_revoked")
+    assert v["kind"] == "revoked_key"
+
+
+def test_a_key_wrapped_for_an_unlisted_node_is_found(history: History) -> None:
+    """A body whose content key is also wrapped for NL, who is not listed: wrapped_keys_mismatch."""
+    [v] = history.at_place("hidden_recipient")
+    assert v["kind"] == "wrapped_keys_mismatch"
+    assert "NL" in v["reason"]
+
+
 def test_record_moved_to_another_topic_is_found(history: History) -> None:
     """A valid record copied to another topic: wrong_topic there."""
     [v] = history.at_place("moved_topic")
@@ -270,6 +324,7 @@ def test_nothing_else_is_reported(history: History) -> None:
     """Exactly the injected violations are found: clean records raise nothing."""
     injected = {
         "gap", "fork", "chain_break", "duplicate_id", "resend", "forged", "revoked",
+        "backdated_revoked", "hidden_recipient",
         "moved_topic", "moved_key", "unknown_key", "sender_key_mismatch", "red", "garbage",
         "unknown_schema", "key_not_valid_at_time", "type_not_allowed",
     }  # fmt: skip
@@ -326,7 +381,7 @@ def test_html_report_charts_every_member(history: History, kafka_bootstrap: str)
     )
     assert code == 1
     text = page.read_text()
-    for member in ("FR (8)", "DE (3)", "NL (3)", "(unverified) (11)"):
+    for member in ("FR (8)", "DE (3)", "NL (3)", "(unverified) (13)"):
         assert member in text
     assert "revoked_key" in text
 

@@ -25,12 +25,17 @@ def fed(tmp_path: Path) -> Federation:
     return Federation.build(tmp_path)
 
 
+def _ms(t: datetime) -> int:
+    """``t`` as a Kafka timestamp: the append time the replay judges a record at."""
+    return int(t.timestamp() * 1000)
+
+
 def _records(fed: Federation, now: datetime, n: int = 5) -> list[RawRecord]:
     fr = fed.nodes["FR"]
     out: list[RawRecord] = []
     for i in range(n):
         s = fr.seal(TOPIC, now)
-        out.append((TOPIC, 0, i, 1_000 + i, s.key, s.value))
+        out.append((TOPIC, 0, i, _ms(now) + i, s.key, s.value))
     return out
 
 
@@ -38,10 +43,10 @@ def test_verified_record_is_summarized_with_its_chain_fields(fed: Federation) ->
     """A valid record's summary carries sender, type, id, sequence, hashes and key id."""
     now = datetime.now(UTC)
     sealed = fed.nodes["FR"].seal(TOPIC, now)
-    s = summarize((TOPIC, 2, 7, 1_000, sealed.key, sealed.value), fed.trust, now)
+    s = summarize((TOPIC, 2, 7, _ms(now), sealed.key, sealed.value), fed.trust, now)
     env = sealed.envelope
     assert s.verified
-    assert (s.topic, s.partition, s.offset, s.timestamp) == (TOPIC, 2, 7, 1_000)
+    assert (s.topic, s.partition, s.offset, s.timestamp) == (TOPIC, 2, 7, _ms(now))
     assert (s.sender, s.message_type, s.message_id) == ("FR", "OffenceAlert", str(env.message_id))
     assert (s.sequence, s.previous_hash, s.envelope_hash) == (1, None, sealed.envelope_hash)
     assert s.key_id == fed.nodes["FR"].key.key_id
@@ -120,9 +125,9 @@ def test_digest_keeps_what_the_checks_and_counts_need(fed: Federation) -> None:
     now = datetime.now(UTC)
     batch = _records(fed, now, 4)
     first = batch[0]
-    batch.append((TOPIC, 1, 0, 2_000, first[4], first[5]))  # a re-send of sequence 1
-    batch.append((TOPIC, 1, 1, 2_001, first[4], forge(first[5] or b"")))
-    batch.append((TOPIC, 1, 2, 2_002, b"k", None))
+    batch.append((TOPIC, 1, 0, _ms(now) + 10, first[4], first[5]))  # a re-send of sequence 1
+    batch.append((TOPIC, 1, 1, _ms(now) + 11, first[4], forge(first[5] or b"")))
+    batch.append((TOPIC, 1, 2, _ms(now) + 12, b"k", None))
     summaries = [summarize(r, fed.trust, now) for r in batch]
     failed, blocks, tally = digest_batch(batch, fed.trust, now)
     assert [RecordSummary._make(r) for r in failed] == [s for s in summaries if not s.verified]

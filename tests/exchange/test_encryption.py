@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -27,6 +28,11 @@ from tests.helpers.federation import Federation, handling, make_alert, make_fede
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
 
+def _binding() -> bytes:
+    """A 32-byte header digest, as wire v2 binds bodies to (any header will do here)."""
+    return hashlib.sha256(uuid7(NOW).bytes).digest()
+
+
 def _recipient(node: str, key: EncryptionKey) -> Recipient:
     return Recipient(NodeId(node), key.key_id, key.public_bytes)
 
@@ -38,7 +44,7 @@ def keys() -> dict[str, EncryptionKey]:
 
 def test_each_recipient_decrypts_the_same_payload(keys: dict[str, EncryptionKey]) -> None:
     """Every named recipient recovers the payload with its own key."""
-    mid = uuid7(NOW).bytes
+    mid = _binding()
     payload = os.urandom(1000)
     body = crypto.encrypt_body(
         payload, mid, [_recipient("DE", keys["DE"]), _recipient("NL", keys["NL"])]
@@ -51,7 +57,7 @@ def test_each_recipient_decrypts_the_same_payload(keys: dict[str, EncryptionKey]
 
 def test_the_recipe_is_the_documented_one(keys: dict[str, EncryptionKey]) -> None:
     """An independent implementation of the documented recipe decrypts our body."""
-    mid = uuid7(NOW).bytes
+    mid = _binding()
     body = crypto.encrypt_body(b"secret", mid, [_recipient("DE", keys["DE"])])
     # The recipient side written out from the module doc, with cryptography only.
     raw = keys["DE"]
@@ -60,9 +66,11 @@ def test_the_recipe_is_the_documented_one(keys: dict[str, EncryptionKey]) -> Non
         algorithm=hashes.SHA256(),
         length=32,
         salt=body.ephemeral_public_key + raw.public_bytes,
-        info=b"ncp-exchange/v1 key-wrap" + mid + b"DE",
+        info=b"ncp-exchange/v2 key-wrap" + mid + b"DE",
     ).derive(shared)
     cek = AESGCM(kek).decrypt(bytes(12), body.wrapped_keys[0].wrapped_key, mid)
+    commitment = hashlib.sha256(b"ncp-exchange/v2 key-commitment" + mid + cek).digest()
+    assert body.key_commitment == commitment
     assert AESGCM(cek).decrypt(body.nonce, body.ciphertext, mid) == b"secret"
     assert len(body.nonce) == 12
     assert len(body.ephemeral_public_key) == 32
@@ -71,7 +79,7 @@ def test_the_recipe_is_the_documented_one(keys: dict[str, EncryptionKey]) -> Non
 
 def test_a_node_without_a_wrapped_key_cannot_decrypt(keys: dict[str, EncryptionKey]) -> None:
     """A node with no wrapped key gets DECRYPTION_FAILED."""
-    mid = uuid7(NOW).bytes
+    mid = _binding()
     body = crypto.encrypt_body(b"secret", mid, [_recipient("DE", keys["DE"])])
     with pytest.raises(ConfidentialityError) as info:
         crypto.decrypt_body(body, mid, NodeId("NL"), keys["NL"])
@@ -80,7 +88,7 @@ def test_a_node_without_a_wrapped_key_cannot_decrypt(keys: dict[str, EncryptionK
 
 def test_a_key_wrapped_for_another_node_does_not_open(keys: dict[str, EncryptionKey]) -> None:
     """Relabelling DE's wrapped key as NL's does not let NL decrypt (the KEK binds the node)."""
-    mid = uuid7(NOW).bytes
+    mid = _binding()
     body = crypto.encrypt_body(b"secret", mid, [_recipient("DE", keys["DE"])])
     stolen = replace(
         body,
@@ -88,7 +96,7 @@ def test_a_key_wrapped_for_another_node_does_not_open(keys: dict[str, Encryption
             WrappedKey(NodeId("NL"), keys["NL"].key_id, body.wrapped_keys[0].wrapped_key),
         ),
     )
-    with pytest.raises(ConfidentialityError, match="decryption_failed"):
+    with pytest.raises(ConfidentialityError, match="body_not_bound"):
         crypto.decrypt_body(stolen, mid, NodeId("NL"), keys["NL"])
     relabelled = replace(
         body,
@@ -100,9 +108,9 @@ def test_a_key_wrapped_for_another_node_does_not_open(keys: dict[str, Encryption
         crypto.decrypt_body(relabelled, mid, NodeId("NL"), keys["DE"])
 
 
-def test_any_tampering_or_other_message_id_fails(keys: dict[str, EncryptionKey]) -> None:
-    """Changing ciphertext, nonce, wrapped key, ephemeral key or message id fails authentication."""
-    mid = uuid7(NOW).bytes
+def test_any_tampering_or_other_header_fails(keys: dict[str, EncryptionKey]) -> None:
+    """Changing ciphertext, nonce, wrapped key, ephemeral key or header digest fails to open."""
+    mid = _binding()
     body = crypto.encrypt_body(b"secret payload", mid, [_recipient("DE", keys["DE"])])
     w = body.wrapped_keys[0]
 
@@ -115,20 +123,20 @@ def test_any_tampering_or_other_message_id_fails(keys: dict[str, EncryptionKey])
         (replace(body, ephemeral_public_key=flip(body.ephemeral_public_key)), mid),
         (replace(body, wrapped_keys=(replace(w, wrapped_key=flip(w.wrapped_key)),)), mid),
         (replace(body, nonce=b"short"), mid),
-        (body, uuid7(NOW).bytes),
+        (body, _binding()),
     ]
     for variant, message_id in variants:
         with pytest.raises(ConfidentialityError) as info:
             crypto.decrypt_body(variant, message_id, NodeId("DE"), keys["DE"])
         assert isinstance(info.value, ExchangeError)
-        assert info.value.reason is Reason.DECRYPTION_FAILED
+        assert info.value.reason in (Reason.BODY_NOT_BOUND, Reason.DECRYPTION_FAILED)
 
 
 def test_key_files_round_trip_for_decryption(
     tmp_path: Path, keys: dict[str, EncryptionKey]
 ) -> None:
     """An encryption key saved and loaded again still decrypts."""
-    mid = uuid7(NOW).bytes
+    mid = _binding()
     keys["DE"].save(tmp_path / "e.key")
     body = crypto.encrypt_body(b"x", mid, [_recipient("DE", keys["DE"])])
     assert (
@@ -157,13 +165,13 @@ def test_body_for_de_is_read_by_de_and_skipped_by_nl(tmp_path: Path) -> None:
     assert skipped.verified.envelope.recipients == ("DE",)
 
 
-def test_listed_reader_without_wrapped_key_gets_decryption_failed(tmp_path: Path) -> None:
-    """A forged record listing NL without a wrapped key for NL is DECRYPTION_FAILED at NL."""
+def test_listed_reader_without_wrapped_key_is_refused(tmp_path: Path) -> None:
+    """A record listing NL without a wrapped key for NL is refused: WRAPPED_KEYS_MISMATCH."""
     fed = make_federation(tmp_path)
     sealed = fed.seal_alert("FR", recipients=["DE"])
     forged = sealed.envelope._replace(recipients=(NodeId("DE"), NodeId("NL")))
     value = _resign(fed, forged)
-    with pytest.raises(ConfidentialityError) as info:
+    with pytest.raises(ExchangeError) as info:
         open_record(
             value,
             topic=sealed.envelope.topic,
@@ -173,7 +181,7 @@ def test_listed_reader_without_wrapped_key_gets_decryption_failed(tmp_path: Path
             reader=NodeId("NL"),
             decryption_key=fed.nodes[NodeId("NL")].encryption,
         )
-    assert info.value.reason is Reason.DECRYPTION_FAILED
+    assert info.value.reason is Reason.WRAPPED_KEYS_MISMATCH
 
 
 def test_listed_reader_without_its_key_cannot_open(tmp_path: Path) -> None:

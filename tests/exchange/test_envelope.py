@@ -123,6 +123,7 @@ _body = st.one_of(
         st.binary(max_size=20),
         st.binary(max_size=300),
         st.lists(_wrapped, max_size=70).map(tuple),
+        st.binary(max_size=40),
     ),
 )
 _envelopes = st.builds(
@@ -140,6 +141,7 @@ _envelopes = st.builds(
     st.lists(_text, max_size=70).map(tuple),
     _handling,
     _body,
+    st.just(2),
 )
 
 

@@ -141,7 +141,7 @@ def test_replays_are_quarantined(federation: Federation, fr: Sender) -> None:
     assert len(out.records) == 1
     (dup,) = out.quarantined
     assert (dup.reason, dup.offset, dup.message_id) == ("replayed", 1, sealed.envelope.message_id)
-    again = run(ctx, raw(sealed, 2), stored=[sealed.envelope.message_id])
+    again = run(ctx, raw(sealed, 2), stored=[("FR", sealed.envelope.message_id)])
     assert only_reason(again) == Reason.REPLAYED.value
 
 

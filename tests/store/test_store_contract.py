@@ -114,8 +114,29 @@ async def test_duplicates_are_reported_not_inserted(store: Store) -> None:
     assert result.duplicates == (first.message_id, fresh.message_id)
     assert await store.count_records() == 2
     assert (await store.get_record(first.message_id)) == first  # the original is kept
-    assert await store.seen_message_ids([first.message_id, uuid7(NOW)]) == {first.message_id}
+    seen = await store.seen_message_ids(
+        [("FR", first.message_id), ("FR", uuid7(NOW)), ("NL", first.message_id)]
+    )
+    assert seen == {("FR", first.message_id)}
     assert await store.load_offsets("g1") == {(TOPIC, 0): 4}
+
+
+async def test_one_id_from_two_senders_is_two_messages(store: Store) -> None:
+    """A message is (sender, message id): NL taking FR's id first does not stop FR's record,
+    and each delivery event carries its own sender's record."""
+    squat = make_record(sender="NL", offset=0)
+    await commit(store, records=[squat])
+    genuine = make_record(sender="FR", offset=1, message_id=squat.message_id)
+    result = await commit(store, records=[genuine], offsets={(TOPIC, 0): 2})
+    assert (result.stored, result.duplicates) == (1, ())
+    assert await store.count_records() == 2
+    both = await store.seen_message_ids([("FR", squat.message_id), ("NL", squat.message_id)])
+    assert both == {("FR", squat.message_id), ("NL", squat.message_id)}
+    events = await store.connector_events(0, 10)
+    assert [(e.message_id, e.record) for e in events] == [
+        (squat.message_id, squat),
+        (genuine.message_id, genuine),
+    ]
 
 
 async def test_withdrawal_marks_the_record(store: Store) -> None:

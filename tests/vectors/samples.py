@@ -129,6 +129,7 @@ def envelope_record(*, encrypted: bool = False) -> dict[str, Any]:
                 {"recipient": r, "key_id": f"{i:016x}", "wrapped_key": bytes([i]) * 48}
                 for i, r in enumerate(recipients, start=1)
             ],
+            "key_commitment": bytes(range(32, 64)),
         }
     return {
         "message_id": MESSAGE_ID.bytes,

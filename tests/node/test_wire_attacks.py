@@ -1,0 +1,304 @@
+"""Issue 9's attacks on the wire, end to end: crafted records on the real broker, real nodes
+(in-process, real SQLite stores) receiving them. Each test failed on the v1 wire.
+
+One scenario runs per module (the nodes start once); each test then checks one attack's
+outcome in what the receiving nodes stored and quarantined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from exchange import codec, crypto
+from exchange.chain import ChainState
+from exchange.crypto import EncryptedBody, Entropy, Recipient
+from exchange.envelope import Envelope, encode_envelope, header_digest
+from exchange.ids import KeyId, NodeId
+from exchange.keys import SigningKey
+from exchange.models import OffenceAlert, parse_payload
+from exchange.seal import Sealed, seal
+from exchange.topics import MessageType
+from exchange.trust import KeyEntry
+from exchange.uuid7 import uuid7
+from nodes.config import load_config
+from nodes.daemon import Node
+from nodes.store.base import QuarantineEntry, StoredRecord
+from tests.audit.history import produce
+from tests.helpers.broker import unique_prefix
+from tests.node.conftest import Federation, alert_data, handling, make_federation
+
+pytestmark = pytest.mark.integration
+
+FAST: dict[str, Any] = {
+    "http": {"listen": ""},
+    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
+    "consumer": {"poll_timeout_ms": 100},
+}
+
+
+@dataclass
+class Outcome:
+    """What DE and NL made of the crafted records, and the records' message ids by name."""
+
+    de_records: list[StoredRecord]
+    de_quarantine: list[QuarantineEntry]
+    nl_records: list[StoredRecord]
+    nl_quarantine: list[QuarantineEntry]
+    ids: dict[str, UUID]
+
+
+class Member:
+    """What a member (or a thief holding its key) can seal: any envelope, with its key."""
+
+    def __init__(self, fed: Federation, node: str, key: SigningKey | None = None) -> None:
+        self.fed, self.node = fed, NodeId(node)
+        self.key = key or fed.signer(node)
+        self.chain = ChainState()
+
+    def seal(
+        self,
+        now: datetime,
+        *,
+        title: str = "alert",
+        recipients: Sequence[str] = (),
+        tlp: str = "GREEN",
+        code: str = "H0",
+        message_id: UUID | None = None,
+        advance: bool = True,
+    ) -> Sealed:
+        topic = self.fed.topic()
+        payload = parse_payload(MessageType.OFFENCE_ALERT, alert_data(title), now=now)
+        assert isinstance(payload, OffenceAlert)
+        sealed = seal(
+            payload,
+            signer=self.key,
+            sender=self.node,
+            topic=topic,
+            link=self.chain.next(topic),
+            handling=handling(tlp, code),
+            recipients=[NodeId(r) for r in recipients],
+            trust=self.fed.trust,
+            now=now,
+            message_id=message_id,
+        )
+        if advance:
+            self.chain.advance(topic, sealed.envelope_hash)
+        return sealed
+
+    def sign(self, envelope: Envelope) -> Sealed:
+        """``envelope`` as it is, signed with this member's key (next in its chain)."""
+        link = self.chain.next(envelope.topic)
+        envelope = envelope._replace(
+            sender=self.node, sequence=link.sequence, previous_hash=link.previous_hash
+        )
+        data = encode_envelope(envelope)
+        value = codec.encode_signed(data, self.key.sign(data), self.key.key_id)
+        sealed = Sealed(value, envelope.key.encode(), envelope, hashlib.sha256(data).digest())
+        self.chain.advance(envelope.topic, sealed.envelope_hash)
+        return sealed
+
+
+def _recipient(fed: Federation, node: str) -> Recipient:
+    key = fed.files.nodes[NodeId(node)].encryption
+    return Recipient(NodeId(node), key.key_id, key.public_bytes)
+
+
+def _two_content_keys(fed: Federation, fr: Member, now: datetime) -> Sealed:
+    """FR seals for DE and NL but wraps for NL another content key than it commits to."""
+    honest = fr.seal(now, title="commitment", recipients=["DE", "NL"], advance=False)
+    env = honest.envelope
+    body = env.body
+    assert isinstance(body, EncryptedBody)
+    de = fed.files.nodes[NodeId("DE")].encryption
+    plaintext = crypto.decrypt_body(body, header_digest(env), NodeId("DE"), de)
+    digest = header_digest(env)
+    eph = bytes(range(1, 33))
+    targets = [_recipient(fed, "DE"), _recipient(fed, "NL")]
+    one = crypto.encrypt_body(
+        plaintext, digest, targets, entropy=Entropy(bytes(32), bytes(12), eph)
+    )
+    two = crypto.encrypt_body(
+        plaintext, digest, targets, entropy=Entropy(b"\1" * 32, bytes(12), eph)
+    )
+    crafted = dataclasses.replace(one, wrapped_keys=(one.wrapped_keys[0], two.wrapped_keys[1]))
+    return fr.sign(env._replace(body=crafted))
+
+
+async def _scenario(kafka_bootstrap: str, folder: Path) -> Outcome:
+    fed = make_federation(folder / "fed", unique_prefix(), kafka_bootstrap)
+    now = datetime.now(UTC)
+    # FR's key was stolen and revoked an hour ago; NL's second key expired an hour ago.
+    stolen = fed.signer("FR")
+    revoked_at = now - timedelta(hours=1)
+    old_nl = SigningKey.generate()
+    nl_member = fed.trust.member(NodeId("NL"))
+    old_entry = KeyEntry.for_key(old_nl.public_bytes, now - timedelta(days=30), revoked_at)
+    trust = fed.trust.with_member(
+        dataclasses.replace(nl_member, signing_keys=(*nl_member.signing_keys, old_entry)),
+        issued_at=now - timedelta(hours=2),
+    )
+    fr_new = SigningKey.generate()
+    fr_member = trust.member(NodeId("FR"))
+    trust = trust.with_member(
+        dataclasses.replace(
+            fr_member,
+            signing_keys=(
+                *fr_member.signing_keys,
+                KeyEntry.for_key(fr_new.public_bytes, now - timedelta(days=1)),
+            ),
+        ),
+        issued_at=now - timedelta(hours=2),
+    ).revoke(KeyId(stolen.key_id), revoked_at, "key stolen", issued_at=revoked_at)
+    fed.files.trust_path.write_bytes(trust.sign(fed.files.root))
+    fed.files = dataclasses.replace(fed.files, trust=trust)
+
+    de = Node(load_config(fed.config_path("DE"), **FAST))
+    nl = Node(load_config(fed.config_path("NL"), **FAST))
+    await de.start()
+    await nl.start()
+    try:
+        fr = Member(fed, "FR", fr_new)
+        mm = Member(fed, "NL")
+        thief = Member(fed, "FR", stolen)
+        expired = Member(fed, "NL", old_nl)
+        ids: dict[str, UUID] = {}
+        plan: list[Sealed] = []
+
+        # 1. transplant: NL copies FR's TLP:RED body for DE, and its id, into its own
+        # CLEAR/H0 envelope, published before FR's genuine record
+        red = fr.seal(now, title="red for DE", recipients=["DE"], tlp="RED", code="H2")
+        transplant = mm.sign(
+            red.envelope._replace(handling=handling("CLEAR", "H0"), sender=NodeId("NL"))
+        )
+        ids["red"] = ids["transplant"] = red.envelope.message_id
+        plan += [transplant, red]
+        # 2. id squatting: NL's own valid alert under FR's next message id, published first
+        squatted = uuid7(now)
+        ids["squatted"] = squatted
+        plan += [
+            mm.seal(now, title="squat", message_id=squatted),
+            fr.seal(now, title="genuine", message_id=squatted),
+        ]
+        # 3. key commitment: NL's wrapped key holds another content key than DE's
+        commitment = _two_content_keys(fed, fr, now)
+        ids["commitment"] = commitment.envelope.message_id
+        plan.append(commitment)
+        # 4. a hidden recipient: wrapped for DE and NL, listing DE only
+        both = fr.seal(now, title="hidden", recipients=["DE", "NL"], advance=False)
+        hidden = fr.sign(both.envelope._replace(recipients=(NodeId("DE"),)))
+        ids["hidden"] = hidden.envelope.message_id
+        plan.append(hidden)
+        # 5. backdating: the stolen, revoked key, created_at a minute before the revocation
+        backdated = thief.seal(revoked_at - timedelta(minutes=1), title="backdated")
+        ids["backdated"] = backdated.envelope.message_id
+        plan.append(backdated)
+        # 6. an expired key, created_at inside its window
+        old = expired.seal(revoked_at - timedelta(minutes=1), title="expired")
+        ids["expired"] = old.envelope.message_id
+        plan.append(old)
+        # 7. created_at too far ahead of the broker's clock, and an id from another time
+        ahead = fr.seal(now + timedelta(minutes=30), title="ahead")
+        ids["ahead"] = ahead.envelope.message_id
+        odd_id = fr.seal(now, title="odd id", message_id=uuid7(now + timedelta(hours=2)))
+        ids["odd_id"] = odd_id.envelope.message_id
+        plan += [ahead, odd_id]
+
+        await produce(kafka_bootstrap, [(fed.topic(), s.key, s.value, 0) for s in plan])
+        total = len(plan)
+
+        def settled(node: Node) -> bool:
+            m = node.metrics
+            return m.stored.value() + m.quarantined.value() + m.skipped.value() >= total
+
+        await asyncio.gather(
+            de.wait_until(lambda: settled(de), 60), nl.wait_until(lambda: settled(nl), 60)
+        )
+        return Outcome(
+            await de.store.list_records(topic=fed.topic()),
+            await de.store.list_quarantine(),
+            await nl.store.list_records(topic=fed.topic()),
+            await nl.store.list_quarantine(),
+            ids,
+        )
+    finally:
+        await nl.stop()
+        await de.stop()
+
+
+@pytest.fixture(scope="module")
+def outcome(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    return asyncio.run(_scenario(kafka_bootstrap, tmp_path_factory.mktemp("attacks")))
+
+
+def _stored(records: list[StoredRecord], sender: str, mid: UUID) -> list[StoredRecord]:
+    return [r for r in records if r.sender == sender and r.message_id == mid]
+
+
+def test_transplanted_body_is_quarantined_and_never_stored_as_the_thiefs(outcome: Outcome) -> None:
+    """NL's envelope around FR's RED body: DE quarantines it as body_not_bound, stores no NL
+    record with that id, and still stores FR's genuine record (not as a replay)."""
+    mid = outcome.ids["red"]
+    assert [q.reason for q in outcome.de_quarantine].count("body_not_bound") == 1
+    assert _stored(outcome.de_records, "NL", mid) == []
+    (genuine,) = _stored(outcome.de_records, "FR", mid)
+    assert genuine.tlp == "RED"
+
+
+def test_a_squatted_message_id_does_not_make_the_genuine_record_a_replay(outcome: Outcome) -> None:
+    """NL publishing first under FR's message id: both records are stored, none replayed."""
+    mid = outcome.ids["squatted"]
+    assert len(_stored(outcome.de_records, "NL", mid)) == 1
+    assert len(_stored(outcome.de_records, "FR", mid)) == 1
+    assert not [q for q in outcome.de_quarantine if q.reason == "replayed"]
+
+
+def test_one_message_cannot_open_to_another_content_key(outcome: Outcome) -> None:
+    """NL, whose wrapped key holds a content key other than the committed one, quarantines
+    the record as key_commitment_mismatch; DE, who got the committed key, stores it."""
+    mid = outcome.ids["commitment"]
+    assert [q.reason for q in outcome.nl_quarantine].count("key_commitment_mismatch") == 1
+    assert _stored(outcome.nl_records, "FR", mid) == []
+    assert len(_stored(outcome.de_records, "FR", mid)) == 1
+
+
+def test_a_key_wrapped_for_an_unlisted_node_is_refused(outcome: Outcome) -> None:
+    """A body also wrapped for NL while listing DE only: refused by DE and NL alike."""
+    mid = outcome.ids["hidden"]
+    assert _stored(outcome.de_records, "FR", mid) == []
+    assert _stored(outcome.nl_records, "FR", mid) == []
+    assert "wrapped_keys_mismatch" in [q.reason for q in outcome.de_quarantine]
+
+
+def test_a_revoked_key_backdated_before_its_revocation_is_refused(outcome: Outcome) -> None:
+    """The stolen key, revoked an hour ago, with created_at a minute before: revoked_key,
+    judged at the broker's append time."""
+    mid = outcome.ids["backdated"]
+    assert _stored(outcome.de_records, "FR", mid) == []
+    assert "revoked_key" in [q.reason for q in outcome.de_quarantine]
+
+
+def test_an_expired_key_with_created_at_inside_its_window_is_refused(outcome: Outcome) -> None:
+    """NL's key that expired an hour ago, created_at inside its window: key_not_valid_at_time."""
+    mid = outcome.ids["expired"]
+    assert _stored(outcome.de_records, "NL", mid) == []
+    assert "key_not_valid_at_time" in [q.reason for q in outcome.de_quarantine]
+
+
+def test_created_at_and_message_id_must_agree_with_the_broker_clock(outcome: Outcome) -> None:
+    """created_at 30 minutes ahead of the append time: from_the_future; a message id whose
+    UUIDv7 time is two hours after created_at: id_time_mismatch."""
+    assert _stored(outcome.de_records, "FR", outcome.ids["ahead"]) == []
+    assert _stored(outcome.de_records, "FR", outcome.ids["odd_id"]) == []
+    reasons = [q.reason for q in outcome.de_quarantine]
+    assert "from_the_future" in reasons
+    assert "id_time_mismatch" in reasons
