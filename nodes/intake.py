@@ -12,11 +12,8 @@ from datetime import datetime
 
 from exchange.errors import Reason
 from exchange.fetchguard import KEEP_BYTES, UndecodableBatch
-from nodes.pipeline import RawRecord
+from nodes.pipeline import MAX_DETAIL, RawRecord
 from nodes.store.base import QuarantineEntry
-
-#: The longest detail text a quarantine entry keeps.
-MAX_DETAIL = 1000
 
 
 def refusal(raw: RawRecord, max_record_bytes: int, now: datetime) -> QuarantineEntry | None:
@@ -29,18 +26,27 @@ def refusal(raw: RawRecord, max_record_bytes: int, now: datetime) -> QuarantineE
             f"offsets {value.first_offset}..{value.last_offset} cannot be read: {value.error}; "
             f"batch of {value.size} bytes, sha256 {value.sha256}"
         )
-        return _entry(raw, Reason.UNDECODABLE_BATCH, detail, bytes(value), now)
+        sha = bytes.fromhex(value.sha256)
+        return _entry(raw, Reason.UNDECODABLE_BATCH, detail, bytes(value), value.size, sha, now)
     if len(value) > max_record_bytes:
+        digest = hashlib.sha256(value).digest()
         detail = (
             f"record of {len(value)} bytes, over max_record_bytes {max_record_bytes}; "
-            f"sha256 {hashlib.sha256(value).hexdigest()}"
+            f"sha256 {digest.hex()}"
         )
-        return _entry(raw, Reason.TOO_LARGE, detail, value[:KEEP_BYTES], now)
+        kept = value[:KEEP_BYTES]
+        return _entry(raw, Reason.TOO_LARGE, detail, kept, len(value), digest, now)
     return None
 
 
 def _entry(
-    raw: RawRecord, reason: Reason, detail: str, kept: bytes, now: datetime
+    raw: RawRecord,
+    reason: Reason,
+    detail: str,
+    kept: bytes,
+    size: int,
+    sha256: bytes,
+    now: datetime,
 ) -> QuarantineEntry:
     return QuarantineEntry(
         topic=raw.topic,
@@ -48,6 +54,8 @@ def _entry(
         offset=raw.offset,
         reason=reason.value,
         detail=detail[:MAX_DETAIL],
-        raw=kept,
+        raw=kept[:KEEP_BYTES],
         received_at=now,
+        size=size,
+        sha256=sha256,
     )

@@ -22,6 +22,7 @@ unexpected (a bug) in one record becomes a quarantine entry with reason ``intern
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from uuid import UUID
 from exchange.codec import decode_signed
 from exchange.envelope import WIRE_VERSION
 from exchange.errors import ExchangeError, Reason, VerificationError, WireError
+from exchange.fetchguard import KEEP_BYTES
 from exchange.ids import NodeId, Topic
 from exchange.keys import EncryptionKey
 from exchange.seal import (
@@ -54,6 +56,8 @@ from nodes.store.base import (
 )
 
 INTERNAL_ERROR = "internal_error"
+#: What a quarantine entry keeps of its detail text (of the value: KEEP_BYTES, the first 4 KiB).
+MAX_DETAIL = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -172,16 +176,21 @@ def quarantine(
     message_id: UUID | None = None,
     sender: str | None = None,
 ) -> QuarantineEntry:
+    """The entry for ``raw``: its first :data:`KEEP_BYTES` with the size and SHA-256 of the
+    whole value, and ``detail`` cut at :data:`MAX_DETAIL` characters."""
+    value = raw.value or b""
     return QuarantineEntry(
         topic=raw.topic,
         partition=raw.partition,
         offset=raw.offset,
         reason=reason,
-        detail=detail,
-        raw=raw.value or b"",
+        detail=detail[:MAX_DETAIL],
+        raw=value[:KEEP_BYTES],
         received_at=now,
         message_id=message_id,
         sender=sender,
+        size=len(value),
+        sha256=hashlib.sha256(value).digest(),
     )
 
 

@@ -73,16 +73,29 @@ class StoredRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A record retracted (``withdrawn`` or ``purged``) or erased (``expired``): its id is
+    remembered so that a copy published again is never stored or delivered."""
+
+    sender: str
+    message_id: UUID
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineEntry:
     topic: str
     partition: int
     offset: int
     reason: str  # exchange.errors.Reason value
     detail: str
-    raw: bytes  # the record value as received (kept for review; never treated as valid)
+    raw: bytes  # the first 4 KiB of the record value (kept for review; never treated as valid)
     received_at: datetime
     message_id: UUID | None = None
     sender: str | None = None
+    size: int | None = None  # of the whole value; None on entries from before schema v5
+    sha256: bytes | None = None  # of the whole value
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +263,17 @@ class Store(Protocol):
 
     # --- retention -------------------------------------------------------
     async def purge_expired(self, now: datetime, actor: str) -> list[UUID]:
-        """Delete records whose expires_at <= now, logging one ERASURE audit event each, in one
-        transaction. Returns the erased message ids."""
+        """Delete records whose expires_at <= now, logging one ERASURE audit event each and
+        leaving a tombstone each, in one transaction. Returns the erased message ids."""
+
+    async def purge_quarantine(self, before: datetime, now: datetime, actor: str) -> int:
+        """Delete quarantine entries received before ``before``; when any, log one ERASURE
+        audit event saying how many, of which reasons, in the same transaction. Returns
+        how many were deleted."""
+
+    async def tombstones(self, limit: int = 100) -> list[Tombstone]:
+        """The newest tombstones first: ids of records retracted or erased, never stored
+        again (a re-published copy is refused like a replay)."""
 
     # --- outbox (publisher) -----------------------------------------------
     async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:

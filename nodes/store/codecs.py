@@ -107,8 +107,35 @@ RECORD_COLUMNS = (
     " envelope_hash, expires_at, state"
 )
 QUARANTINE_COLUMNS = (
-    "topic, kafka_partition, kafka_offset, reason, detail, raw, received_at, message_id, sender"
+    "topic, kafka_partition, kafka_offset, reason, detail, raw, received_at, message_id, sender,"
+    " raw_size, raw_sha256"
 )
+#: What ``retracted``/``purged`` retractions and expiry leave in ``tombstones.reason``.
+TOMBSTONE_WITHDRAWN, TOMBSTONE_PURGED, TOMBSTONE_EXPIRED = "withdrawn", "purged", "expired"
+
+
+def tombstone_reason(order: RetractionOrder) -> str:
+    return TOMBSTONE_PURGED if order.purge else TOMBSTONE_WITHDRAWN
+
+
+def quarantine_erasure(
+    now: datetime, actor: str, before: datetime, by_reason: Mapping[str, int]
+) -> AuditEvent:
+    """The ERASURE entry :meth:`Store.purge_quarantine` logs for one pruning."""
+    return AuditEvent(
+        at=now,
+        action=AuditAction.ERASURE,
+        actor=actor,
+        justification="quarantine retention period expired",
+        subject=None,
+        details={
+            "quarantine_entries": sum(by_reason.values()),
+            "received_before": before.astimezone(UTC).isoformat(),
+            "by_reason": dict(sorted(by_reason.items())),
+        },
+    )
+
+
 # The JSON payload is only read for items without their Avro bytes (enqueued before v3).
 OUTBOX_COLUMNS = (
     "id, topic, record_key, message_type, CASE WHEN payload_avro IS NULL THEN payload END,"

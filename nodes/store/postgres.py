@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from nodes.store.base import (
     RetractionOrder,
     StoredRecord,
     StoreError,
+    Tombstone,
     TopicPartition,
 )
 
@@ -200,7 +202,9 @@ class PostgresStore:
         async def work(conn: Conn) -> set[MessageKey]:
             wanted = set(ids)
             rows = await conn.fetch(
-                "SELECT sender, message_id FROM records WHERE message_id = ANY($1::uuid[])",
+                "SELECT sender, message_id FROM records WHERE message_id = ANY($1::uuid[])"
+                " UNION ALL"
+                " SELECT sender, message_id FROM tombstones WHERE message_id = ANY($1::uuid[])",
                 list({mid for _, mid in ids}),
             )
             found = {(r[0], UUID(bytes=r[1].bytes)) for r in rows}
@@ -279,14 +283,44 @@ class PostgresStore:
         async def work(conn: Conn) -> list[UUID]:
             rows = await conn.fetch(
                 "DELETE FROM records WHERE expires_at <= $1"
-                " RETURNING message_id, topic, expires_at",
+                " RETURNING message_id, topic, expires_at, sender",
                 cutoff,
             )
             erased = sorted((UUID(bytes=r[0].bytes), r[1], r[2]) for r in rows)
+            if rows:
+                await conn.executemany(
+                    ops.BURY, [(r[3], r[0], cutoff, c.TOMBSTONE_EXPIRED) for r in rows]
+                )
             await ops.append_audit(conn, [c.expiry_erasure(now, actor, *e) for e in erased])
             return [mid for mid, _, _ in erased]
 
         return await self._write(work)
+
+    async def purge_quarantine(self, before: datetime, now: datetime, actor: str) -> int:
+        cutoff = c.aware(before, "before")
+
+        async def work(conn: Conn) -> int:
+            rows = await conn.fetch(
+                "DELETE FROM quarantine WHERE received_at < $1 RETURNING reason", cutoff
+            )
+            if rows:
+                by_reason = Counter(r[0] for r in rows)
+                await ops.append_audit(conn, [c.quarantine_erasure(now, actor, before, by_reason)])
+            return len(rows)
+
+        return await self._write(work)
+
+    async def tombstones(self, limit: int = 100) -> list[Tombstone]:
+        lim = c.positive_limit(limit)
+
+        async def work(conn: Conn) -> list[Tombstone]:
+            rows = await conn.fetch(
+                "SELECT sender, message_id, at, reason FROM tombstones ORDER BY at DESC LIMIT $1",
+                lim,
+            )
+            return [Tombstone(r[0], UUID(bytes=r[1].bytes), r[2], r[3]) for r in rows]
+
+        return await self._read(work)
 
     # --- outbox ---------------------------------------------------------------------------
     async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:

@@ -42,7 +42,11 @@ INSERT_RECORDS = (
 )
 INSERT_QUARANTINE = (
     f"INSERT INTO quarantine ({c.QUARANTINE_COLUMNS})"  # noqa: S608
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+BURY = (
+    "INSERT INTO tombstones (sender, message_id, at, reason) VALUES ($1, $2, $3, $4)"
+    " ON CONFLICT (sender, message_id) DO NOTHING"
 )
 UPSERT_OFFSET = (
     "INSERT INTO consumer_offsets (group_id, topic, kafka_partition, next_offset)"
@@ -83,6 +87,19 @@ async def apply_retractions(
     """Apply ``orders``; the (message id, topic) of each record changed, and the erasures."""
     changed: list[tuple[UUID, str]] = []
     erasures: list[AuditEvent] = []
+    if orders:
+        await conn.executemany(
+            BURY,
+            [
+                (
+                    o.by_sender,
+                    o.retracted_message_id,
+                    c.aware(o.at, "retraction.at"),
+                    c.tombstone_reason(o),
+                )
+                for o in orders
+            ],
+        )
     for order in orders:
         if order.purge:
             topic = await conn.fetchval(
@@ -368,6 +385,8 @@ def quarantine_row(q: QuarantineEntry) -> tuple[Any, ...]:
         c.aware(q.received_at, "quarantine.received_at"),
         q.message_id,
         q.sender,
+        q.size,
+        q.sha256,
     )
 
 
@@ -383,6 +402,8 @@ def quarantine(row: Any) -> QuarantineEntry:
         received_at=row[6],
         message_id=None if mid is None else UUID(bytes=mid.bytes),
         sender=row[8],
+        size=row[9],
+        sha256=None if row[10] is None else bytes(row[10]),
     )
 
 

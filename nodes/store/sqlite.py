@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -38,6 +39,7 @@ from nodes.store.base import (
     RetractionOrder,
     StoredRecord,
     StoreError,
+    Tombstone,
     TopicPartition,
 )
 
@@ -258,14 +260,40 @@ class SqliteStore:
 
         def work(conn: Conn) -> list[UUID]:
             rows = conn.execute(
-                "DELETE FROM records WHERE expires_at <= ? RETURNING message_id, topic, expires_at",
+                "DELETE FROM records WHERE expires_at <= ?"
+                " RETURNING message_id, topic, expires_at, sender",
                 (cutoff,),
             ).fetchall()
-            erased = sorted((UUID(bytes=m), t, c.from_micros(e)) for m, t, e in rows)
+            erased = sorted((UUID(bytes=m), t, c.from_micros(e)) for m, t, e, _ in rows)
+            ops.bury(conn, [(s, m, cutoff, c.TOMBSTONE_EXPIRED) for m, _, _, s in rows])
             ops.append_audit(conn, [c.expiry_erasure(now, actor, *e) for e in erased])
             return [mid for mid, _, _ in erased]
 
         return await self._write(work)
+
+    async def purge_quarantine(self, before: datetime, now: datetime, actor: str) -> int:
+        cutoff = c.to_micros(before, "before")
+
+        def work(conn: Conn) -> int:
+            rows = conn.execute(
+                "DELETE FROM quarantine WHERE received_at < ? RETURNING reason", (cutoff,)
+            ).fetchall()
+            if rows:
+                by_reason = Counter(r[0] for r in rows)
+                ops.append_audit(conn, [c.quarantine_erasure(now, actor, before, by_reason)])
+            return len(rows)
+
+        return await self._write(work)
+
+    async def tombstones(self, limit: int = 100) -> list[Tombstone]:
+        lim = c.positive_limit(limit)
+        sql = "SELECT sender, message_id, at, reason FROM tombstones ORDER BY at DESC LIMIT ?"
+        return await self._call(
+            lambda conn: [
+                Tombstone(s, UUID(bytes=m), c.from_micros(at), r)
+                for s, m, at, r in conn.execute(sql, (lim,))
+            ]
+        )
 
     # --- outbox ------------------------------------------------------------------
     async def enqueue(self, items: Sequence[OutboxItem]) -> list[int]:

@@ -40,6 +40,7 @@ from nodes.store.codecs import (
     load_names,
     opt_micros,
     to_micros,
+    tombstone_reason,
 )
 
 T = TypeVar("T")
@@ -49,7 +50,9 @@ _CHUNK = 500  # ids per IN (...) lookup
 # --- SQLite rows: times as int microseconds, ids as 16-byte blobs, JSON as text ------------
 SQ_INSERT_RECORD = f"INSERT INTO records ({RECORD_COLUMNS}) VALUES ({','.join('?' * 18)})"  # noqa: S608
 SQ_INSERT_RECORD_OR_IGNORE = SQ_INSERT_RECORD.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
-SQ_INSERT_QUARANTINE = f"INSERT INTO quarantine ({QUARANTINE_COLUMNS}) VALUES ({','.join('?' * 9)})"  # noqa: S608
+SQ_INSERT_QUARANTINE = (
+    f"INSERT INTO quarantine ({QUARANTINE_COLUMNS}) VALUES ({','.join('?' * 11)})"  # noqa: S608
+)
 SQ_INSERT_OUTBOX = (
     "INSERT INTO outbox (topic, record_key, message_type, payload, handling, recipients,"
     " created_at, message_id, payload_avro, status)"
@@ -145,6 +148,8 @@ def sq_quarantine_row(q: QuarantineEntry) -> tuple[Any, ...]:
         to_micros(q.received_at, "quarantine.received_at"),
         None if q.message_id is None else q.message_id.bytes,
         q.sender,
+        q.size,
+        q.sha256,
     )
 
 
@@ -159,6 +164,8 @@ def sq_quarantine(row: Sequence[Any]) -> QuarantineEntry:
         from_micros(row[6]),
         None if row[7] is None else UUID(bytes=row[7]),
         row[8],
+        row[9],
+        None if row[10] is None else bytes(row[10]),
     )
 
 
@@ -252,16 +259,27 @@ def migrate(conn: Conn) -> None:
 
 
 def existing_ids(conn: Conn, keys: Sequence[tuple[str, bytes]]) -> set[tuple[str, bytes]]:
-    """Which (sender, message id bytes) of ``keys`` are stored."""
+    """Which (sender, message id bytes) of ``keys`` are stored, or tombstoned (retracted or
+    erased: never to be stored again)."""
     wanted = set(keys)
     ids = list({mid for _, mid in keys})
     found: set[tuple[str, bytes]] = set()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        sql = f"SELECT sender, message_id FROM records WHERE message_id IN ({marks})"  # noqa: S608
-        found.update(k for k in conn.execute(sql, chunk) if k in wanted)
+        for table in ("records", "tombstones"):
+            sql = f"SELECT sender, message_id FROM {table} WHERE message_id IN ({marks})"  # noqa: S608
+            found.update(k for k in conn.execute(sql, chunk) if k in wanted)
     return found
+
+
+def bury(conn: Conn, stones: Sequence[tuple[str, bytes, int, str]]) -> None:
+    """Remember (sender, message id, at, reason) as tombstones; the first one of an id stays."""
+    if stones:
+        conn.executemany(
+            "INSERT OR IGNORE INTO tombstones (sender, message_id, at, reason) VALUES (?, ?, ?, ?)",
+            stones,
+        )
 
 
 #: Rows per multi-row INSERT (18 columns: 900 parameters, far below SQLite's 32,766).
@@ -317,6 +335,18 @@ def apply_retractions(
     """Apply ``orders``; the (message id, topic) of each record changed, and the erasures."""
     changed: list[tuple[bytes, str]] = []
     erasures: list[AuditEvent] = []
+    bury(
+        conn,
+        [
+            (
+                o.by_sender,
+                o.retracted_message_id.bytes,
+                to_micros(o.at, "retraction.at"),
+                tombstone_reason(o),
+            )
+            for o in orders
+        ],
+    )
     for order in orders:
         mid = order.retracted_message_id.bytes
         if order.purge:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -179,6 +180,57 @@ async def test_a_restarted_node_resumes_from_its_stored_offsets(
         assert again.metrics.quarantined.value() == 0
         assert titles(await records(again)) == {"one", "two", "three"}
         assert await again.store.count_records() == 3
+
+
+async def test_a_replayed_copy_of_a_purged_record_is_never_stored_or_delivered_again(
+    live_federation: Federation, tmp_path: Path
+) -> None:
+    """After DE purged a retracted alert, the same signed bytes written to the bus again (a
+    replay: anyone who can reach the bus can do it) are quarantined as replayed, neither
+    stored nor handed to a connector a second time: DE keeps a tombstone of the id."""
+    fed = live_federation
+    out = tmp_path / "case-system.jsonl"
+    fr = make_node(fed, "FR")
+    de = make_node(
+        fed,
+        "DE",
+        rules={"alerts": {"on_retraction": "purge"}},
+        connectors=[{"name": "case-system", "plugin": "jsonl", "options": {"path": str(out)}}],
+    )
+    async with running(fr, de):
+        await send_alert(fr, "to be purged")
+        await asyncio.gather(de.wait_stored(1), fr.wait_stored(1))
+        (target,) = await records(fr)
+        await fr.submit(
+            "Retraction",
+            {"retracted_message_id": str(target.message_id), "reason": "REMOVED_AFTER_REVIEW"},
+            handling={"tlp": "GREEN", "code": "H0"},
+            topic="alerts",
+            key=target.key,
+        )
+        await de.wait_until(lambda: de.metrics.retractions.value() >= 1)
+        assert await de.store.get_record(target.message_id) is None
+        [stone] = await de.store.tombstones()
+        assert (stone.sender, stone.message_id, stone.reason) == ("FR", target.message_id, "purged")
+
+        db = fed.config_path("FR").parent / "node.db"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            (value,) = conn.execute(
+                "SELECT value FROM outbox WHERE message_id = ?", (target.message_id.bytes,)
+            ).fetchone()
+        producer = AIOKafkaProducer(bootstrap_servers=de.config.kafka.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(de.topics[0], bytes(value), key=target.key.encode())
+        finally:
+            await producer.stop()
+        await de.wait_until(lambda: de.metrics.quarantined.value("replayed") >= 1)
+        await de.wait_caught_up()
+        assert await de.store.get_record(target.message_id) is None
+        await de.wait_until(lambda: de.metrics.disclosed.value() >= 1)
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    delivered = [e for e in events if e["event"] == "deliver"]
+    assert [e["record"]["message_id"] for e in delivered] == [str(target.message_id)]
 
 
 async def test_outbound_jsonl_connector_honours_onward_sharing(

@@ -3,6 +3,7 @@ PostgreSQL database), plus raw SQL access to the same database for tampering tes
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -116,16 +117,21 @@ def make_record(
     )
 
 
-def make_quarantine(reason: str = "bad_signature", offset: int = 0) -> QuarantineEntry:
+def make_quarantine(
+    reason: str = "bad_signature", offset: int = 0, received_at: datetime = NOW
+) -> QuarantineEntry:
+    raw = b"\xc3\x01garbage"
     return QuarantineEntry(
         topic=TOPIC,
         partition=0,
         offset=offset,
         reason=reason,
         detail="signature does not verify",
-        raw=b"\xc3\x01garbage",
-        received_at=NOW,
+        raw=raw,
+        received_at=received_at,
         sender="DE",
+        size=len(raw) + 5000,
+        sha256=hashlib.sha256(raw).digest(),
     )
 
 

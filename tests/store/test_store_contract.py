@@ -368,3 +368,67 @@ async def test_errors_are_exchange_errors(store: Store, backend: Backend) -> Non
         await store.get_status()
     assert isinstance(caught.value, StoreError)
     assert "node_status" in str(caught.value)
+
+
+# --- tombstones and the quarantine's own retention --------------------------------------------
+
+
+async def test_a_retracted_or_erased_record_leaves_a_tombstone_that_counts_as_seen(
+    store: Store,
+) -> None:
+    """Withdrawn, purged and expired records leave tombstones naming sender, id, time and
+    why; their ids stay seen, so a re-published copy is refused as a replay."""
+    withdrawn, purged = make_record(offset=0), make_record(offset=1)
+    expired = make_record(offset=2, expires_at=NOW - timedelta(days=1))
+    await commit(store, records=[withdrawn, purged, expired])
+    await commit(
+        store,
+        retractions=[retraction(withdrawn, purge=False), retraction(purged, purge=True)],
+    )
+    await store.purge_expired(NOW, actor="node:FR/retention")
+    stones = {t.message_id: t for t in await store.tombstones()}
+    assert {m: t.reason for m, t in stones.items()} == {
+        withdrawn.message_id: "withdrawn",
+        purged.message_id: "purged",
+        expired.message_id: "expired",
+    }
+    assert {t.sender for t in stones.values()} == {"FR"}
+    keys = [(r.sender, r.message_id) for r in (withdrawn, purged, expired)]
+    assert await store.seen_message_ids(keys) == set(keys)
+    assert await store.seen_message_ids([("DE", purged.message_id)]) == set()
+
+
+async def test_a_retraction_that_arrives_before_its_record_still_buries_it(store: Store) -> None:
+    """A retraction of a record not stored yet leaves a tombstone: the record, arriving
+    later, is already seen (and so refused) rather than stored."""
+    record = make_record()
+    await commit(store, retractions=[retraction(record, purge=True)])
+    assert await store.seen_message_ids([(record.sender, record.message_id)]) == {
+        (record.sender, record.message_id)
+    }
+
+
+async def test_quarantine_keeps_size_and_hash_and_is_pruned_by_age_with_an_erasure(
+    store: Store,
+) -> None:
+    """Entries keep the size and SHA-256 of what was refused; pruning deletes the entries
+    received before the cut-off and logs one ERASURE saying how many of which reason."""
+    old = [
+        make_quarantine("bad_signature", 0, NOW - timedelta(days=91)),
+        make_quarantine("malformed", 1, NOW - timedelta(days=100)),
+    ]
+    young = make_quarantine("replayed", 2, NOW - timedelta(days=1))
+    await commit(store, quarantined=[*old, young], offsets={(TOPIC, 0): 3})
+    listed = await store.list_quarantine()
+    assert listed[0].size == young.size
+    assert listed[0].sha256 == young.sha256
+    pruned = await store.purge_quarantine(NOW - timedelta(days=90), NOW, "node:FR/retention")
+    assert pruned == 2
+    assert await store.list_quarantine() == [young]
+    [entry] = await store.audit_entries()
+    assert entry.event.action is AuditAction.ERASURE
+    assert entry.event.details["quarantine_entries"] == 2
+    assert entry.event.details["by_reason"] == {"bad_signature": 1, "malformed": 1}
+    assert await store.purge_quarantine(NOW - timedelta(days=90), NOW, "x") == 0
+    assert len(await store.audit_entries()) == 1
+    assert await store.verify_audit_chain() is None

@@ -1,0 +1,18 @@
+-- Version 5, PostgreSQL dialect (twin of ../sqlite/0005_quarantine_bounds_tombstones.sql).
+-- The quarantine keeps only the first 4 KiB of what it refused, with the size and SHA-256
+-- of the whole (NULL on rows from before); it is pruned by age, so received_at is indexed.
+-- Tombstones remember the (sender, message id) of every record retracted or erased, so a
+-- re-published copy is never stored or delivered again.
+
+ALTER TABLE quarantine ADD COLUMN raw_size bigint CHECK (raw_size >= 0);
+ALTER TABLE quarantine ADD COLUMN raw_sha256 bytea;
+CREATE INDEX quarantine_received_at ON quarantine (received_at);
+
+CREATE TABLE tombstones (
+    sender      text        NOT NULL,
+    message_id  uuid        NOT NULL,
+    at          timestamptz NOT NULL,
+    reason      text        NOT NULL CHECK (reason IN ('withdrawn', 'purged', 'expired')),
+    PRIMARY KEY (sender, message_id)
+);
+CREATE INDEX tombstones_message_id ON tombstones (message_id);
