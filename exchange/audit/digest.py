@@ -25,7 +25,11 @@ from exchange.errors import ExchangeError, Reason
 from exchange.models import Tlp
 from exchange.seal import Verified, check_signature, verify_checked
 from exchange.topics import MessageType
-from exchange.trust import TrustList
+from exchange.trust import TrustHistory, TrustList
+
+#: What records are judged against: one list, or every list published (each record against
+#: the list in force at its append time).
+Judge = TrustList | TrustHistory
 
 #: (failed records as summary tuples, verified records as blocks, counts)
 Digest = tuple[list[tuple[Any, ...]], list[Block], Tally]
@@ -47,9 +51,12 @@ def _claimed(value: bytes) -> tuple[str | None, str | None, str | None, str | No
     return env.sender, env.message_type.value, str(env.message_id), key_id
 
 
-def check(record: RawRecord, trust: TrustList, now: datetime) -> Verified | RecordSummary:
-    """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal."""
+def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSummary:
+    """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal.
+
+    With a :class:`TrustHistory`, against the list in force at the record's append time."""
     topic, partition, offset, ts, key, value = record
+    trust = judge.at(ts) if isinstance(judge, TrustHistory) else judge
     if value is None:
         return RecordSummary(
             topic,
@@ -133,7 +140,7 @@ class _Columns:
 class DigestBuilder:
     """Verifies records and accumulates their :data:`Digest`."""
 
-    def __init__(self, trust: TrustList, now: datetime) -> None:
+    def __init__(self, trust: Judge, now: datetime) -> None:
         self.trust = trust
         self.now = now
         self.failed: list[tuple[Any, ...]] = []
@@ -191,7 +198,7 @@ class DigestBuilder:
         return failed, blocks, tally
 
 
-def digest_batch(batch: Iterable[RawRecord], trust: TrustList, now: datetime) -> Digest:
+def digest_batch(batch: Iterable[RawRecord], trust: Judge, now: datetime) -> Digest:
     """Verify a batch into its :data:`Digest`."""
     builder = DigestBuilder(trust, now)
     builder.add_many(batch)
