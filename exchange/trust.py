@@ -423,8 +423,10 @@ class TrustList:
                 f"signed by key {key_id}, not by the root key {key_id_for(root_public_key)}",
                 "key_id",
             )
-        if not crypto.verify(root_public_key, signature, body):
-            raise _bad("the root signature does not verify", "signature")
+        try:
+            crypto.verify(root_public_key, signature, body)
+        except VerificationError:
+            raise _bad("the root signature does not verify", "signature") from None
         try:
             _, record = codec.decode(body, expected="TrustList")
         except ExchangeError as exc:
