@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -32,11 +33,12 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     for_code,
 )
+from aiokafka.structs import TopicPartition
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from exchange import fetchguard
 from exchange.errors import ExchangeError, InputError, Reason, TransientError
-from exchange.topics import DEFAULT_PREFIX, TopicKind, topic_name
+from exchange.topics import DEFAULT_PREFIX, TopicKind, topic_name, trust_topic
 
 # Every consumer this process makes turns a batch it cannot read into one marked record
 # instead of an error that stalls the partition (see exchange.fetchguard).
@@ -272,7 +274,10 @@ def federation_topics(prefix: str = DEFAULT_PREFIX, partitions: int = 3) -> dict
 
 
 async def ensure_topics(
-    s: KafkaSettings, topics: Mapping[str, int] | str, partitions: int = 3
+    s: KafkaSettings,
+    topics: Mapping[str, int] | str,
+    partitions: int = 3,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
@@ -299,7 +304,7 @@ async def ensure_topics(
                         n,
                         wanted[n],
                         s.topic_replication_factor,
-                        topic_configs=dict(TOPIC_CONFIGS),
+                        topic_configs={**TOPIC_CONFIGS, **(configs or {})},
                     )
                     for n in missing
                 ],
@@ -321,6 +326,64 @@ async def ensure_topics(
         finally:
             await admin.close()
         return created
+
+
+#: The trust topic: compacted (never deleted by age), one record per version (its key
+#: ``<federation>/<version, 10 digits>``), so it keeps every list ever published: nodes
+#: take the highest, the auditor each one from its append time.
+TRUST_TOPIC_CONFIGS: Mapping[str, str] = {"cleanup.policy": "compact"}
+
+
+def trust_record_key(federation: str, version: int) -> bytes:
+    """The record key of a trust list on the trust topic."""
+    return f"{federation}/{version:010d}".encode()
+
+
+async def publish_trust_list(
+    s: KafkaSettings, prefix: str, federation: str, version: int, signed: bytes
+) -> tuple[int, int]:
+    """Write a signed trust list to ``<prefix>.trust.v1`` (created if missing); its
+    (offset, append time ms). The caller has verified the list."""
+    topic = trust_topic(prefix)
+    await ensure_topics(s, {topic: 1}, configs=TRUST_TOPIC_CONFIGS)
+    producer = AIOKafkaProducer(**producer_kwargs(s))
+    try:
+        with kafka_errors("publishing the trust list"):
+            await producer.start()
+            meta = await producer.send_and_wait(
+                topic, signed, key=trust_record_key(federation, version), partition=0
+            )
+    finally:
+        await stop_quietly(producer)
+    return meta.offset, meta.timestamp
+
+
+async def read_trust_lists(
+    s: KafkaSettings, prefix: str, timeout_s: float = 30.0
+) -> list[tuple[int, bytes]]:
+    """Every record on ``<prefix>.trust.v1`` as (append time ms, signed bytes), in log order;
+    [] when the topic does not exist. Joins no group and commits nothing."""
+    topic = trust_topic(prefix)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(s))
+    out: list[tuple[int, bytes]] = []
+    try:
+        with kafka_errors("reading the trust topic"):
+            await consumer.start()
+            if topic not in await consumer.topics():
+                return []
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            async with asyncio.timeout(timeout_s):
+                while await consumer.position(tp) < end:
+                    batch = await consumer.getmany(tp, timeout_ms=500)
+                    for record in batch.get(tp, []):
+                        if record.value is not None:
+                            out.append((record.timestamp, record.value))
+    finally:
+        await stop_quietly(consumer)
+    return out
 
 
 async def _until_served(

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from exchange.errors import ConfidentialityError, Reason
+from exchange.errors import ConfidentialityError, Reason, VerificationError
 from exchange.ids import KeyId, NodeId
 
 if TYPE_CHECKING:
@@ -81,20 +81,25 @@ def sign(secret: bytes, data: bytes) -> bytes:
     return signed[:SIGNATURE_BYTES]
 
 
-def verify(public_key: bytes, signature: bytes, data: bytes) -> bool:
-    """Whether ``signature`` is a valid Ed25519 signature of ``data`` by ``public_key``.
+def verify(public_key: bytes, signature: bytes, data: bytes) -> None:
+    """Return only when ``signature`` is a valid Ed25519 signature of ``data`` by ``public_key``.
 
-    libsodium has no detached verify in PyNaCl's bindings, so this opens the
-    "signed message" ``signature || data`` (one 1 KB copy, well under 1% of the
-    verification's cost). Never raises.
+    Raises VerificationError(BAD_SIGNATURE) otherwise (also for keys or signatures of the
+    wrong size): a failed check cannot be mistaken for a passed one by a caller that
+    forgets to look at a result. libsodium has no detached verify in PyNaCl's bindings,
+    so this opens the "signed message" ``signature || data`` (one 1 KB copy, well under
+    1% of the verification's cost).
     """
     if len(signature) != SIGNATURE_BYTES:
-        return False
+        raise _bad_signature(f"a signature is {SIGNATURE_BYTES} bytes, not {len(signature)}")
     try:
         _crypto_sign_open(signature + data, public_key)
     except (_CryptoError, TypeError, ValueError):
-        return False
-    return True
+        raise _bad_signature("signature does not verify") from None
+
+
+def _bad_signature(detail: str) -> VerificationError:
+    return VerificationError(Reason.BAD_SIGNATURE, detail, field="signature")
 
 
 @dataclass(frozen=True, slots=True)

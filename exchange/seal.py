@@ -40,10 +40,10 @@ two threads runs close to twice as fast on two free cores.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple, Self
 from uuid import UUID
 
 from exchange import codec, crypto, models
@@ -88,6 +88,9 @@ _MAX_ID_AGE_MS = MAX_ID_AGE // timedelta(milliseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _sha256 = hashlib.sha256
+# The only way to make a SignatureChecked or a Verified (their constructors raise).
+_new_checked = tuple.__new__
+_new_verified = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,17 +103,42 @@ class Sealed:
     envelope_hash: bytes
 
 
-class Verified(NamedTuple):
-    """A record whose signature, key, placement, time and handling checked out.
-
-    Like :class:`SignatureChecked`, a NamedTuple: one is made per record read, and a
-    frozen dataclass's ``__init__`` costs three times as much.
-    """
-
+class _VerifiedFields(NamedTuple):
     envelope: Envelope
     envelope_bytes: bytes
     envelope_hash: bytes
     key_id: KeyId
+
+
+def _sealed_only(name: str) -> TypeError:
+    return TypeError(
+        f"a {name} is made by exchange.seal only, once the checks it stands for have passed"
+    )
+
+
+class Verified(_VerifiedFields):
+    """A record whose signature, key, placement, time and handling checked out.
+
+    Only this module makes one (with ``tuple.__new__``): calling ``Verified(...)``,
+    ``_make`` or ``_replace`` raises TypeError, so no caller can skip the checks by
+    building one. A tuple: one is made per record read, and a frozen dataclass's
+    ``__init__`` costs three times as much.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        raise _sealed_only("Verified")
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Self:  # type: ignore[override]
+        raise _sealed_only("Verified")
+
+    def _replace(self, **kwargs: Any) -> Self:
+        raise _sealed_only("Verified")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise _sealed_only("Verified")  # unpickling would build one anywhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,13 +317,34 @@ def _refuse(reason: Reason, detail: str, field: str) -> VerificationError:
     return VerificationError(reason, detail, field=field)
 
 
-class SignatureChecked(NamedTuple):
-    """A record value whose Ed25519 signature holds (step 1 of :func:`verify_record`)."""
-
+class _CheckedFields(NamedTuple):
     envelope_bytes: bytes
     key_id: KeyId
     owner: NodeId
     entry: KeyEntry
+
+
+class SignatureChecked(_CheckedFields):
+    """A record value whose Ed25519 signature holds (step 1 of :func:`verify_record`).
+
+    Made by :func:`check_signature` only (see :class:`Verified`): :func:`verify_checked`
+    trusts that the signature was checked, so a hand-made one would skip it.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        raise _sealed_only("SignatureChecked")
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Self:  # type: ignore[override]
+        raise _sealed_only("SignatureChecked")
+
+    def _replace(self, **kwargs: Any) -> Self:
+        raise _sealed_only("SignatureChecked")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise _sealed_only("SignatureChecked")
 
 
 def check_signature(value: bytes, trust: TrustList) -> SignatureChecked:
@@ -308,11 +357,13 @@ def check_signature(value: bytes, trust: TrustList) -> SignatureChecked:
     """
     envelope_bytes, signature, key_id = codec.decode_signed(value)
     owner, entry = trust.signing_entry(key_id)
-    if not crypto.verify(entry.public_key, signature, envelope_bytes):
+    try:
+        crypto.verify(entry.public_key, signature, envelope_bytes)
+    except VerificationError:
         raise _refuse(
             Reason.BAD_SIGNATURE, f"signature does not verify with key {key_id}", "signature"
-        )
-    return SignatureChecked(envelope_bytes, entry.key_id, owner, entry)
+        ) from None
+    return _new_checked(SignatureChecked, (envelope_bytes, entry.key_id, owner, entry))
 
 
 def verify_record(
@@ -391,7 +442,7 @@ def verify_checked(
         raise _refuse(Reason.HANDLING_INCONSISTENT, problem, "handling")
     if encrypted:
         _check_wrapped_keys(env.recipients, body)  # type: ignore[arg-type]
-    return Verified(env, envelope_bytes, _sha256(envelope_bytes).digest(), key_id)
+    return _new_verified(Verified, (env, envelope_bytes, _sha256(envelope_bytes).digest(), key_id))
 
 
 def _check_time(

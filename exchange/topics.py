@@ -62,6 +62,11 @@ def topic_name(kind: TopicKind, prefix: str = DEFAULT_PREFIX) -> Topic:
     return Topic(f"{prefix}.{kind.value}.{TOPIC_VERSION}")
 
 
+def trust_topic(prefix: str = DEFAULT_PREFIX) -> Topic:
+    """``<prefix>.trust.v1``: the operator's signed trust lists (compacted; not a data topic)."""
+    return Topic(f"{prefix}.trust.{TOPIC_VERSION}")
+
+
 def topic_kind(topic: Topic | str, prefix: str = DEFAULT_PREFIX) -> TopicKind | None:
     """The kind of a full topic name, or None when it is not a federation topic."""
     head = f"{prefix}."

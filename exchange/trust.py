@@ -8,13 +8,25 @@ The trust-list FILE is a ``SignedEnvelope`` (schemas/SignedEnvelope.avsc) whose
 key the caller trusts (by default ``root.pub`` beside the file) and that the same
 key is named inside the list.
 
+Pinning: a node's config names the root key by fingerprint (:func:`root_fingerprint`:
+SHA-256 of the raw 32-byte key, hex). :func:`load_trust_list` with ``root_fingerprint``
+takes the root key named inside the list, refuses it unless its fingerprint is the
+pinned one, then checks the signature with it: no root key file is read, so replacing
+a folder cannot swap the root. Versions only go up: :func:`check_version` refuses a
+list older than the highest one a node or auditor accepted (TRUST_LIST_ROLLBACK).
+:class:`TrustHistory` holds every list published, each in force from its publication
+time, for the auditor's replay.
+
 Validity windows are ``[valid_from, valid_until)``; a key revoked at T refuses
 every record appended at or after T (see exchange.seal: the broker's append time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +42,11 @@ __all__ = [
     "KeyEntry",
     "Member",
     "Revocation",
+    "TrustHistory",
     "TrustList",
+    "check_version",
     "load_trust_list",
+    "root_fingerprint",
 ]
 
 ROOT_PUBLIC_FILE = "root.pub"
@@ -376,6 +391,27 @@ class TrustList:
         return codec.encode_signed(body, root.sign(body), root.key_id)
 
     @classmethod
+    def from_signed_pinned(cls, data: bytes, fingerprint: str) -> TrustList:
+        """Verify and parse a trust-list file whose root key has the pinned ``fingerprint``.
+
+        The root key is the one named inside the list; it must match the pin (BAD_TRUST_LIST
+        naming both fingerprints otherwise), and then sign the list.
+        """
+        try:
+            body, _, _ = codec.decode_signed(data)
+            _, record = codec.decode(body, expected="TrustList")
+            named = bytes(record["root_public_key"])
+        except (ExchangeError, KeyError, TypeError) as exc:
+            raise _bad(f"not a signed trust list: {exc}") from exc
+        found = root_fingerprint(named)
+        if not hmac.compare_digest(found, fingerprint.strip().lower()):
+            raise _bad(
+                f"the list's root key has fingerprint {found}, not the pinned {fingerprint}",
+                "root_public_key",
+            )
+        return cls.from_signed(data, named)
+
+    @classmethod
     def from_signed(cls, data: bytes, root_public_key: bytes) -> TrustList:
         """Verify and parse a trust-list file against the trusted ``root_public_key``."""
         try:
@@ -387,8 +423,10 @@ class TrustList:
                 f"signed by key {key_id}, not by the root key {key_id_for(root_public_key)}",
                 "key_id",
             )
-        if not crypto.verify(root_public_key, signature, body):
-            raise _bad("the root signature does not verify", "signature")
+        try:
+            crypto.verify(root_public_key, signature, body)
+        except VerificationError:
+            raise _bad("the root signature does not verify", "signature") from None
         try:
             _, record = codec.decode(body, expected="TrustList")
         except ExchangeError as exc:
@@ -407,12 +445,50 @@ class TrustList:
         )
 
 
-def load_trust_list(path: Path, root_public_key: bytes | Path | None = None) -> TrustList:
+def root_fingerprint(public_key: bytes) -> str:
+    """The fingerprint a config pins the root key by: SHA-256 of the raw 32 bytes, hex."""
+    return hashlib.sha256(public_key).hexdigest()
+
+
+def check_version(trust: TrustList, highest: int | None) -> None:
+    """Refuse ``trust`` (TRUST_LIST_ROLLBACK) when older than the ``highest`` version accepted."""
+    if highest is not None and trust.version < highest:
+        raise TrustListError(
+            Reason.TRUST_LIST_ROLLBACK,
+            f"trust list version {trust.version} is older than version {highest}, the highest"
+            " accepted before: refusing a rolled-back list",
+            field="version",
+        )
+
+
+def load_trust_list(
+    path: Path,
+    root_public_key: bytes | Path | None = None,
+    *,
+    root_fingerprint: str | None = None,
+) -> TrustList:
     """Read and verify a trust-list file.
 
+    ``root_fingerprint``: the pinned root key (see the module doc); then ``root_public_key``
+    is not needed, and when given must have that fingerprint too. Otherwise
     ``root_public_key``: raw 32 bytes, a PEM file, or None for ``root.pub`` beside ``path``.
     """
     path = Path(path)
+    if root_fingerprint is not None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
+        trust = TrustList.from_signed_pinned(data, root_fingerprint)
+        if root_public_key is not None:
+            key = (
+                load_public_key(root_public_key)
+                if isinstance(root_public_key, Path)
+                else root_public_key
+            )
+            if key != trust.root_public_key:
+                raise _bad("the root key file does not match the pinned fingerprint", str(path))
+        return trust
     if root_public_key is None:
         root_public_key = path.parent / ROOT_PUBLIC_FILE
     if isinstance(root_public_key, Path):
@@ -425,3 +501,45 @@ def load_trust_list(path: Path, root_public_key: bytes | Path | None = None) -> 
     except OSError as exc:
         raise _bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
     return TrustList.from_signed(data, root_public_key)
+
+
+class TrustHistory:
+    """Every trust list published, each in force from its publication time (ms since the epoch)
+    until the next one's: the auditor verifies each record against the list in force at its
+    append time, so records signed before a rotation still verify after it.
+
+    A record appended before the first publication known is judged by the oldest list.
+    """
+
+    __slots__ = ("_lists", "_starts")
+
+    def __init__(self, lists: Sequence[tuple[int, TrustList]]) -> None:
+        if not lists:
+            raise _bad("a trust history needs at least one list")
+        ordered = sorted(lists, key=lambda p: (p[1].version, p[0]))
+        kept: list[tuple[int, TrustList]] = []
+        for start, trust in ordered:
+            if kept and trust.version == kept[-1][1].version:
+                continue  # the same version published twice: the first publication counts
+            if kept and start < kept[-1][0]:
+                start = kept[-1][0]  # a higher version published earlier than a lower: later
+            kept.append((start, trust))
+        self._starts = [s for s, _ in kept]
+        self._lists = [t for _, t in kept]
+
+    @property
+    def latest(self) -> TrustList:
+        """The highest version."""
+        return self._lists[-1]
+
+    @property
+    def lists(self) -> list[TrustList]:
+        """Every version, oldest first."""
+        return list(self._lists)
+
+    def at(self, ms: int) -> TrustList:
+        """The list in force at ``ms`` (the oldest one before the first publication)."""
+        if len(self._lists) == 1:
+            return self._lists[0]
+        i = bisect.bisect_right(self._starts, ms) - 1
+        return self._lists[max(i, 0)]

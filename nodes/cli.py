@@ -24,11 +24,11 @@ from uuid import UUID
 
 from exchange.errors import ExchangeError, InputError
 from exchange.topics import MessageType, TopicKind, topic_name
-from exchange.trust import load_trust_list
 from nodes.config import NodeConfig, load_config
 from nodes.inbound import alert_payload, build_item, items_from_jsonl
 from nodes.logging import configure
 from nodes.store.base import AuditAction, AuditEvent, OutboxItem, Store, open_store
+from nodes.trustfeed import load_pinned
 
 
 def register(subparsers: Any) -> None:
@@ -212,7 +212,7 @@ def _enqueue(config: NodeConfig, items: list[OutboxItem]) -> list[int]:
 def _publish(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = datetime.now(UTC)
-    trust = load_trust_list(config.keys.trust_list, config.root_public_key_path)
+    trust = load_pinned(config)
     if args.jsonl is not None:
         items = items_from_jsonl(
             args.jsonl, node=config.node, prefix=config.kafka.topic_prefix, trust=trust, now=now
@@ -246,7 +246,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _retract(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = datetime.now(UTC)
-    trust = load_trust_list(config.keys.trust_list, config.root_public_key_path)
+    trust = load_pinned(config)
     payload = {
         "retracted_message_id": str(args.message_id),
         "reason": args.reason.upper(),

@@ -102,12 +102,20 @@ class KeysConfig(_Section):
     signing_key: Path
     encryption_key: Path
     trust_list: Path
-    root_public_key: Path | None = None  # None: root.pub beside the trust list
+    #: The federation root key, pinned: SHA-256 of its 32 raw bytes, hex (`exchange trust
+    #: show` prints it). The root key is then read from the trust list and must match it.
+    root_fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    root_public_key: Path | None = None  # without root_fingerprint: root.pub beside the list
 
     @field_validator("signing_key", "encryption_key", "trust_list", "root_public_key")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         return None if value is None else _existing_file(value)
+
+    @field_validator("root_fingerprint", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class KafkaConfig(KafkaSettings):

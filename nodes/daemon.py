@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -38,11 +39,12 @@ from datetime import timedelta
 from typing import Any
 
 from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
-from exchange.bus import ensure_topics
+from exchange.bus import KafkaSettings, ensure_topics
 from exchange.errors import ExchangeError
 from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
-from exchange.trust import TrustList, load_trust_list
+from exchange.trust import TrustList
+from nodes import trustfeed
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
 from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
@@ -62,7 +64,7 @@ def load_identity(config: NodeConfig) -> tuple[SigningKey, EncryptionKey, TrustL
     """The node's keys and the verified trust list named by ``config``."""
     signer = SigningKey.load(config.keys.signing_key)
     decrypter = EncryptionKey.load(config.keys.encryption_key)
-    trust = load_trust_list(config.keys.trust_list, config.root_public_key_path)
+    trust = trustfeed.load_pinned(config)  # root pinned by fingerprint
     return signer, decrypter, trust
 
 
@@ -119,6 +121,7 @@ class Node:
     async def start(self) -> None:
         config = self.config
         signer, decrypter, trust = await asyncio.to_thread(load_identity, config)
+        await trustfeed.accept_on_start(config.store.url, trust)  # versions only go up
         self._trust = trust
         for store in (
             self.store,
@@ -168,6 +171,7 @@ class Node:
         self._spawn("publisher", self._publish())
         self._spawn("consumer", self._consume())
         self._spawn("retention", self._purge_loop())
+        self._spawn("trust", self._trust_follower(kafka, trust).run())
         for name, connector in inbound:
             self._spawn(f"inbound:{name}", connector.run(self._contexts[name]))
         self._inbound = inbound
@@ -183,6 +187,27 @@ class Node:
             http=f"{self.http.host}:{self.http.port}" if self.http else None,
             connectors=[c.name for c in config.connectors if c.enabled],
         )
+
+    def _trust_follower(self, kafka: KafkaSettings, trust: TrustList) -> trustfeed.TrustFollower:
+        return trustfeed.TrustFollower(
+            kafka=kafka,
+            prefix=self.config.kafka.topic_prefix,
+            config=self.config,
+            current=trust,
+            store=self.store,
+            on_adopt=self._adopt_trust,
+            log=self.log,
+        )
+
+    def _adopt_trust(self, trust: TrustList) -> None:
+        """A newer trust list, taken up live (nodes.trustfeed): consumer, open pool, publisher."""
+        self._trust = trust
+        if self.consumer is not None:
+            self.consumer.context = dataclasses.replace(self.consumer.context, trust=trust)
+            if self.consumer.open_pool is not None:
+                self.consumer.open_pool.reconfigure(self.consumer.context)
+        if self.publisher is not None:
+            self.publisher.trust = trust
 
     def _spawn(self, name: str, work: Any) -> None:
         task = asyncio.create_task(work, name=f"{self.config.node_id}:{name}")
@@ -232,7 +257,7 @@ class Node:
             self.consumer.stop()
         for name, task in self._tasks.items():
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name == "retention" or name.startswith("inbound:"):
+            if waiting or name in ("retention", "trust") or name.startswith("inbound:"):
                 task.cancel()  # nothing in flight to finish
         tasks = list(self._tasks.values())
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)

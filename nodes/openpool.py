@@ -180,6 +180,13 @@ class OpenPool:
                 Reason.UNAVAILABLE, f"a record-opening process died ({exc}); pool restarted"
             ) from exc
 
+    def reconfigure(self, ctx: PipelineContext) -> None:
+        """New workers for ``ctx`` (a new trust list): batches in flight finish on the old."""
+        self._init_args = _init_args(ctx)
+        self._skip_ctx = ctx
+        old, self._executor = self._executor, self._new_executor()
+        old.shutdown(wait=False, cancel_futures=False)
+
     def _restart(self) -> None:
         old, self._executor = self._executor, self._new_executor()
         self.restarts += 1

@@ -2,6 +2,14 @@
 
 Exit codes: 0 the replay found nothing, 1 violations found, 2 usage, input
 (trust list, archive, options) or connection errors.
+
+Trust lists: ``--trust`` names one list, checked against ``--root-fingerprint`` (the
+pinned root key) or ``--root-key`` (default ``root.pub`` beside it). Replaying from
+Kafka, every list published on ``<prefix>.trust.v1`` (``exchange trust publish``) that the
+same root signed is read too, and each record is judged against the list in force at
+its append time, so records signed before a rotation still verify after it.
+``--trust-state FILE`` keeps the highest version this auditor accepted and refuses a
+replay whose newest list is older (a rolled-back list: exit 2).
 """
 
 from __future__ import annotations
@@ -9,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,11 +32,11 @@ from exchange.audit.reader import KafkaHistoryReader, RawRecord, truncated_topic
 from exchange.audit.replay import from_iterable, replay, replay_kafka
 from exchange.audit.report import ProgressBar, build_report, summary_text, write_json
 from exchange.audit.verify_pool import VerifyPool
-from exchange.bus import federation_topics, load_settings
-from exchange.errors import InputError
+from exchange.bus import KafkaSettings, federation_topics, load_settings, read_trust_lists
+from exchange.errors import ExchangeError, InputError, TransientError
 from exchange.keys import load_public_key
 from exchange.topics import DEFAULT_PREFIX
-from exchange.trust import ROOT_PUBLIC_FILE, TrustList
+from exchange.trust import ROOT_PUBLIC_FILE, TrustList, check_version
 
 
 def _when(text: str) -> datetime:
@@ -78,6 +88,17 @@ def register(subparsers: Any) -> None:
     rp.add_argument(
         "--root-key", type=Path, metavar="FILE", help=f"default: {ROOT_PUBLIC_FILE} beside --trust"
     )
+    rp.add_argument(
+        "--root-fingerprint",
+        metavar="HEX",
+        help="the pinned root key (SHA-256, hex): the root key is then read from the list",
+    )
+    rp.add_argument(
+        "--trust-state",
+        type=Path,
+        metavar="FILE",
+        help="remembers the highest trust-list version accepted; a lower one is refused",
+    )
     _common(rp)
     rp.add_argument("--report", type=Path, metavar="FILE.json", help="write the JSON report")
     rp.add_argument("--html", type=Path, metavar="FILE.html", help="write the HTML report")
@@ -109,12 +130,7 @@ def _reader(args: argparse.Namespace) -> KafkaHistoryReader:
         raise InputError([("--timeout", "must be > 0")])
     if args.since and args.until and args.since >= args.until:
         raise InputError([("--until", "must be after --since")])
-    try:
-        settings = load_settings({"bootstrap_servers": args.bootstrap, "client_id": "ncp-audit"})
-    except InputError:
-        raise InputError(
-            [("--bootstrap", f"expected HOST:PORT[,HOST:PORT...], got {args.bootstrap!r}")]
-        ) from None
+    settings = _settings(args)
     topics, required = _topics(args)
     return KafkaHistoryReader(
         settings,
@@ -138,15 +154,69 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _trust(args: argparse.Namespace) -> tuple[bytes, bytes]:
-    """(signed trust-list bytes, root public key), verified: a bad list stops here."""
-    root = load_public_key(args.root_key or args.trust.parent / ROOT_PUBLIC_FILE)
+def _trust(args: argparse.Namespace) -> tuple[bytes, bytes, list[tuple[int, bytes]]]:
+    """(signed trust-list bytes, root public key, published history), verified: a bad list,
+    a root key other than the pinned one, or a rolled-back list stops here."""
     try:
         signed_trust: bytes = args.trust.read_bytes()
     except OSError as exc:
         raise InputError([("--trust", f"{args.trust}: {exc.strerror or exc}")]) from None
-    TrustList.from_signed(signed_trust, root)
-    return signed_trust, root
+    if args.root_fingerprint:
+        trust = TrustList.from_signed_pinned(signed_trust, args.root_fingerprint)
+        root = trust.root_public_key
+    else:
+        root = load_public_key(args.root_key or args.trust.parent / ROOT_PUBLIC_FILE)
+        trust = TrustList.from_signed(signed_trust, root)
+    history: list[tuple[int, bytes]] = []
+    newest = trust
+    if args.bootstrap is not None:
+        try:
+            published = asyncio.run(read_trust_lists(_settings(args), args.prefix, args.timeout))
+        except TransientError as exc:  # the replay's own reader says more, or gets through
+            print(f"warning: trust topic not read: {exc}", file=sys.stderr)
+            published = []
+        for ms, data in published:
+            try:
+                listed = TrustList.from_signed(data, root)
+            except ExchangeError as exc:
+                print(f"warning: a trust-topic record is refused: {exc}", file=sys.stderr)
+                continue
+            if listed.federation == trust.federation:
+                history.append((ms, data))
+                if listed.version > newest.version:
+                    newest = listed
+        if history and not any(
+            TrustList.from_signed(d, root).version == trust.version for _, d in history
+        ):
+            history.append((int(trust.issued_at.timestamp() * 1000), signed_trust))
+    if args.trust_state is not None:
+        _check_state(args.trust_state, newest)
+    return signed_trust, root, history
+
+
+def _check_state(path: Path, newest: TrustList) -> None:
+    """Refuse ``newest`` when older than the version kept in ``path``; then keep the higher."""
+    highest: int | None = None
+    if path.exists():
+        try:
+            highest = int(json.loads(path.read_text())["highest_version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError([("--trust-state", f"{path}: unreadable ({exc})")]) from None
+    check_version(newest, highest)
+    if highest is None or newest.version > highest:
+        tmp = path.with_name(path.name + ".tmp")
+        state = {"federation": newest.federation, "highest_version": newest.version}
+        tmp.write_text(json.dumps(state) + "\n")
+        os.replace(tmp, path)
+
+
+def _settings(args: argparse.Namespace) -> KafkaSettings:
+    try:
+        return load_settings({"bootstrap_servers": args.bootstrap, "client_id": "ncp-audit"})
+    except InputError:
+        raise InputError(
+            [("--bootstrap", f"expected HOST:PORT[,HOST:PORT...], got {args.bootstrap!r}")]
+        ) from None
 
 
 @dataclass
@@ -200,10 +270,10 @@ def run_replay(args: argparse.Namespace) -> int:
     """``exchange audit replay``."""
     if args.workers is not None and args.workers < 0:
         raise InputError([("--workers", "must be >= 0")])
-    signed_trust, root = _trust(args)
+    signed_trust, root, history = _trust(args)
     source = _source(args)
     now = datetime.now(UTC)
-    with VerifyPool(signed_trust, root, now=now, workers=args.workers) as pool:
+    with VerifyPool(signed_trust, root, now=now, workers=args.workers, history=history) as pool:
         bar = ProgressBar()
 
         def progress(done: int) -> None:

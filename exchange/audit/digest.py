@@ -26,7 +26,11 @@ from exchange.fetchguard import UndecodableBatch
 from exchange.models import Tlp
 from exchange.seal import Verified, check_signature, verify_checked
 from exchange.topics import MessageType
-from exchange.trust import TrustList
+from exchange.trust import TrustHistory, TrustList
+
+#: What records are judged against: one list, or every list published (each record against
+#: the list in force at its append time).
+Judge = TrustList | TrustHistory
 
 #: (failed records as summary tuples, verified records as blocks, counts)
 Digest = tuple[list[tuple[Any, ...]], list[Block], Tally]
@@ -48,8 +52,10 @@ def _claimed(value: bytes) -> tuple[str | None, str | None, str | None, str | No
     return env.sender, env.message_type.value, str(env.message_id), key_id
 
 
-def check(record: RawRecord, trust: TrustList, now: datetime) -> Verified | RecordSummary:
-    """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal."""
+def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSummary:
+    """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal.
+
+    With a :class:`TrustHistory`, against the list in force at the record's append time."""
     topic, partition, offset, ts, key, value = record
     if type(value) is UndecodableBatch:  # a batch the client could not read (fetchguard)
         return RecordSummary(
@@ -63,6 +69,7 @@ def check(record: RawRecord, trust: TrustList, now: datetime) -> Verified | Reco
                 f"{value.error}; batch of {value.size} bytes, sha256 {value.sha256}"
             ),
         )
+    trust = judge.at(ts) if isinstance(judge, TrustHistory) else judge
     if value is None:
         return RecordSummary(
             topic,
@@ -146,7 +153,7 @@ class _Columns:
 class DigestBuilder:
     """Verifies records and accumulates their :data:`Digest`."""
 
-    def __init__(self, trust: TrustList, now: datetime) -> None:
+    def __init__(self, trust: Judge, now: datetime) -> None:
         self.trust = trust
         self.now = now
         self.failed: list[tuple[Any, ...]] = []
@@ -204,7 +211,7 @@ class DigestBuilder:
         return failed, blocks, tally
 
 
-def digest_batch(batch: Iterable[RawRecord], trust: TrustList, now: datetime) -> Digest:
+def digest_batch(batch: Iterable[RawRecord], trust: Judge, now: datetime) -> Digest:
     """Verify a batch into its :data:`Digest`."""
     builder = DigestBuilder(trust, now)
     builder.add_many(batch)

@@ -61,20 +61,34 @@ from multiprocessing.util import Finalize
 from typing import Any, Literal
 
 from exchange.audit.checks import RecordSummary
-from exchange.audit.digest import Digest, DigestBuilder, check, digest_batch
+from exchange.audit.digest import Digest, DigestBuilder, Judge, check, digest_batch
 from exchange.audit.reader import Range, RangeReader, RangeSource, RawRecord
 from exchange.audit.tally import Tally
 from exchange.errors import ExchangeError
-from exchange.trust import TrustList
+from exchange.trust import TrustHistory, TrustList
 
 Mode = Literal["process", "thread"]
 
-_trust: TrustList | None = None
+_trust: Judge | None = None
 _now: datetime | None = None
 _reader: RangeReader | None = None
 
 
-def summarize(record: RawRecord, trust: TrustList, now: datetime) -> RecordSummary:
+def judge_of(
+    signed_trust: bytes, root_public_key: bytes, history: Sequence[tuple[int, bytes]] = ()
+) -> Judge:
+    """The list to judge records by: ``signed_trust`` alone, or with ``history`` (append
+    time ms, signed list) a :class:`TrustHistory` (each verified against the root)."""
+    trust = TrustList.from_signed(signed_trust, root_public_key)
+    if not history:
+        return trust
+    lists = [(ms, TrustList.from_signed(data, root_public_key)) for ms, data in history]
+    if len(lists) == 1:
+        return lists[0][1]
+    return TrustHistory(lists)
+
+
+def summarize(record: RawRecord, trust: Judge, now: datetime) -> RecordSummary:
     """Verify one record (see :func:`exchange.seal.verify_record`) and summarize it."""
     v = check(record, trust, now)
     if isinstance(v, RecordSummary):
@@ -102,7 +116,7 @@ def summarize(record: RawRecord, trust: TrustList, now: datetime) -> RecordSumma
 Packed = tuple[list[tuple[Any, ...]], Tally]
 
 
-def verify_batch(batch: Sequence[RawRecord], trust: TrustList, now: datetime) -> Packed:
+def verify_batch(batch: Sequence[RawRecord], trust: Judge, now: datetime) -> Packed:
     """Verify and summarize a batch, counted here (off the main process)."""
     summaries = [summarize(r, trust, now) for r in batch]
     tally = Tally()
@@ -110,9 +124,14 @@ def verify_batch(batch: Sequence[RawRecord], trust: TrustList, now: datetime) ->
     return [tuple(s) for s in summaries], tally
 
 
-def _init_worker(signed_trust: bytes, root_public_key: bytes, now: datetime) -> None:
+def _init_worker(
+    signed_trust: bytes,
+    root_public_key: bytes,
+    now: datetime,
+    history: Sequence[tuple[int, bytes]] = (),
+) -> None:
     global _trust, _now
-    _trust = TrustList.from_signed(signed_trust, root_public_key)
+    _trust = judge_of(signed_trust, root_public_key, history)
     _now = now
     gc.freeze()  # what the worker imported stays: later collections need not walk it
     # A piece's records are short-lived but many: collect young objects less often (as
@@ -121,7 +140,7 @@ def _init_worker(signed_trust: bytes, root_public_key: bytes, now: datetime) -> 
     gc.set_threshold(50_000, 20, 100)
 
 
-def _state() -> tuple[TrustList, datetime]:
+def _state() -> tuple[Judge, datetime]:
     trust, now = _trust, _now
     if trust is None or now is None:
         raise RuntimeError("verification worker used before its initializer ran")
@@ -187,7 +206,9 @@ class VerifyPool:
     """Verifies batches on ``workers`` processes (or threads); ``workers=0``: inline.
 
     ``signed_trust`` is the trust-list file's bytes and ``root_public_key`` the raw
-    root key; every worker verifies the list itself. ``now`` is the replay time used to
+    root key; every worker verifies the list itself. ``history``: every list published
+    (append time ms, signed bytes), each record then judged against the one in force at
+    its append time. ``now`` is the replay time used to
     judge records from the future. Use as a context manager, or call :meth:`close`.
     """
 
@@ -199,10 +220,11 @@ class VerifyPool:
         now: datetime,
         workers: int | None = None,
         mode: Mode = "process",
+        history: Sequence[tuple[int, bytes]] = (),
     ) -> None:
         self.workers = default_workers() if workers is None else workers
         self.mode = mode
-        self._trust = TrustList.from_signed(signed_trust, root_public_key)
+        self._trust = judge_of(signed_trust, root_public_key, history)
         self._now = now
         self._executor: Executor | None = None
         if self.workers > 0 and mode == "process":
@@ -212,15 +234,15 @@ class VerifyPool:
                 self.workers,
                 mp_context=context,
                 initializer=_init_worker,
-                initargs=(signed_trust, root_public_key, now),
+                initargs=(signed_trust, root_public_key, now, tuple(history)),
             )
         elif self.workers > 0:
             self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="audit-verify")
 
     @property
     def trust(self) -> TrustList:
-        """The trust list the records are verified against."""
-        return self._trust
+        """The trust list the records are verified against (the newest, with a history)."""
+        return self._trust.latest if isinstance(self._trust, TrustHistory) else self._trust
 
     def submit(self, batch: Sequence[RawRecord]) -> Future[Packed]:
         """Verify a batch; the future's result is :data:`Packed`."""

@@ -25,7 +25,7 @@ from exchange.errors import InputError
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import DEFAULT_PREFIX
-from exchange.trust import KeyEntry, Member, TrustList
+from exchange.trust import KeyEntry, Member, TrustList, root_fingerprint
 
 __all__ = ["FederationFiles", "NodeFiles", "init_federation", "node_toml", "register"]
 
@@ -60,7 +60,7 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def node_toml(node: NodeId, *, bootstrap: str, prefix: str) -> str:
+def node_toml(node: NodeId, *, bootstrap: str, prefix: str, root_fingerprint: str) -> str:
     """The node configuration written beside a node's keys (paths relative to it)."""
     return f"""\
 # Node configuration for {node}, written by `exchange federation init`.
@@ -71,7 +71,9 @@ node_id = {_toml_str(node)}
 signing_key = "signing.key"
 encryption_key = "encryption.key"
 trust_list = "../trust.list"
-root_public_key = "../root.pub"
+# the federation root key, pinned (SHA-256 of the key, hex): a list signed by any other
+# root is refused, whatever files lie beside it
+root_fingerprint = "{root_fingerprint}"
 
 [kafka]
 bootstrap_servers = {_toml_str(bootstrap)}
@@ -141,7 +143,14 @@ def init_federation(
         sk.save(d / "signing.key", d / "signing.pub")
         ek.save(d / "encryption.key", d / "encryption.pub")
         config = d / "node.toml"
-        config.write_text(node_toml(node, bootstrap=bootstrap, prefix=prefix))
+        config.write_text(
+            node_toml(
+                node,
+                bootstrap=bootstrap,
+                prefix=prefix,
+                root_fingerprint=root_fingerprint(root.public_bytes),
+            )
+        )
         files[node] = NodeFiles(node, sk, ek, d, config)
         members.append(
             Member(
@@ -177,6 +186,7 @@ def _init(args: argparse.Namespace) -> int:
         now=datetime.now(UTC),
     )
     print(f"federation {out.trust.federation!r}: root key {out.root.key_id}, trust list v1")
+    print(f"root fingerprint (pinned in each node.toml): {root_fingerprint(out.root.public_bytes)}")
     for n, f in out.nodes.items():
         print(
             f"  {n}: signing {f.signing.key_id}, encryption {f.encryption.key_id},"

@@ -8,12 +8,18 @@
 * ``add FILE --node XX [--name N] [--signing-key PUB] [--encryption-key PUB]
   [--valid-from ISO] [--valid-until ISO]``: add a member, or keys to one (key rotation).
 
-``--root-key`` defaults to ``root.pub`` beside FILE, ``--root-private`` to ``root.key``.
+* ``publish FILE --bootstrap HOST:PORT [--prefix ncp] [--root-fingerprint HEX]``: write
+  the signed list to the compacted topic ``<prefix>.trust.v1``, which running nodes follow
+  live and the auditor reads; refused when the topic already holds a higher version.
+
+``--root-key`` defaults to ``root.pub`` beside FILE, ``--root-private`` to ``root.key``;
+``--root-fingerprint`` (publish) checks the list's own root key against a pin instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -21,10 +27,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from exchange.errors import InputError, TrustListError
+from exchange import bus
+from exchange.errors import ExchangeError, InputError, Reason, TrustListError
 from exchange.ids import NODE_ID_RE, KeyId, NodeId
 from exchange.keys import SigningKey, load_public_key
-from exchange.trust import KeyEntry, Member, TrustList, load_trust_list
+from exchange.topics import trust_topic
+from exchange.trust import (
+    KeyEntry,
+    Member,
+    TrustList,
+    check_version,
+    load_trust_list,
+    root_fingerprint,
+)
 
 __all__ = ["register", "trust_as_dict"]
 
@@ -55,6 +70,7 @@ def trust_as_dict(trust: TrustList) -> dict[str, Any]:
         "version": trust.version,
         "issued_at": _iso(trust.issued_at),
         "root_key_id": trust.root_key_id,
+        "root_fingerprint": root_fingerprint(trust.root_public_key),
         "members": [
             {
                 "node_id": m.node_id,
@@ -184,6 +200,49 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    trust = load_trust_list(path, _root(args), root_fingerprint=args.root_fingerprint)
+    signed = path.read_bytes()
+    try:
+        settings = bus.load_settings(
+            {"bootstrap_servers": args.bootstrap, "client_id": "ncp-trust"}
+        )
+    except InputError:
+        raise InputError([("--bootstrap", f"expected HOST:PORT, got {args.bootstrap!r}")]) from None
+    topic = trust_topic(args.prefix)
+    published = asyncio.run(bus.read_trust_lists(settings, args.prefix))
+    highest: TrustList | None = None
+    for _, data in published:
+        try:
+            found = TrustList.from_signed(data, trust.root_public_key)
+        except ExchangeError:
+            print(f"warning: {topic} holds a record not signed by this root key", file=sys.stderr)
+            continue
+        if highest is None or found.version > highest.version:
+            highest = found
+    if highest is not None:
+        check_version(trust, highest.version)
+        if highest.version == trust.version:
+            if highest.encode() != trust.encode():
+                raise TrustListError(
+                    Reason.TRUST_LIST_ROLLBACK,
+                    f"{topic} already holds a different version {trust.version}",
+                    field="version",
+                )
+            print(f"{topic}: version {trust.version} is published already")
+            return 0
+    offset, at = asyncio.run(
+        bus.publish_trust_list(settings, args.prefix, trust.federation, trust.version, signed)
+    )
+    when = datetime.fromtimestamp(at / 1000, UTC) if at and at > 0 else None
+    print(
+        f"{topic}: published {trust.federation} version {trust.version} at offset {offset}"
+        + (f", {_iso(when)}" if when else "")
+    )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add the ``trust`` command group."""
     p = subparsers.add_parser("trust", help="show, verify and revoke keys in a trust list")
@@ -222,3 +281,13 @@ def register(subparsers: Any) -> None:
     add.add_argument("--root-private", help="root private key (default: root.key beside FILE)")
     add.add_argument("--out", help="write here instead of replacing FILE")
     add.set_defaults(func=_add)
+    publish = sub.add_parser(
+        "publish", help="publish the signed list to <prefix>.trust.v1 (nodes follow it live)"
+    )
+    common(publish)
+    publish.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    publish.add_argument("--prefix", default="ncp", help="federation topic prefix (ncp)")
+    publish.add_argument(
+        "--root-fingerprint", metavar="HEX", help="pinned root key fingerprint (SHA-256, hex)"
+    )
+    publish.set_defaults(func=_publish)

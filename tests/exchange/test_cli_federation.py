@@ -14,7 +14,7 @@ from exchange.cli import main
 from exchange.errors import Reason, VerificationError
 from exchange.ids import NodeId
 from exchange.keys import EncryptionKey, SigningKey, key_id_for, load_public_key
-from exchange.trust import load_trust_list
+from exchange.trust import load_trust_list, root_fingerprint
 
 
 def _init(tmp_path: Path, *extra: str) -> Path:
@@ -43,7 +43,7 @@ def test_federation_init_writes_keys_trust_list_and_node_configs(tmp_path: Path)
             "signing_key": "signing.key",
             "encryption_key": "encryption.key",
             "trust_list": "../trust.list",
-            "root_public_key": "../root.pub",
+            "root_fingerprint": root_fingerprint(load_public_key(d / "root.pub")),
         }
         assert config["kafka"] == {"bootstrap_servers": "10.0.0.1:9093", "topic_prefix": "t1"}
         assert config["store"]["url"] == "sqlite:///node.db"

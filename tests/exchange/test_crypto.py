@@ -9,6 +9,7 @@ import pytest
 
 from exchange import crypto
 from exchange.chain import ChainState, Link, envelope_hash
+from exchange.errors import Reason, VerificationError
 from exchange.ids import Topic
 from exchange.keys import SigningKey
 from exchange.uuid7 import uuid7, uuid7_time_ms
@@ -22,18 +23,27 @@ def test_signature_verifies_over_exact_bytes() -> None:
     data = os.urandom(1000)
     sig = key.sign(data)
     assert len(sig) == 64
-    assert crypto.verify(key.public_bytes, sig, data)
-    assert not crypto.verify(key.public_bytes, sig, data + b"\0")
-    assert not crypto.verify(SigningKey.generate().public_bytes, sig, data)
+    crypto.verify(key.public_bytes, sig, data)
+    for public, signed in (
+        (key.public_bytes, data + b"\0"),
+        (SigningKey.generate().public_bytes, data),
+    ):
+        with pytest.raises(VerificationError) as info:
+            crypto.verify(public, sig, signed)
+        assert info.value.reason is Reason.BAD_SIGNATURE
 
 
 @pytest.mark.parametrize(
     ("public", "signature"),
     [(b"short", b"s" * 64), (b"p" * 32, b""), (b"p" * 32, b"s" * 63), (b"p" * 32, b"s" * 65)],
 )
-def test_verify_refuses_malformed_inputs_without_raising(public: bytes, signature: bytes) -> None:
-    """Wrong-sized keys or signatures make verify return False, not raise."""
-    assert crypto.verify(public, signature, b"data") is False
+def test_verify_refuses_malformed_inputs_with_bad_signature(
+    public: bytes, signature: bytes
+) -> None:
+    """Wrong-sized keys or signatures raise BAD_SIGNATURE, never anything else."""
+    with pytest.raises(VerificationError) as info:
+        crypto.verify(public, signature, b"data")
+    assert info.value.reason is Reason.BAD_SIGNATURE
 
 
 def test_uuid7_layout_carries_the_millisecond() -> None:

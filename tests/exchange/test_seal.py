@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
@@ -16,7 +17,16 @@ from exchange.errors import ExchangeError, InputError, Reason, VerificationError
 from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import HandlingCode, Tlp
-from exchange.seal import encode_payload, open_record, seal, seal_encoded, verify_record
+from exchange.seal import (
+    SignatureChecked,
+    Verified,
+    check_signature,
+    encode_payload,
+    open_record,
+    seal,
+    seal_encoded,
+    verify_record,
+)
 from exchange.topics import MessageType, TopicKind
 from exchange.trust import KeyEntry, Member
 from tests.helpers.federation import (
@@ -345,3 +355,25 @@ def test_sealing_encoded_bytes_gives_the_same_record(fed: Federation) -> None:
     )
     assert encoded.value == direct.value
     assert encoded.envelope_hash == direct.envelope_hash
+
+
+def test_no_caller_can_build_a_signature_checked_or_verified(fed: Federation) -> None:
+    """SignatureChecked and Verified come from exchange.seal's checks only: building one by
+    hand (constructor, _make, _replace, unpickling) raises TypeError, so none skips them."""
+    sealed = fed.seal_alert("FR")
+    checked = check_signature(sealed.value, fed.trust)
+    verified = fed.verify(sealed)
+    assert checked.owner == "FR"
+    assert verified.envelope.sender == "FR"
+    with pytest.raises(TypeError, match=r"exchange\.seal only"):
+        SignatureChecked(b"any envelope", checked.key_id, checked.owner, checked.entry)
+    with pytest.raises(TypeError):
+        SignatureChecked._make(tuple(checked))
+    with pytest.raises(TypeError):
+        checked._replace(envelope_bytes=b"another envelope")
+    with pytest.raises(TypeError):
+        Verified(verified.envelope, b"", b"", verified.key_id)
+    with pytest.raises(TypeError):
+        verified._replace(envelope=verified.envelope)
+    with pytest.raises(TypeError):
+        pickle.dumps(verified)
