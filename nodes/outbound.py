@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from connectors.api import ConnectorContext, OutboundConnector, RecordRejected, SharedRecord
 from exchange.errors import ExchangeError
 from exchange.topics import MessageType, TopicKind, topic_kind
+from nodes.clock import Clock, utc_now
 from nodes.config import RulesConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
-from nodes.publisher import Backoff, Clock, utc_now
+from nodes.retry import Backoff
 from nodes.rules import may_share_onward
 from nodes.store.base import (
     AuditAction,
@@ -48,6 +50,9 @@ from nodes.store.base import (
 PAGE = 200  # events read (and audited) at a time
 PRUNE_EVERY_S = 30.0
 EVERYTHING = 2**62  # prune bound when no connector is configured
+
+#: ``spawn(name, work)``: run ``work()`` as a long-lived loop (the node's supervisor).
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
 
 
 @dataclass(frozen=True)
@@ -131,14 +136,24 @@ class Dispatcher:
         for lane in self.lanes:
             lane.cursor = await self.store.open_cursor(lane.target.name, self.clock())
 
-    async def start(self) -> None:
-        """:meth:`open`, then run one delivery loop per connector."""
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """:meth:`open`, then run one delivery loop per connector (``outbound:<name>``),
+        through ``spawn`` when given (the node's supervisor restarts a loop that fails)."""
         await self.open()
+        if spawn is None:
+            spawn = self._create_task
         for lane in self.lanes:
-            name = f"{self.node}:outbound:{lane.target.name}"
-            self._tasks.append(asyncio.create_task(self._run(lane), name=name))
+            self._tasks.append(
+                spawn(f"outbound:{lane.target.name}", functools.partial(self._run, lane))
+            )
         if not self.lanes:  # nobody reads the queue: keep it empty
-            self._tasks.append(asyncio.create_task(self._prune_only()))
+            self._tasks.append(spawn("outbound:prune", self._prune_only))
+
+    def _create_task(self, name: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await work()
+
+        return asyncio.create_task(run(), name=f"{self.node}:{name}")
 
     async def drain(self) -> None:
         """Deliver everything queued to every connector now, without the loops (tests, tools);

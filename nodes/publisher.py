@@ -15,20 +15,19 @@ Each round takes ``store.pending()`` (SIGNED items first, then PENDING, oldest f
 After a crash between 1 and 2 the SIGNED items are re-sent with their exact stored bytes.
 If the first attempt did reach Kafka, receivers get the same message id twice: the first
 is stored, the second quarantined as ``replayed`` (harmless, and visible to auditors).
-When Kafka is down, rounds fail with TransientError and the loop retries with exponential
-backoff and jitter (``backoff_initial_ms`` .. ``backoff_max_ms``), logging once per state
-change. The node wakes the loop when it enqueues; other processes' enqueues (the CLI) are
-found by polling every ``poll_interval_ms``.
+When Kafka is down, rounds fail with TransientError and the loop retries with the node's
+retry policy (:mod:`nodes.retry`, ``[retry]``: capped exponential backoff, full jitter),
+logging once per state change. The node wakes the loop when it enqueues; other processes'
+enqueues (the CLI) are found by polling every ``poll_interval_ms``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -42,12 +41,13 @@ from exchange.models import Handling, parse_payload
 from exchange.seal import Sealed, seal, seal_encoded
 from exchange.topics import MessageType
 from exchange.trust import TrustList
+from nodes.clock import Clock, utc_now
 from nodes.config import PublisherConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
+from nodes.retry import Backoff
 from nodes.store.base import ChainHead, OutboxItem, OutboxStatus, Store
 
-Clock = Callable[[], datetime]
 #: How many batches one read of the outbox fetches.
 BACKLOG_BATCHES = 4
 #: Distinct handling objects kept parsed (a node uses a handful).
@@ -56,27 +56,6 @@ _HANDLING_CACHE = 256
 _Sealing = tuple[list[OutboxItem], list[ChainHead], list[tuple[OutboxItem, str]]]
 #: A batch: its items, those already SIGNED, and the sealing of its PENDING ones.
 _Batch = tuple[list[OutboxItem], list[OutboxItem], asyncio.Future[_Sealing] | None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Backoff:
-    """Exponential backoff with full jitter between ``initial_s`` and ``max_s``."""
-
-    def __init__(self, initial_s: float, max_s: float) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.max_s, self.initial_s * (2**self.failures))
-        self.failures += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class Publisher:
