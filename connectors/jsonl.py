@@ -2,8 +2,10 @@
 
 Options: ``path`` (required; relative to the node's config folder). One JSON object a
 line: ``{"event": "deliver", "record": {...}}`` or ``{"event": "retract", "message_id": ...}``.
-The node only hands over records whose handling code allows onward sharing (the topic's
-``onward_sharing_max_handling_code``); this connector writes what it is given.
+The node only hands over records that its onward-sharing rules allow (the topic's
+``onward_sharing_max_handling_code`` and ``onward_sharing_max_tlp``; TLP:RED and
+TLP:AMBER+STRICT only when the connector's ``allowed_tlp`` names them); this connector
+writes what it is given.
 
 The node delivers at least once (after a crash it hands over again what it had not yet
 confirmed), so this connector is idempotent: on first use it scans its file for the message

@@ -54,10 +54,7 @@ _FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*
 _LISTEN_RE = re.compile(r"^[^\s:]+:\d{1,5}$")
 
 HandlingCodeName = Literal["H0", "H1", "H2", "H3"]
-#: TLP 2.0 levels, least restricted first (the wire spells AMBER+STRICT "AMBER_STRICT").
-TLP_ORDER: tuple[str, ...] = ("CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED")
-#: Levels that never leave through a connector unless its ``allowed_tlp`` names them.
-TLP_EXPLICIT_ONLY = frozenset({"AMBER_STRICT", "RED"})
+#: A TLP 2.0 level as the wire spells it (``AMBER+STRICT`` is accepted in the file).
 TlpName = Literal["CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"]
 
 

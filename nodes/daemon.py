@@ -298,7 +298,15 @@ class Node:
             self._contexts[spec.name] = context
             connector = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
-                outbound.append(Outbound(spec.name, frozenset(spec.topics), connector, context))
+                outbound.append(
+                    Outbound(
+                        spec.name,
+                        frozenset(spec.topics),
+                        connector,
+                        context,
+                        allowed_tlp=frozenset(spec.allowed_tlp),
+                    )
+                )
             else:
                 inbound.append((spec.name, connector))
         return outbound, inbound

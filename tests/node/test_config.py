@@ -197,3 +197,22 @@ def test_retry_table_and_the_former_publisher_backoff_keys(tmp_path: Path) -> No
     assert (both.publisher.backoff_initial_ms, both.publisher.backoff_max_ms) == (70, 2000)
     problems = problems_of(write(tmp_path, GOOD + "[retry]\ninitial_ms = 900\nmax_ms = 10\n"))
     assert "max_ms must be >= initial_ms" in problems["retry"]
+
+
+def test_tlp_limits_of_topics_and_connectors(tmp_path: Path) -> None:
+    """onward_sharing_max_tlp and a connector's allowed_tlp take TLP names in any common
+    spelling (TLP:RED, amber+strict) and refuse unknown ones."""
+    connector = '[[connectors]]\nname = "case"\nplugin = "jsonl"\nallowed_tlp = [{}]\n'
+    rules = '[rules.alerts]\nonward_sharing_max_tlp = "{}"\n'
+    config = load_config(
+        write(
+            tmp_path,
+            GOOD + rules.format("amber+strict") + connector.format('"TLP:RED", "AMBER+STRICT"'),
+        )
+    )
+    assert config.rules.alerts.onward_sharing_max_tlp == "AMBER_STRICT"
+    assert config.rules.blacklist.onward_sharing_max_tlp == "RED"
+    assert config.connectors[0].allowed_tlp == ["RED", "AMBER_STRICT"]
+    problems = problems_of(write(tmp_path, GOOD + rules.format("PURPLE") + connector.format('"X"')))
+    assert "rules.alerts.onward_sharing_max_tlp" in problems
+    assert "connectors.0.allowed_tlp.0" in problems
