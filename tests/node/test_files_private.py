@@ -1,0 +1,88 @@
+"""Files holding decrypted content are mode 0600 whatever the umask: the SQLite store with
+its WAL and SHM files, and the JSONL connector's output; older, looser files are tightened."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from connectors.jsonl import JsonlConnector
+from exchange.ids import NodeId
+from nodes.inbound import build_item
+from nodes.store.sqlite import SqliteStore
+from tests.node.conftest import Federation, alert_data
+from tests.node.test_connectors import context, shared_record
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def loose(path: Path) -> None:
+    """An empty file at ``path``, mode 0644 (as an older version left it)."""
+    path.touch()
+    path.chmod(0o644)
+
+
+@pytest.fixture
+def loose_umask() -> Iterator[None]:
+    """A umask that would leave new files group- and world-readable (0644 or wider)."""
+    old = os.umask(0o002)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("loose_umask")
+async def test_sqlite_store_database_wal_and_shm_are_private(
+    tmp_path: Path, federation: Federation
+) -> None:
+    """A new SQLite store's database, WAL and SHM files are created 0600 (checked while the
+    store is open and has written); an existing 0644 database and WAL are tightened."""
+    db = tmp_path / "node.db"
+    store = SqliteStore(f"sqlite:///{db}")
+    await store.open()
+    try:
+        now = datetime.now(UTC)
+        item = build_item(
+            "OffenceAlert",
+            alert_data("private", observed_at=now),
+            handling={"tlp": "GREEN", "code": "H0"},
+            node=NodeId("FR"),
+            prefix=federation.prefix,
+            trust=federation.trust,
+            now=now,
+        )
+        await store.enqueue([item])
+        files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+        assert all(f.exists() for f in files)
+        assert {str(f): mode(f) for f in files} == {str(f): 0o600 for f in files}
+    finally:
+        await store.close()
+    old = tmp_path / "old.db"
+    loose(old)
+    loose(Path(f"{old}-wal"))
+    again = SqliteStore(f"sqlite:///{old}")
+    await again.open()
+    try:
+        assert mode(old) == 0o600
+        assert mode(Path(f"{old}-wal")) == 0o600
+    finally:
+        await again.close()
+
+
+@pytest.mark.usefixtures("loose_umask")
+async def test_jsonl_output_is_private(tmp_path: Path) -> None:
+    """The JSONL connector creates its file 0600 and tightens one it finds looser."""
+    fresh = JsonlConnector(context(tmp_path, path="new.jsonl"))
+    await fresh.deliver(shared_record(), context(tmp_path))
+    assert mode(tmp_path / "new.jsonl") == 0o600
+    loose(tmp_path / "old.jsonl")
+    older = JsonlConnector(context(tmp_path, path="old.jsonl"))
+    await older.retract(shared_record().message_id, context(tmp_path))
+    assert mode(tmp_path / "old.jsonl") == 0o600
