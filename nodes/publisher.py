@@ -12,6 +12,11 @@ Each round takes ``store.pending()`` (SIGNED items first, then PENDING, oldest f
 2. All of them are sent with the idempotent producer (``acks=all``): every ``send()`` first,
    then one ``gather`` of the delivery futures; acknowledged ids are ``mark_sent``.
 
+Within one life an item Kafka acknowledged is never sent again: when ``send()`` fails
+part-way through a batch, the items queued before it are waited for and marked SENT (only
+the rest stays SIGNED); when the store cannot mark acknowledged ids SENT, they are kept in
+memory and marked before the next round reads or sends anything.
+
 After a crash between 1 and 2 the SIGNED items are re-sent with their exact stored bytes.
 If the first attempt did reach Kafka, receivers get the same message id twice: the first
 is stored, the second quarantined as ``replayed`` (harmless, and visible to auditors).
@@ -26,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +77,7 @@ class Publisher:
         config: PublisherConfig,
         metrics: Metrics | None = None,
         clock: Clock = utc_now,
+        producer_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.node = node
         self.store = store
@@ -81,13 +87,20 @@ class Publisher:
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
+        #: Builds the Kafka producer (an AIOKafkaProducer; unit tests hand in a fake one).
+        self.producer_factory = producer_factory or (
+            lambda: AIOKafkaProducer(**producer_kwargs(self.kafka))
+        )
         self.log = get_logger(node=node, component="publisher")
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Any = None  # an AIOKafkaProducer, or what producer_factory built
         self._chain: ChainState | None = None
         self._in_flight: tuple[list[OutboxItem], list[asyncio.Future[Any]]] | None = None
+        #: Ids Kafka acknowledged that the store could not mark SENT yet: marked before
+        #: anything else is read or sent, so they are never sent again in this life.
+        self._acknowledged: list[int] = []
         self._backlog: deque[OutboxItem] = deque()  # fetched, not yet handled, in outbox order
         self._early: _Batch | None = None  # the next batch, sealing ahead while one is sent
         self._handlings: dict[tuple[tuple[str, Any], ...], Handling] = {}
@@ -131,6 +144,7 @@ class Publisher:
                     continue  # more waiting: no pause
                 await self._sleep(poll_s, self._wake)
             with contextlib.suppress(ExchangeError):
+                await self._mark_acknowledged()
                 await self._flush()  # stopping: what was sent gets marked SENT
         finally:
             self.alive = False
@@ -157,9 +171,9 @@ class Publisher:
         self.last_error = error
         await self._close_producer()
 
-    async def _ensure_producer(self) -> AIOKafkaProducer:
+    async def _ensure_producer(self) -> Any:
         if self._producer is None:
-            producer = AIOKafkaProducer(**producer_kwargs(self.kafka))
+            producer = self.producer_factory()
             try:
                 with kafka_errors("starting the producer"):
                     await producer.start()
@@ -202,6 +216,7 @@ class Publisher:
         drops it (its items stay PENDING, the chain is reloaded from the store). Returns how
         many items this round sent (now in flight).
         """
+        await self._mark_acknowledged()  # before reading the outbox: those are not pending
         early, self._early = self._early, None
         items, ready, sealing = early if early is not None else await self._next_batch()
         try:
@@ -223,18 +238,36 @@ class Publisher:
         if not ready:
             return 0
         producer = await self._ensure_producer()
+        futures: list[asyncio.Future[Any]] = []
         try:
             with kafka_errors("publishing"):
-                futures = [
-                    await producer.send(item.topic, value=item.value, key=item.key.encode())
-                    for item in ready
-                ]
-        except TransientError as exc:
+                for item in ready:
+                    futures.append(
+                        await producer.send(item.topic, value=item.value, key=item.key.encode())
+                    )
+        except Exception as exc:
+            # What was queued before the failing send() still goes out (the producer's
+            # sender, or its flush on close): wait for those acknowledgements and mark them
+            # SENT, or the next round sends them again. Only the rest stays SIGNED.
             await self._drop_early()
-            await self.store.record_publish_error([i.id for i in ready], str(exc))
+            queued = len(futures)
+            if queued:
+                self._in_flight = (ready[:queued], futures)
+                with contextlib.suppress(TransientError):  # their failures are recorded
+                    await self._flush()
+            if isinstance(exc, ExchangeError):
+                await self.store.record_publish_error([i.id for i in ready[queued:]], str(exc))
             raise
         self._in_flight = (ready, futures)
         return len(ready)
+
+    async def _mark_acknowledged(self) -> None:
+        """Mark SENT the ids Kafka acknowledged whose marking failed (see :meth:`_flush`)."""
+        if not self._acknowledged:
+            return
+        await self.store.mark_sent(self._acknowledged, self.clock())
+        self.metrics.published.inc(len(self._acknowledged))
+        self._acknowledged = []
 
     async def _next_batch(self) -> _Batch:
         """The next batch from the backlog (read from the store when empty), its SIGNED items,
@@ -302,7 +335,11 @@ class Publisher:
             (i, r) for i, r in zip(items, results, strict=True) if isinstance(r, BaseException)
         ]
         if sent:
-            await self.store.mark_sent(sent, self.clock())
+            try:
+                await self.store.mark_sent(sent, self.clock())
+            except BaseException:
+                self._acknowledged.extend(sent)  # on Kafka: never send them again
+                raise
             self.metrics.published.inc(len(sent))
         if failed:
             error = f"{type(failed[0][1]).__name__}: {failed[0][1]}"
