@@ -19,11 +19,17 @@ SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def make_private(path: Path) -> None:
-    """Create ``path`` empty if missing; in any case leave it mode 0600."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_MODE)
+    """Create ``path`` empty (mode 0600) if missing; else set its mode to 0600.
+
+    An existing file is changed by path, never opened: closing any descriptor of a SQLite
+    database drops every POSIX lock this process holds on it, those of its other open
+    connections included (and another process may then corrupt it).
+    """
     try:
-        os.fchmod(fd, PRIVATE_MODE)
-    finally:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        os.chmod(path, PRIVATE_MODE)
+    else:
         os.close(fd)
 
 

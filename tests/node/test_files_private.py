@@ -3,10 +3,14 @@ its WAL and SHM files, and the JSONL connector's output; older, looser files are
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +90,49 @@ async def test_jsonl_output_is_private(tmp_path: Path) -> None:
     older = JsonlConnector(context(tmp_path, path="old.jsonl"))
     await older.retract(shared_record().message_id, context(tmp_path))
     assert mode(tmp_path / "old.jsonl") == 0o600
+
+
+def _outbox_count_in_another_process(db: Path) -> int:
+    """How many outbox rows another process sees (it opens, reads, and closes the file)."""
+    code = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(c.execute('SELECT count(*) FROM outbox').fetchone()[0]); c.close()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout)
+
+
+async def test_opening_a_second_store_keeps_the_first_ones_locks(
+    tmp_path: Path, federation: Federation
+) -> None:
+    """Making an existing database private never opens (and closes) it: that would drop the
+    POSIX locks of this process's open connections, and another process closing its own
+    connection would then checkpoint and delete the WAL under them (writes lost to readers)."""
+    db = tmp_path / "node.db"
+    first = SqliteStore(f"sqlite:///{db}")
+    await first.open()
+    second = SqliteStore(f"sqlite:///{db}")  # a node opens one store per loop
+    await second.open()
+    try:
+        now = datetime.now(UTC)
+
+        def item(title: str) -> Any:
+            return build_item(
+                "OffenceAlert",
+                alert_data(title, observed_at=now),
+                handling={"tlp": "GREEN", "code": "H0"},
+                node=NodeId("FR"),
+                prefix=federation.prefix,
+                trust=federation.trust,
+                now=now,
+            )
+
+        await first.enqueue([item("one")])
+        assert await asyncio.to_thread(_outbox_count_in_another_process, db) == 1
+        await first.enqueue([item("two")])  # after the other process closed its connection
+        assert await asyncio.to_thread(_outbox_count_in_another_process, db) == 2
+    finally:
+        await second.close()
+        await first.close()
