@@ -155,9 +155,8 @@ class Node:
             backoff_initial_s=config.retry.initial_ms / 1000,
             backoff_max_s=config.retry.max_ms / 1000,
         )
-        await self.dispatcher.start(
-            self.supervisor.spawn
-        )  # cursors first: nothing committed from now is missed
+        # cursors first: nothing committed from now on is missed
+        await self.dispatcher.start(self.supervisor.spawn)
         self.publisher = Publisher(
             node=config.node,
             store=self._publisher_store,
