@@ -7,8 +7,10 @@ is named). ``/metrics`` is the Prometheus text format of the node's own registry
 Limits, since the port faces a management network: request line and header fields at most
 ``MAX_LINE_BYTES`` / ``MAX_FIELD_BYTES`` (aiohttp answers 400 beyond), at most
 ``MAX_CONNECTIONS`` open connections (one more is answered 503 and closed before any byte
-is parsed), idle keep-alive connections closed after ``KEEPALIVE_S``, and no request body
-is read. Bind it to 127.0.0.1 or a management interface only (``[http] listen``).
+is parsed), idle keep-alive connections closed after ``KEEPALIVE_S``, every connection
+closed ``MAX_CONNECTION_S`` after it opened (so clients that connect and send nothing
+cannot hold the slots), and no request body is read. Bind it to 127.0.0.1 or a
+management interface only (``[http] listen``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ MAX_LINE_BYTES = 2048
 MAX_FIELD_BYTES = 4096
 MAX_CONNECTIONS = 32
 KEEPALIVE_S = 5.0
+MAX_CONNECTION_S = 30.0
 _BUSY_BODY = b"too many connections\n"
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -55,12 +58,14 @@ class HttpServer:
         metrics: MetricsText,
         *,
         max_connections: int = MAX_CONNECTIONS,
+        max_connection_s: float = MAX_CONNECTION_S,
     ) -> None:
         self.host = host
         self.port = port
         self.health = health
         self.metrics = metrics
         self.max_connections = max_connections
+        self.max_connection_s = max_connection_s
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
 
@@ -79,15 +84,18 @@ class HttpServer:
         await runner.setup()
         handlers = runner.server
         assert handlers is not None
-        limit = self.max_connections
+        limit, lifetime = self.max_connections, self.max_connection_s
+        loop = asyncio.get_running_loop()
 
         def protocol() -> asyncio.Protocol:
             if len(handlers.connections) >= limit:
                 return _Busy()
-            return handlers()
+            handler = handlers()
+            loop.call_later(lifetime, handler.force_close)  # a no-op once it has closed
+            return handler
 
         try:
-            self._server = await asyncio.get_running_loop().create_server(
+            self._server = await loop.create_server(
                 protocol, self.host, self.port, backlog=limit, reuse_address=True
             )
         except BaseException:

@@ -21,12 +21,11 @@ from connectors.api import ConnectorContext
 from exchange.errors import ExchangeError, Reason
 from nodes.config import load_config
 from nodes.daemon import Node
+from nodes.http import HttpServer
 from nodes.supervisor import TaskState
 from tests.node.conftest import Federation
 from tests.node.helpers import REPO
 from tests.node.test_daemon import FAST, send_alert
-
-pytestmark = pytest.mark.integration
 
 RETRY = {"initial_ms": 10, "max_ms": 50, "unhealthy_after_s": 0.5}
 
@@ -72,6 +71,7 @@ async def _get(session: aiohttp.ClientSession, port: int, path: str) -> tuple[in
         return response.status, await response.text()
 
 
+@pytest.mark.integration
 async def test_a_crashing_loop_is_restarted_and_named_by_healthz(
     live_federation: Federation,
 ) -> None:
@@ -113,6 +113,7 @@ async def test_a_crashing_loop_is_restarted_and_named_by_healthz(
         await fr.wait_stored(2)
 
 
+@pytest.mark.integration
 async def test_http_limits_header_size_and_connections(live_federation: Federation) -> None:
     """An oversized header is refused with 4xx; connections beyond the limit get 503 and
     are closed, and the endpoint serves again once they are gone."""
@@ -149,6 +150,7 @@ async def test_http_limits_header_size_and_connections(live_federation: Federati
             assert status == 200
 
 
+@pytest.mark.integration
 def test_node_run_exits_1_when_a_loop_fails_fatally(live_federation: Federation) -> None:
     """`exchange node run` stops and exits 1 when a loop fails with a configuration error,
     naming the loop in its log; it is not restarted."""
@@ -176,3 +178,29 @@ def test_node_run_exits_1_when_a_loop_fails_fatally(live_federation: Federation)
     assert "task failed fatally" in done.stderr
     assert "inbound:misconfigured" in done.stderr
     assert "task failed; restarting" not in done.stderr
+
+
+async def test_idle_connections_cannot_hold_the_endpoint() -> None:
+    """Connections that never send a request are closed after the connection lifetime, so
+    the endpoint answers again without anyone closing them."""
+
+    async def healthy() -> list[str]:
+        return []
+
+    async def no_metrics() -> bytes:
+        return b""
+
+    server = HttpServer(
+        "127.0.0.1", 0, healthy, no_metrics, max_connections=2, max_connection_s=0.5
+    )
+    await server.start()
+    try:
+        idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        for reader, _ in idle:  # closed by the server: EOF, without a byte sent
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        async with aiohttp.ClientSession() as session:
+            assert await _get(session, server.port, "/healthz") == (200, "ok\n")
+        for _, writer in idle:
+            writer.close()
+    finally:
+        await server.close()
