@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -204,3 +205,40 @@ async def test_idle_connections_cannot_hold_the_endpoint() -> None:
             writer.close()
     finally:
         await server.close()
+
+
+@pytest.mark.integration
+async def test_the_retention_purge_survives_an_unexpected_error(
+    live_federation: Federation,
+) -> None:
+    """An error that is not an ExchangeError in the retention purge (it used to end the loop
+    for good, silently) restarts it; it purges again afterwards."""
+    fed = live_federation
+    failures, purges = 2, 0
+    purged_again = asyncio.Event()
+
+    def clock() -> datetime:
+        nonlocal failures, purges
+        if sys._getframe(1).f_code.co_name == "_purge_loop":  # only the purge's reading
+            if failures:
+                failures -= 1
+                raise RuntimeError("clock source unavailable")
+            purges += 1
+            if purges >= 3:
+                purged_again.set()
+        return datetime.now(UTC)
+
+    config = load_config(
+        fed.config_path("FR"),
+        **FAST,
+        retry=RETRY,
+        store={"url": "sqlite:///node.db", "purge_interval_s": 0.05},
+    )
+    async with started(Node(config, clock=clock)) as fr:
+        await asyncio.wait_for(purged_again.wait(), 20)
+        retention = fr.supervisor.loops["retention"]
+        assert purges >= 3
+        assert retention.restarts == 2
+        assert retention.state is TaskState.RUNNING
+        assert retention.last_error == "RuntimeError: clock source unavailable"
+        assert fr.metrics.task_restarts.value("retention") == 2
