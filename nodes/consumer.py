@@ -31,7 +31,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
 from exchange.errors import ExchangeError, Reason
-from nodes.clock import Clock, utc_now
 from nodes.config import ConsumerConfig, PublisherConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
@@ -52,7 +51,7 @@ from nodes.pipeline import (
     process,
     quarantine,
 )
-from nodes.retry import Backoff
+from nodes.publisher import Backoff, Clock, utc_now
 from nodes.store.base import Store
 
 STATUS_EVERY_S = 5.0

@@ -46,11 +46,15 @@ from exchange.models import Handling, parse_payload
 from exchange.seal import Sealed, seal, seal_encoded
 from exchange.topics import MessageType
 from exchange.trust import TrustList
-from nodes.clock import Clock, utc_now
+
+# Clock, utc_now and Backoff moved to nodes.clock / nodes.retry; re-exported (``X as X``)
+# so that ``from nodes.publisher import Backoff, Clock, utc_now`` still works.
+from nodes.clock import Clock as Clock
+from nodes.clock import utc_now as utc_now
 from nodes.config import PublisherConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
-from nodes.retry import Backoff
+from nodes.retry import Backoff as Backoff
 from nodes.store.base import ChainHead, OutboxItem, OutboxStatus, Store
 
 #: How many batches one read of the outbox fetches.
