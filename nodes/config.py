@@ -12,7 +12,7 @@ Shape (``exchange federation init`` writes the first five tables)::
                   on_retraction, onward_sharing_max_handling_code (+ pseudonym query limits)
                   onward_sharing_max_tlp
     [[connectors]] name, plugin, topics, allowed_tlp, options
-    [retry]       initial_ms, max_ms, multiplier, unhealthy_after_s (every loop's backoff)
+    [retry]       initial_ms, max_ms, unhealthy_after_s (every loop's backoff)
     [publisher]   batch_size, poll_interval_ms (backoff_initial_ms, backoff_max_ms: the
                   former names of [retry] initial_ms / max_ms, still accepted)
     [consumer]    max_records, poll_timeout_ms, verify_threads, open_processes,
@@ -288,7 +288,6 @@ class RetryConfig(_Section):
 
     initial_ms: int = Field(default=200, ge=1, le=600_000)
     max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
-    multiplier: float = Field(default=2.0, gt=1, le=10)
     #: A loop down (crashed, waiting to restart, or failing again right after its restart)
     #: for longer than this makes /healthz answer 503 naming it.
     unhealthy_after_s: float = Field(default=60.0, gt=0, le=86_400)
@@ -300,7 +299,7 @@ class RetryConfig(_Section):
         return self
 
     def policy(self) -> RetryPolicy:
-        return RetryPolicy(self.initial_ms / 1000, self.max_ms / 1000, self.multiplier)
+        return RetryPolicy(self.initial_ms / 1000, self.max_ms / 1000)
 
 
 class PublisherConfig(_Section):
