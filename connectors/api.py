@@ -8,11 +8,13 @@ whose ``__init__`` takes the context is one). A node's config lists instances::
     name = "case-system"          # unique in the node
     plugin = "jsonl"              # entry-point name, or "package.module:factory"
     topics = ["alerts"]           # what it receives (outbound); default: every topic
+    allowed_tlp = ["RED"]         # outbound: RED / AMBER+STRICT it may receive (default: none)
     options = { path = "shared.jsonl" }
 
 - An :class:`OutboundConnector` receives each record the node stored (``deliver``) and each
-  retraction of one (``retract``). The node hands it only records whose handling code
-  allows onward sharing (``onward_sharing_max_handling_code`` of the topic's rules), and
+  retraction of one (``retract``). The node hands it only records its onward-sharing rules
+  allow (the topic's ``onward_sharing_max_handling_code`` and ``onward_sharing_max_tlp``;
+  TLP:RED and TLP:AMBER+STRICT only when the instance's ``allowed_tlp`` names them), and
   logs a DISCLOSURE audit event for each delivery the connector confirms (returns True).
 - Delivery is **at least once**: the node keeps a cursor per connector in its store and
   moves it only after ``deliver``/``retract`` returned, so after a crash a connector may be

@@ -2,24 +2,32 @@
 
 Options: ``path`` (required; relative to the node's config folder). One JSON object a
 line: ``{"event": "deliver", "record": {...}}`` or ``{"event": "retract", "message_id": ...}``.
-The node only hands over records whose handling code allows onward sharing (the topic's
-``onward_sharing_max_handling_code``); this connector writes what it is given.
+The node only hands over records that its onward-sharing rules allow (the topic's
+``onward_sharing_max_handling_code`` and ``onward_sharing_max_tlp``; TLP:RED and
+TLP:AMBER+STRICT only when the connector's ``allowed_tlp`` names them); this connector
+writes what it is given.
 
 The node delivers at least once (after a crash it hands over again what it had not yet
 confirmed), so this connector is idempotent: on first use it scans its file for the message
 ids already written, and skips a delivery or retraction it already wrote. A last line cut
 short by a crash is cut off (it is written again in full).
 Writes run in a worker thread so a slow disk never blocks the node's event loop.
+The file holds decrypted content: it is created with mode 0600 (an existing one is
+tightened to 0600 on first use), whatever the process's umask.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from uuid import UUID
 
 from connectors.api import ConnectorContext, SharedRecord
+
+#: Owner read/write only: the file holds decrypted records.
+PRIVATE_MODE = 0o600
 
 
 class JsonlConnector:
@@ -36,6 +44,7 @@ class JsonlConnector:
         written: dict[str, set[str]] = {"deliver": set(), "retract": set()}
         if not self.path.exists():
             return written
+        os.chmod(self.path, PRIVATE_MODE)  # written by an older version, or by hand
         data = self.path.read_bytes()
         complete = data.rfind(b"\n") + 1  # a crash mid-write leaves a torn tail: drop it
         if complete < len(data):
@@ -53,7 +62,8 @@ class JsonlConnector:
         return written
 
     def _append(self, line: str) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
     async def _write_once(self, event: str, message_id: UUID, line: str) -> None:

@@ -88,9 +88,21 @@ class KafkaSettings(BaseModel):
     linger_ms: int = Field(default=5, ge=0, le=10_000)
     client_id: str = Field(default="ncp-exchange", min_length=1, max_length=200)
     topic_replication_factor: int = Field(default=1, ge=1, le=32)
+    #: SASL PLAIN sends the password as it is: over SASL_PLAINTEXT anyone on the path reads
+    #: it. Refused unless this is set (a broker on the same host, a test cluster).
+    allow_plaintext_sasl_plain: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
+        if (
+            self.security_protocol is SecurityProtocol.SASL_PLAINTEXT
+            and self.sasl_mechanism is SaslMechanism.PLAIN
+            and not self.allow_plaintext_sasl_plain
+        ):
+            raise ValueError(
+                "sasl_mechanism: PLAIN over SASL_PLAINTEXT sends the password in clear; use"
+                " SASL_SSL or SCRAM, or set allow_plaintext_sasl_plain = true"
+            )
         if self.security_protocol in _SASL:
             if not self.sasl_username:
                 raise ValueError(f"sasl_username: required with {self.security_protocol}")

@@ -5,13 +5,17 @@ Shape (``exchange federation init`` writes the first five tables)::
     node_id = "FR"
     [keys]        signing_key, encryption_key, trust_list, root_public_key (paths)
     [kafka]       bootstrap_servers, topic_prefix, security settings of exchange.bus.KafkaSettings
-    [store]       url ("sqlite:///node.db" or "postgresql://..."), purge_interval_s
+    [store]       url ("sqlite:///node.db" or "postgresql://..."), purge_interval_s,
+                  quarantine_retention_days
     [http]        listen ("127.0.0.1:9100" serves /healthz and /metrics; "" disables)
     [rules.alerts] / [rules.blacklist] / [rules.pseudonyms] / [rules.indicators]
                   accept_senders, categories_kept, drop_fields, retention_days,
                   on_retraction, onward_sharing_max_handling_code (+ pseudonym query limits)
-    [[connectors]] name, plugin, topics, options
-    [publisher]   batch_size, backoff_initial_ms, backoff_max_ms, poll_interval_ms
+                  onward_sharing_max_tlp
+    [[connectors]] name, plugin, topics, allowed_tlp, options
+    [retry]       initial_ms, max_ms, unhealthy_after_s (every loop's backoff)
+    [publisher]   batch_size, poll_interval_ms (backoff_initial_ms, backoff_max_ms: the
+                  former names of [retry] initial_ms / max_ms, still accepted)
     [consumer]    max_records, poll_timeout_ms, verify_threads, open_processes,
                   max_skew_s, own_messages, max_record_bytes, max_partition_fetch_bytes,
                   fetch_max_bytes
@@ -43,6 +47,7 @@ from exchange.bus import KafkaSettings
 from exchange.errors import InputError, Reason
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.topics import DEFAULT_PREFIX, TopicKind
+from nodes.retry import RetryPolicy
 
 #: The folder relative paths are resolved against, while a config is being validated.
 _BASE_DIR: ContextVar[Path | None] = ContextVar("_BASE_DIR", default=None)
@@ -51,6 +56,15 @@ _FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*
 _LISTEN_RE = re.compile(r"^[^\s:]+:\d{1,5}$")
 
 HandlingCodeName = Literal["H0", "H1", "H2", "H3"]
+#: A TLP 2.0 level as the wire spells it (``AMBER+STRICT`` is accepted in the file).
+TlpName = Literal["CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"]
+
+
+def _tlp_name(value: Any) -> Any:
+    """``"amber+strict"``, ``"TLP:RED"`` ... as the wire's spelling (others left to fail)."""
+    if isinstance(value, str):
+        return value.strip().upper().removeprefix("TLP:").replace("+", "_")
+    return value
 
 
 class ConfigError(InputError):
@@ -136,6 +150,8 @@ class KafkaConfig(KafkaSettings):
 class StoreConfig(_Section):
     url: str = "sqlite:///node.db"
     purge_interval_s: float = Field(default=3600.0, gt=0, le=86_400)
+    #: Quarantine entries older than this are erased by the retention job (ERASURE logged).
+    quarantine_retention_days: float = Field(default=90.0, gt=0, le=36_500)
 
     @field_validator("url")
     @classmethod
@@ -187,6 +203,14 @@ class TopicRules(_Section):
     retention_days: int | None = Field(default=None, ge=1, le=36_500)
     on_retraction: OnRetraction = OnRetraction.WITHDRAW
     onward_sharing_max_handling_code: HandlingCodeName = "H1"
+    #: The most restricted TLP that may leave through outbound connectors. RED and
+    #: AMBER+STRICT need, besides, the connector's own ``allowed_tlp`` naming them.
+    onward_sharing_max_tlp: TlpName = "RED"
+
+    @field_validator("onward_sharing_max_tlp", mode="before")
+    @classmethod
+    def _tlp(cls, value: Any) -> Any:
+        return _tlp_name(value)
 
     @field_validator("accept_senders", "categories_kept", mode="before")
     @classmethod
@@ -259,11 +283,41 @@ class ConnectorConfig(_Section):
     plugin: str = Field(min_length=1)  # entry-point name in exchange.connectors, or "module:attr"
     topics: list[TopicKind] = Field(default_factory=lambda: list(TopicKind))
     enabled: bool = True
+    #: TLP levels of RED / AMBER+STRICT this connector may receive (named explicitly; any
+    #: other level only needs the topic's ``onward_sharing_max_tlp``).
+    allowed_tlp: list[TlpName] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("allowed_tlp", mode="before")
+    @classmethod
+    def _tlps(cls, value: Any) -> Any:
+        return [_tlp_name(v) for v in value] if isinstance(value, list) else value
+
+
+class RetryConfig(_Section):
+    """The backoff of every loop (publisher, consumer, connectors, retention, and the
+    supervisor restarting a loop that crashed): capped exponential, full jitter."""
+
+    initial_ms: int = Field(default=200, ge=1, le=600_000)
+    max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
+    #: A loop down (crashed, waiting to restart, or failing again right after its restart)
+    #: for longer than this makes /healthz answer 503 naming it.
+    unhealthy_after_s: float = Field(default=60.0, gt=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _order(self) -> RetryConfig:
+        if self.max_ms < self.initial_ms:
+            raise ValueError("max_ms must be >= initial_ms")
+        return self
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.initial_ms / 1000, self.max_ms / 1000)
 
 
 class PublisherConfig(_Section):
     batch_size: int = Field(default=1000, ge=1, le=100_000)
+    #: Former names of ``[retry] initial_ms`` / ``max_ms``, still accepted so node.toml files
+    #: written before ``[retry]`` load unchanged; after loading they equal the [retry] values.
     backoff_initial_ms: int = Field(default=200, ge=1, le=600_000)
     backoff_max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
     poll_interval_ms: int = Field(default=500, ge=10, le=600_000)
@@ -332,6 +386,7 @@ class NodeConfig(BaseSettings):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)
     publisher: PublisherConfig = Field(default_factory=PublisherConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
     consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
 
@@ -346,6 +401,32 @@ class NodeConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment overrides the file (the file's values arrive as init kwargs).
         return env_settings, init_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_backoff(cls, data: Any) -> Any:
+        """``[publisher] backoff_initial_ms / backoff_max_ms`` (the names before ``[retry]``)
+        fill ``[retry] initial_ms / max_ms`` when those are not given; ``[retry]`` wins when
+        both are. Afterwards both tables hold the same values (one policy)."""
+        if not isinstance(data, dict):
+            return data
+        publisher, retry = data.get("publisher", {}), data.get("retry", {})
+        if not isinstance(publisher, dict) or not isinstance(retry, dict):
+            return data  # already models, or wrong types that validation reports
+        publisher, given = dict(publisher), dict(retry)
+        retry = dict(given)
+        for old, new in (("backoff_initial_ms", "initial_ms"), ("backoff_max_ms", "max_ms")):
+            if new in given:
+                publisher[old] = given[new]
+            elif old in publisher:
+                retry[new] = publisher[old]
+        try:
+            inverted = int(retry["max_ms"]) < int(retry["initial_ms"])
+        except (KeyError, TypeError, ValueError):
+            inverted = False
+        if inverted and "initial_ms" not in given and "max_ms" not in given:
+            retry = given  # an inverted legacy pair: reported once, under [publisher]
+        return {**data, "publisher": publisher, "retry": retry}
 
     @field_validator("node_id")
     @classmethod

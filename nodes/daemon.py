@@ -14,12 +14,17 @@ Driving a node from a test (in-process, real broker, real store)::
                                                 # topic), quarantined / skipped (by reason)
     records = await node.store.list_records(topic=node.topics[0])
     await node.health()                         # [] when healthy, else the problems
+    node.supervisor.loops["publisher"].restarts # each loop's state, restarts, last error
     await node.stop()                           # finish the batch, commit, close cleanly
 
 Crash tests run ``exchange node run --config FILE`` as a child process instead (SIGKILL it;
 restart it); the stores and offsets it leaves are what the next start resumes from.
 
-``exchange node run`` is :func:`run_node`: SIGTERM/SIGINT stop the node as above, exit 0.
+``exchange node run`` is :func:`run_node`: SIGTERM/SIGINT stop the node as above, exit 0;
+a loop failing fatally (a configuration error: :func:`nodes.supervisor.is_fatal`) stops it
+with exit code 1. Every loop (publisher, consumer, each connector's delivery loop, each
+inbound connector, the retention purge) runs under :class:`nodes.supervisor.Supervisor`,
+which restarts one that fails with the ``[retry]`` backoff.
 Each loop holds its own store instance (the store is one-task-per-instance); ``node.store``
 is the one for queries, retention and connectors' submissions.
 Outbound connectors are fed by their own delivery loops (:mod:`nodes.outbound`) from a
@@ -32,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import signal
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +51,7 @@ from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
 from nodes import trustfeed
+from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
 from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
@@ -53,9 +60,11 @@ from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
 from nodes.pipeline import PipelineContext, TopicPolicy
-from nodes.publisher import Backoff, Clock, Publisher, utc_now
+from nodes.publisher import Publisher
+from nodes.retry import Backoff
 from nodes.rules import build_chain
 from nodes.store.base import Store, open_store
+from nodes.supervisor import Supervisor
 
 STOP_TIMEOUT_S = 30.0
 
@@ -108,7 +117,13 @@ class Node:
         self.consumer: Consumer | None = None
         self.dispatcher: Dispatcher | None = None
         self.http: HttpServer | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.supervisor = Supervisor(
+            node=config.node_id,
+            policy=config.retry.policy(),
+            unhealthy_after_s=config.retry.unhealthy_after_s,
+            metrics=self.metrics,
+            clock=clock,
+        )
         self._inbound: list[tuple[str, InboundConnector]] = []
         self._contexts: dict[str, ConnectorContext] = {}
         self._committed = asyncio.Event()
@@ -140,10 +155,11 @@ class Node:
             store=self._outbound_store,
             metrics=self.metrics,
             clock=self.clock,
-            backoff_initial_s=config.publisher.backoff_initial_ms / 1000,
-            backoff_max_s=config.publisher.backoff_max_ms / 1000,
+            backoff_initial_s=config.retry.initial_ms / 1000,
+            backoff_max_s=config.retry.max_ms / 1000,
         )
-        await self.dispatcher.start()  # cursors first: nothing committed from now is missed
+        # cursors first: nothing committed from now on is missed
+        await self.dispatcher.start(self.supervisor.spawn)
         self.publisher = Publisher(
             node=config.node,
             store=self._publisher_store,
@@ -168,12 +184,13 @@ class Node:
             clock=self.clock,
             on_commit=self._committed.set,
         )
-        self._spawn("publisher", self._publish())
-        self._spawn("consumer", self._consume())
-        self._spawn("retention", self._purge_loop())
-        self._spawn("trust", self._trust_follower(kafka, trust).run())
+        spawn = self.supervisor.spawn
+        spawn("publisher", self._publish)
+        spawn("consumer", self._consume)
+        spawn("retention", self._purge_loop)
+        spawn("trust", functools.partial(self._follow_trust, kafka))
         for name, connector in inbound:
-            self._spawn(f"inbound:{name}", connector.run(self._contexts[name]))
+            spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
         self._inbound = inbound
         listen = config.http.host_port
         if listen is not None:
@@ -209,22 +226,16 @@ class Node:
         if self.publisher is not None:
             self.publisher.trust = trust
 
-    def _spawn(self, name: str, work: Any) -> None:
-        task = asyncio.create_task(work, name=f"{self.config.node_id}:{name}")
-        self._tasks[name] = task
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("node task failed", task=task.get_name(), error=repr(task.exception()))
+    async def _follow_trust(self, kafka: KafkaSettings) -> None:
+        """Follow the trust topic from the list in force now (a restart resumes from it)."""
+        assert self._trust is not None
+        await self._trust_follower(kafka, self._trust).run()
 
     async def _consume(self) -> None:
         """Make sure the topics exist (retrying while Kafka is away), then consume."""
         assert self.consumer is not None
         config = self.config
-        backoff = Backoff(
-            config.publisher.backoff_initial_ms / 1000, config.publisher.backoff_max_ms / 1000
-        )
+        backoff = Backoff.of(config.retry.policy())
         while True:
             try:
                 await ensure_topics(config.kafka.settings(), config.kafka.topic_prefix)
@@ -251,16 +262,20 @@ class Node:
         if not self._started:
             return
         self._started = False
+        self.supervisor.close()  # a loop failing from now on is not restarted
         if self.publisher is not None:
             self.publisher.stop()
         if self.consumer is not None:
             self.consumer.stop()
-        for name, task in self._tasks.items():
+        tasks = []
+        for name, loop in self.supervisor.loops.items():
+            if loop.task is None or name.startswith("outbound:"):
+                continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
             if waiting or name in ("retention", "trust") or name.startswith("inbound:"):
-                task.cancel()  # nothing in flight to finish
-        tasks = list(self._tasks.values())
-        _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+                loop.task.cancel()  # nothing in flight to finish
+            tasks.append(loop.task)
+        _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())
         for task in pending:
             self.log.warning("task did not stop in time; cancelled", task=task.get_name())
             task.cancel()
@@ -312,7 +327,15 @@ class Node:
             self._contexts[spec.name] = context
             connector = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
-                outbound.append(Outbound(spec.name, frozenset(spec.topics), connector, context))
+                outbound.append(
+                    Outbound(
+                        spec.name,
+                        frozenset(spec.topics),
+                        connector,
+                        context,
+                        allowed_tlp=frozenset(spec.allowed_tlp),
+                    )
+                )
             else:
                 inbound.append((spec.name, connector))
         return outbound, inbound
@@ -381,16 +404,17 @@ class Node:
         await self.wait_until(done, within_s)
 
     async def health(self) -> list[str]:
+        """[] when healthy, else each problem: the node not running, a loop failed or down
+        for longer than ``[retry] unhealthy_after_s`` (named), Kafka or the store failing."""
         problems = []
+        if not self._started:
+            problems.append("node is not running")
         if not self._topics_ready.is_set():
             problems.append("waiting for Kafka to create or confirm the topics")
-        if self.consumer is None or not self.consumer.alive:
-            problems.append("consumer loop is not running")
-        elif self.consumer.last_error:
+        problems.extend(self.supervisor.problems(self.clock()))
+        if self.consumer is not None and self.consumer.last_error:
             problems.append(f"consumer: {self.consumer.last_error}")
-        if self.publisher is None or not self.publisher.alive:
-            problems.append("publisher loop is not running")
-        elif self.publisher.last_error:
+        if self.publisher is not None and self.publisher.last_error:
             problems.append(f"publisher: {self.publisher.last_error}")
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
@@ -400,7 +424,7 @@ class Node:
             problems.append(f"store does not answer: {type(exc).__name__}: {exc}")
         return problems
 
-    async def metrics_text(self) -> str:
+    async def metrics_text(self) -> bytes:
         try:
             self.metrics.outbox_depth.set(await asyncio.wait_for(self.store.outbox_depth(), 2.0))
         except Exception as exc:
@@ -408,13 +432,22 @@ class Node:
         return self.metrics.render()
 
     async def _purge_loop(self) -> None:
+        """Erase expired records, and quarantine entries older than
+        ``quarantine_retention_days``, every ``purge_interval_s``. A store error is logged and
+        tried again at the next interval; anything else ends the run, and the supervisor
+        restarts it (it used to end the loop for good, silently)."""
         interval = self.config.store.purge_interval_s
+        keep = timedelta(days=self.config.store.quarantine_retention_days)
         actor = f"node:{self.config.node_id}/retention"
         while True:
             try:
-                erased = await self.store.purge_expired(self.clock(), actor)
+                now = self.clock()
+                erased = await self.store.purge_expired(now, actor)
                 if erased:
                     self.log.info("retention purge", erased=len(erased))
+                pruned = await self.store.purge_quarantine(now - keep, now, actor)
+                if pruned:
+                    self.log.info("quarantine pruned", erased=pruned)
             except ExchangeError as exc:
                 self.log.warning("retention purge failed", error=str(exc))
             await asyncio.sleep(interval)
@@ -433,14 +466,17 @@ async def run_node(config: NodeConfig) -> int:
         await node.stop()
         raise
     _tune_gc()
-    failed = asyncio.create_task(_first_failure(node))
+    failed = asyncio.create_task(node.supervisor.failed.wait())
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({failed, waiter}, return_when=asyncio.FIRST_COMPLETED)
     failed.cancel()
     waiter.cancel()
-    node.log.info("stopping", signal=stop.is_set())
+    fatal = node.supervisor.fatal
+    node.log.info(
+        "stopping", signal=stop.is_set(), failed_task=None if fatal is None else fatal.name
+    )
     await node.stop()
-    return 0 if stop.is_set() else 1
+    return 1 if fatal is not None else 0
 
 
 def _tune_gc() -> None:
@@ -455,9 +491,3 @@ def _tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-async def _first_failure(node: Node) -> None:
-    """Return when a loop that must run forever has ended on its own (a fatal error)."""
-    watched = [t for name, t in node._tasks.items() if name in ("publisher", "consumer")]
-    await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)

@@ -9,8 +9,12 @@ loses nothing: the next start resumes from the cursor, so a connector may see a 
 twice but never misses one.
 
 - Only records whose handling code is at most the topic's ``onward_sharing_max_handling_code``
-  leave the node, only to connectors configured for the topic, and only while ACTIVE (a
-  record withdrawn or purged before its turn is not delivered). Each page of deliveries a
+  and whose TLP is at most the topic's ``onward_sharing_max_tlp`` leave the node, only to
+  connectors configured for the topic, and only while ACTIVE (a record withdrawn or purged
+  before its turn is not delivered). TLP:RED and TLP:AMBER+STRICT reach a connector only
+  when its config names the level (``allowed_tlp = ["RED"]``). Each delivery withheld by
+  these rules is counted in ``exchange_withheld_total{connector, reason}``
+  (:func:`nodes.rules.onward_withheld`). Each page of deliveries a
   connector confirms is logged as one DISCLOSURE audit event naming the message ids.
 - Retractions are passed to every connector of the retracted record's topic.
 - A connector that raises is retried with backoff on the same event, never skipped; one
@@ -24,17 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from connectors.api import ConnectorContext, OutboundConnector, RecordRejected, SharedRecord
 from exchange.errors import ExchangeError
 from exchange.topics import MessageType, TopicKind, topic_kind
+from nodes.clock import Clock, utc_now
 from nodes.config import RulesConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
-from nodes.publisher import Backoff, Clock, utc_now
-from nodes.rules import may_share_onward
+from nodes.retry import Backoff
+from nodes.rules import onward_withheld
 from nodes.store.base import (
     AuditAction,
     AuditEvent,
@@ -49,6 +55,9 @@ PAGE = 200  # events read (and audited) at a time
 PRUNE_EVERY_S = 30.0
 EVERYTHING = 2**62  # prune bound when no connector is configured
 
+#: ``spawn(name, work)``: run ``work()`` as a long-lived loop (the node's supervisor).
+Spawn = Callable[[str, Callable[[], Awaitable[None]]], "asyncio.Task[None]"]
+
 
 @dataclass(frozen=True)
 class Outbound:
@@ -58,6 +67,8 @@ class Outbound:
     topics: frozenset[TopicKind]
     connector: OutboundConnector
     context: ConnectorContext
+    #: TLP levels among RED / AMBER_STRICT this connector's config names explicitly.
+    allowed_tlp: frozenset[str] = frozenset()
 
 
 def shared(record: StoredRecord) -> SharedRecord:
@@ -131,14 +142,24 @@ class Dispatcher:
         for lane in self.lanes:
             lane.cursor = await self.store.open_cursor(lane.target.name, self.clock())
 
-    async def start(self) -> None:
-        """:meth:`open`, then run one delivery loop per connector."""
+    async def start(self, spawn: Spawn | None = None) -> None:
+        """:meth:`open`, then run one delivery loop per connector (``outbound:<name>``),
+        through ``spawn`` when given (the node's supervisor restarts a loop that fails)."""
         await self.open()
+        if spawn is None:
+            spawn = self._create_task
         for lane in self.lanes:
-            name = f"{self.node}:outbound:{lane.target.name}"
-            self._tasks.append(asyncio.create_task(self._run(lane), name=name))
+            self._tasks.append(
+                spawn(f"outbound:{lane.target.name}", functools.partial(self._run, lane))
+            )
         if not self.lanes:  # nobody reads the queue: keep it empty
-            self._tasks.append(asyncio.create_task(self._prune_only()))
+            self._tasks.append(spawn("outbound:prune", self._prune_only))
+
+    def _create_task(self, name: str, work: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await work()
+
+        return asyncio.create_task(run(), name=f"{self.node}:{name}")
 
     async def drain(self) -> None:
         """Deliver everything queued to every connector now, without the loops (tests, tools);
@@ -231,11 +252,12 @@ class Dispatcher:
         raised."""
         events = await self.store.connector_events(lane.cursor, PAGE)
         delivered: list[str] = []
+        withheld: list[str] = []
         last = lane.cursor
         failure: tuple[ConnectorEvent, Exception] | None = None
         for event in events:
             try:
-                if await self._hand_over(lane.target, event):
+                if await self._hand_over(lane.target, event, withheld):
                     delivered.append(str(event.message_id))
             except RecordRejected as exc:
                 await self._rejected(lane.target, event, exc)
@@ -245,6 +267,8 @@ class Dispatcher:
             last = event.seq
         if last > lane.cursor:
             await self._advance(lane, last, delivered)
+            for reason in withheld:  # counted once the cursor is past them
+                self.metrics.withheld.inc(1, (lane.target.name, reason))
         if failure is not None:
             failed, error = failure
             raise ConnectorDown(
@@ -252,8 +276,11 @@ class Dispatcher:
             )
         return len(events)
 
-    async def _hand_over(self, target: Outbound, event: ConnectorEvent) -> bool:
-        """Deliver or retract one event; True when a delivery was confirmed (to audit)."""
+    async def _hand_over(
+        self, target: Outbound, event: ConnectorEvent, withheld: list[str]
+    ) -> bool:
+        """Deliver or retract one event; True when a delivery was confirmed (to audit). The
+        reason of a delivery the onward-sharing rules withhold is appended to ``withheld``."""
         if event.kind is EventKind.RETRACT:
             if self._kind_for(event.topic, target) is not None:
                 await target.connector.retract(event.message_id, target.context)
@@ -261,7 +288,14 @@ class Dispatcher:
         record = event.record
         if record is None or record.state is not RecordState.ACTIVE:
             return False  # purged, expired or withdrawn before its turn
-        if not self.allowed(record, target):
+        if (
+            self._kind_for(record.topic, target) is None  # not one of this connector's topics
+            or record.message_type == MessageType.RETRACTION.value  # told through retract()
+        ):
+            return False
+        reason = self.withheld(record, target)
+        if reason is not None:
+            withheld.append(reason)
             return False
         return bool(await target.connector.deliver(shared(record), target.context))
 
@@ -269,12 +303,19 @@ class Dispatcher:
         kind = topic_kind(topic, self.prefix)
         return kind if kind is not None and kind in target.topics else None
 
-    def allowed(self, record: StoredRecord, target: Outbound) -> bool:
-        kind = self._kind_for(record.topic, target)
-        if kind is None or record.message_type == MessageType.RETRACTION.value:
-            return False
-        limit = self.rules.for_kind(kind).onward_sharing_max_handling_code
-        return may_share_onward(record.handling_code, limit)
+    def withheld(self, record: StoredRecord, target: Outbound) -> str | None:
+        """Why the onward-sharing rules keep ``record`` from ``target`` (None: they do not)."""
+        kind = topic_kind(record.topic, self.prefix)
+        if kind is None:
+            return "unknown_topic"
+        rules = self.rules.for_kind(kind)
+        return onward_withheld(
+            handling_code=record.handling_code,
+            tlp=record.tlp,
+            max_code=rules.onward_sharing_max_handling_code,
+            max_tlp=rules.onward_sharing_max_tlp,
+            connector_allows=target.allowed_tlp,
+        )
 
     async def _rejected(self, target: Outbound, event: ConnectorEvent, exc: RecordRejected) -> None:
         at = self.clock()

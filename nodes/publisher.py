@@ -12,23 +12,27 @@ Each round takes ``store.pending()`` (SIGNED items first, then PENDING, oldest f
 2. All of them are sent with the idempotent producer (``acks=all``): every ``send()`` first,
    then one ``gather`` of the delivery futures; acknowledged ids are ``mark_sent``.
 
+Within one life an item Kafka acknowledged is never sent again: when ``send()`` fails
+part-way through a batch, the items queued before it are waited for and marked SENT (only
+the rest stays SIGNED); when the store cannot mark acknowledged ids SENT, they are kept in
+memory and marked before the next round reads or sends anything.
+
 After a crash between 1 and 2 the SIGNED items are re-sent with their exact stored bytes.
 If the first attempt did reach Kafka, receivers get the same message id twice: the first
 is stored, the second quarantined as ``replayed`` (harmless, and visible to auditors).
-When Kafka is down, rounds fail with TransientError and the loop retries with exponential
-backoff and jitter (``backoff_initial_ms`` .. ``backoff_max_ms``), logging once per state
-change. The node wakes the loop when it enqueues; other processes' enqueues (the CLI) are
-found by polling every ``poll_interval_ms``.
+When Kafka is down, rounds fail with TransientError and the loop retries with the node's
+retry policy (:mod:`nodes.retry`, ``[retry]``: capped exponential backoff, full jitter),
+logging once per state change. The node wakes the loop when it enqueues; other processes'
+enqueues (the CLI) are found by polling every ``poll_interval_ms``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -42,12 +46,17 @@ from exchange.models import Handling, parse_payload
 from exchange.seal import Sealed, seal, seal_encoded
 from exchange.topics import MessageType
 from exchange.trust import TrustList
+
+# Clock, utc_now and Backoff moved to nodes.clock / nodes.retry; re-exported (``X as X``)
+# so that ``from nodes.publisher import Backoff, Clock, utc_now`` still works.
+from nodes.clock import Clock as Clock
+from nodes.clock import utc_now as utc_now
 from nodes.config import PublisherConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
+from nodes.retry import Backoff as Backoff
 from nodes.store.base import ChainHead, OutboxItem, OutboxStatus, Store
 
-Clock = Callable[[], datetime]
 #: How many batches one read of the outbox fetches.
 BACKLOG_BATCHES = 4
 #: Distinct handling objects kept parsed (a node uses a handful).
@@ -56,27 +65,6 @@ _HANDLING_CACHE = 256
 _Sealing = tuple[list[OutboxItem], list[ChainHead], list[tuple[OutboxItem, str]]]
 #: A batch: its items, those already SIGNED, and the sealing of its PENDING ones.
 _Batch = tuple[list[OutboxItem], list[OutboxItem], asyncio.Future[_Sealing] | None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Backoff:
-    """Exponential backoff with full jitter between ``initial_s`` and ``max_s``."""
-
-    def __init__(self, initial_s: float, max_s: float) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.max_s, self.initial_s * (2**self.failures))
-        self.failures += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class Publisher:
@@ -93,6 +81,7 @@ class Publisher:
         config: PublisherConfig,
         metrics: Metrics | None = None,
         clock: Clock = utc_now,
+        producer_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.node = node
         self.store = store
@@ -102,13 +91,20 @@ class Publisher:
         self.config = config
         self.metrics = metrics or Metrics()
         self.clock = clock
+        #: Builds the Kafka producer (an AIOKafkaProducer; unit tests hand in a fake one).
+        self.producer_factory = producer_factory or (
+            lambda: AIOKafkaProducer(**producer_kwargs(self.kafka))
+        )
         self.log = get_logger(node=node, component="publisher")
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: Any = None  # an AIOKafkaProducer, or what producer_factory built
         self._chain: ChainState | None = None
         self._in_flight: tuple[list[OutboxItem], list[asyncio.Future[Any]]] | None = None
+        #: Ids Kafka acknowledged that the store could not mark SENT yet: marked before
+        #: anything else is read or sent, so they are never sent again in this life.
+        self._acknowledged: list[int] = []
         self._backlog: deque[OutboxItem] = deque()  # fetched, not yet handled, in outbox order
         self._early: _Batch | None = None  # the next batch, sealing ahead while one is sent
         self._handlings: dict[tuple[tuple[str, Any], ...], Handling] = {}
@@ -152,6 +148,7 @@ class Publisher:
                     continue  # more waiting: no pause
                 await self._sleep(poll_s, self._wake)
             with contextlib.suppress(ExchangeError):
+                await self._mark_acknowledged()
                 await self._flush()  # stopping: what was sent gets marked SENT
         finally:
             self.alive = False
@@ -178,9 +175,9 @@ class Publisher:
         self.last_error = error
         await self._close_producer()
 
-    async def _ensure_producer(self) -> AIOKafkaProducer:
+    async def _ensure_producer(self) -> Any:
         if self._producer is None:
-            producer = AIOKafkaProducer(**producer_kwargs(self.kafka))
+            producer = self.producer_factory()
             try:
                 with kafka_errors("starting the producer"):
                     await producer.start()
@@ -223,6 +220,7 @@ class Publisher:
         drops it (its items stay PENDING, the chain is reloaded from the store). Returns how
         many items this round sent (now in flight).
         """
+        await self._mark_acknowledged()  # before reading the outbox: those are not pending
         early, self._early = self._early, None
         items, ready, sealing = early if early is not None else await self._next_batch()
         try:
@@ -244,18 +242,36 @@ class Publisher:
         if not ready:
             return 0
         producer = await self._ensure_producer()
+        futures: list[asyncio.Future[Any]] = []
         try:
             with kafka_errors("publishing"):
-                futures = [
-                    await producer.send(item.topic, value=item.value, key=item.key.encode())
-                    for item in ready
-                ]
-        except TransientError as exc:
+                for item in ready:
+                    futures.append(
+                        await producer.send(item.topic, value=item.value, key=item.key.encode())
+                    )
+        except Exception as exc:
+            # What was queued before the failing send() still goes out (the producer's
+            # sender, or its flush on close): wait for those acknowledgements and mark them
+            # SENT, or the next round sends them again. Only the rest stays SIGNED.
             await self._drop_early()
-            await self.store.record_publish_error([i.id for i in ready], str(exc))
+            queued = len(futures)
+            if queued:
+                self._in_flight = (ready[:queued], futures)
+                with contextlib.suppress(TransientError):  # their failures are recorded
+                    await self._flush()
+            if isinstance(exc, ExchangeError):
+                await self.store.record_publish_error([i.id for i in ready[queued:]], str(exc))
             raise
         self._in_flight = (ready, futures)
         return len(ready)
+
+    async def _mark_acknowledged(self) -> None:
+        """Mark SENT the ids Kafka acknowledged whose marking failed (see :meth:`_flush`)."""
+        if not self._acknowledged:
+            return
+        await self.store.mark_sent(self._acknowledged, self.clock())
+        self.metrics.published.inc(len(self._acknowledged))
+        self._acknowledged = []
 
     async def _next_batch(self) -> _Batch:
         """The next batch from the backlog (read from the store when empty), its SIGNED items,
@@ -323,7 +339,11 @@ class Publisher:
             (i, r) for i, r in zip(items, results, strict=True) if isinstance(r, BaseException)
         ]
         if sent:
-            await self.store.mark_sent(sent, self.clock())
+            try:
+                await self.store.mark_sent(sent, self.clock())
+            except BaseException:
+                self._acknowledged.extend(sent)  # on Kafka: never send them again
+                raise
             self.metrics.published.inc(len(sent))
         if failed:
             error = f"{type(failed[0][1]).__name__}: {failed[0][1]}"

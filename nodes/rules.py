@@ -214,3 +214,45 @@ def apply(chain: Sequence[Rule], item: Incoming) -> Incoming:
 def may_share_onward(handling_code: str, max_code: str) -> bool:
     """Whether a record with ``handling_code`` (H0..H3) may leave through outbound connectors."""
     return handling_code <= max_code  # "H0" < "H1" < "H2" < "H3"
+
+
+#: TLP 2.0, least restricted first (the wire spells AMBER+STRICT "AMBER_STRICT").
+TLP_ORDER = ("CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED")
+#: Levels that reach a connector only when its ``allowed_tlp`` names them.
+TLP_EXPLICIT_ONLY = frozenset({"AMBER_STRICT", "RED"})
+
+#: Why a delivery to an outbound connector was withheld (the ``reason`` label of
+#: ``exchange_withheld_total``).
+WITHHELD_HANDLING_CODE = "handling_code_above_topic_max"
+WITHHELD_TLP_TOPIC = "tlp_above_topic_max"
+WITHHELD_TLP_CONNECTOR = "tlp_not_allowed_by_connector"
+
+
+def _tlp_rank(tlp: str) -> int:
+    try:
+        return TLP_ORDER.index(tlp)
+    except ValueError:
+        return len(TLP_ORDER)  # unknown: more restricted than anything named
+
+
+def onward_withheld(
+    *,
+    handling_code: str,
+    tlp: str,
+    max_code: str,
+    max_tlp: str,
+    connector_allows: frozenset[str],
+) -> str | None:
+    """Why a record may NOT leave through an outbound connector, or None when it may.
+
+    It may when its handling code is at most the topic's ``max_code``, its TLP at most the
+    topic's ``max_tlp``, and, for TLP:RED and TLP:AMBER+STRICT, the connector's
+    ``allowed_tlp`` names that level explicitly (an unknown level is never shared).
+    """
+    if not may_share_onward(handling_code, max_code):
+        return WITHHELD_HANDLING_CODE
+    if _tlp_rank(tlp) > _tlp_rank(max_tlp):
+        return WITHHELD_TLP_TOPIC
+    if (tlp in TLP_EXPLICIT_ONLY or tlp not in TLP_ORDER) and tlp not in connector_allows:
+        return WITHHELD_TLP_CONNECTOR
+    return None

@@ -10,6 +10,14 @@ same root signed is read too, and each record is judged against the list in forc
 its append time, so records signed before a rotation still verify after it.
 ``--trust-state FILE`` keeps the highest version this auditor accepted and refuses a
 replay whose newest list is older (a rolled-back list: exit 2).
+
+A cluster with TLS or SASL: ``--kafka-config FILE``, a TOML file with a ``[kafka]`` table
+of the same keys as a node's (``bootstrap_servers``, ``security_protocol``, ``sasl_*``,
+``ssl_*`` ...; a node's ``node.toml`` will do). Relative paths are relative to the file;
+``EXCHANGE_KAFKA__<KEY>`` environment variables override it, as for a node. Secrets come
+from the file or the environment, never from the command line. ``--bootstrap`` overrides
+the file's servers; ``--prefix`` its ``topic_prefix``. Reports and exports are written
+mode 0600.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import hashlib
 import json
 import os
 import sys
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,7 +57,14 @@ def _when(text: str) -> datetime:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prefix", default=DEFAULT_PREFIX, help="federation topic prefix (ncp)")
+    p.add_argument("--prefix", help="federation topic prefix (default: --kafka-config's, else ncp)")
+    p.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with a [kafka] table (TLS/SASL, as a node's); secrets from it or from"
+        " EXCHANGE_KAFKA__* variables",
+    )
     p.add_argument(
         "--topic",
         action="extend",
@@ -81,7 +97,7 @@ def register(subparsers: Any) -> None:
         "and per (sender, topic) sequence gaps, forks, hash-chain breaks and duplicate ids. "
         "Exit 0 clean, 1 violations, 2 errors.",
     )
-    src = rp.add_mutually_exclusive_group(required=True)
+    src = rp.add_mutually_exclusive_group()
     src.add_argument("--bootstrap", metavar="HOST:PORT", help="the Kafka cluster to read")
     src.add_argument("--archive", type=Path, metavar="FILE", help="an `audit export` file")
     rp.add_argument("--trust", type=Path, required=True, metavar="TRUST_FILE")
@@ -113,7 +129,7 @@ def register(subparsers: Any) -> None:
         description="Export records (topic, partition, offset, timestamp, key, value) as they "
         "are on the bus, for an offline `audit replay --archive`.",
     )
-    ex.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    ex.add_argument("--bootstrap", metavar="HOST:PORT", help="default: --kafka-config's")
     _common(ex)
     ex.add_argument("--out", type=Path, required=True, metavar="FILE.avro")
     ex.set_defaults(func=run_export)
@@ -125,12 +141,62 @@ def _topics(args: argparse.Namespace) -> tuple[list[str], bool]:
     return sorted(federation_topics(args.prefix)), False
 
 
+def _kafka_file(path: Path) -> dict[str, Any]:
+    """The ``[kafka]`` table of ``path``, paths resolved against its folder."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError([("--kafka-config", f"{path}: {exc.strerror or exc}")]) from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError([("--kafka-config", f"{path}: not valid TOML: {exc}")]) from None
+    table = data.get("kafka")
+    if not isinstance(table, dict):
+        raise InputError([("--kafka-config", f"{path}: no [kafka] table")])
+    table = dict(table)
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        if isinstance(table.get(key), str):
+            table[key] = str((path.parent / Path(table[key]).expanduser()).resolve())
+    return table
+
+
+def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    """The cluster's settings: ``--kafka-config``, then ``EXCHANGE_KAFKA__*`` variables, then
+    ``--bootstrap``. Sets ``args.bootstrap`` and ``args.prefix`` to what is used."""
+    table: dict[str, Any] = {"client_id": "ncp-audit"}
+    if args.kafka_config is not None:
+        table |= _kafka_file(args.kafka_config)
+    prefix = table.pop("topic_prefix", None)
+    fields = {name.upper(): name for name in (*KafkaSettings.model_fields, "topic_prefix")}
+    for var, value in os.environ.items():
+        head, _, key = var.upper().partition("EXCHANGE_KAFKA__")
+        if head == "" and key in fields:
+            if fields[key] == "topic_prefix":
+                prefix = value
+            else:
+                table[fields[key]] = value
+    if args.bootstrap is not None:
+        table["bootstrap_servers"] = args.bootstrap
+    if "bootstrap_servers" not in table:
+        raise InputError([("--bootstrap", "name the cluster: --bootstrap or --kafka-config")])
+    args.prefix = args.prefix or prefix or DEFAULT_PREFIX
+    try:
+        settings = load_settings(table)
+    except InputError as exc:
+        if args.kafka_config is None and args.bootstrap is not None:
+            raise InputError(
+                [("--bootstrap", f"expected HOST:PORT[,HOST:PORT...], got {args.bootstrap!r}")]
+            ) from None
+        raise InputError([(f"kafka.{f}", why) for f, why in exc.problems]) from None
+    args.bootstrap = settings.bootstrap_servers
+    return settings
+
+
 def _reader(args: argparse.Namespace) -> KafkaHistoryReader:
     if args.timeout <= 0:
         raise InputError([("--timeout", "must be > 0")])
     if args.since and args.until and args.since >= args.until:
         raise InputError([("--until", "must be after --since")])
-    settings = _settings(args)
+    settings = _kafka_settings(args)
     topics, required = _topics(args)
     return KafkaHistoryReader(
         settings,
@@ -140,6 +206,20 @@ def _reader(args: argparse.Namespace) -> KafkaHistoryReader:
         required=required,
         timeout_s=args.timeout,
     )
+
+
+def _private(path: Path, option: str) -> Path:
+    """Create ``path`` (or tighten it) with mode 0600 before a report or an export is written
+    to it: they hold what the bus carried, decrypted content included where readable."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InputError([(option, f"{path}: {exc.strerror or exc}")]) from None
+    return path
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -169,9 +249,10 @@ def _trust(args: argparse.Namespace) -> tuple[bytes, bytes, list[tuple[int, byte
         trust = TrustList.from_signed(signed_trust, root)
     history: list[tuple[int, bytes]] = []
     newest = trust
-    if args.bootstrap is not None:
+    if args.archive is None:  # from Kafka: the lists published on the trust topic too
+        settings = _kafka_settings(args)
         try:
-            published = asyncio.run(read_trust_lists(_settings(args), args.prefix, args.timeout))
+            published = asyncio.run(read_trust_lists(settings, args.prefix, args.timeout))
         except TransientError as exc:  # the replay's own reader says more, or gets through
             print(f"warning: trust topic not read: {exc}", file=sys.stderr)
             published = []
@@ -208,15 +289,6 @@ def _check_state(path: Path, newest: TrustList) -> None:
         state = {"federation": newest.federation, "highest_version": newest.version}
         tmp.write_text(json.dumps(state) + "\n")
         os.replace(tmp, path)
-
-
-def _settings(args: argparse.Namespace) -> KafkaSettings:
-    try:
-        return load_settings({"bootstrap_servers": args.bootstrap, "client_id": "ncp-audit"})
-    except InputError:
-        raise InputError(
-            [("--bootstrap", f"expected HOST:PORT[,HOST:PORT...], got {args.bootstrap!r}")]
-        ) from None
 
 
 @dataclass
@@ -270,6 +342,8 @@ def run_replay(args: argparse.Namespace) -> int:
     """``exchange audit replay``."""
     if args.workers is not None and args.workers < 0:
         raise InputError([("--workers", "must be >= 0")])
+    if args.archive is not None and args.kafka_config is not None:
+        raise InputError([("--kafka-config", "not with --archive (read offline)")])
     signed_trust, root, history = _trust(args)
     source = _source(args)
     now = datetime.now(UTC)
@@ -311,9 +385,9 @@ def run_replay(args: argparse.Namespace) -> int:
             anchored=source.anchored,
         )
     if args.report is not None:
-        write_json(report, args.report)
+        write_json(report, _private(args.report, "--report"))
     if args.html is not None:
-        write_html(report, outcome.tally.times, args.html)
+        write_html(report, outcome.tally.times, _private(args.html, "--html"))
     print(summary_text(report))
     rate = outcome.tally.records / max(outcome.elapsed_s, 1e-9)
     print(
@@ -329,7 +403,7 @@ async def _export(reader: KafkaHistoryReader, out: Path, description: dict[str, 
     first = await anext(batches, None)  # connects and plans before the file is created
     description |= {"source": {**description["source"], **reader.plan.as_dict()}}
     try:
-        fo = out.open("wb")
+        fo = _private(out, "--out").open("wb")  # the records as on the bus: mode 0600
     except OSError as exc:
         raise InputError([("--out", f"{out}: {exc.strerror or exc}")]) from None
     with fo:

@@ -23,6 +23,7 @@ from typing import TypeVar
 from uuid import UUID
 
 from exchange.errors import ExchangeError, TransientError
+from nodes.files import secure_sqlite
 from nodes.store import audit_chain
 from nodes.store import codecs as c
 from nodes.store import sqlite_ops as ops
@@ -113,9 +114,13 @@ class SqliteStore:
 
     def _connect(self) -> None:
         try:
+            if self.path != ":memory:":
+                secure_sqlite(self.path)  # decrypted payloads: 0600, and so WAL and SHM
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+        except OSError as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
         self._conn = conn
         try:
             conn.execute("PRAGMA journal_mode=WAL")

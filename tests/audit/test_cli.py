@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import subprocess
@@ -16,7 +17,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import TopicPartition
 
+from exchange.audit.cli import _kafka_settings
 from exchange.cli import main
+from exchange.errors import InputError
 from exchange.ids import Topic
 from tests.audit.history import Federation, create_federation_topics, produce
 from tests.helpers.broker import auto_creation_applied, create_topics
@@ -360,3 +363,54 @@ async def test_missing_default_topics_are_listed_not_fatal(
     assert report["source"]["missing_topics"] == [
         f"{prefix}.{k}.v1" for k in ("blacklist", "indicators", "pseudonyms")
     ]
+
+
+async def test_kafka_config_file_reaches_the_cluster_and_outputs_are_private(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """--kafka-config (a node-style TOML [kafka] table with topic_prefix) replaces
+    --bootstrap/--prefix; the JSON and HTML reports and an export are created mode 0600."""
+    prefix, fed, _ = await _chain(kafka_bootstrap, tmp_path)
+    config = tmp_path / "kafka.toml"
+    config.write_text(
+        f'[kafka]\nbootstrap_servers = "{kafka_bootstrap}"\ntopic_prefix = "{prefix}"\n'
+        'client_id = "auditor-test"\n'
+    )
+    html, out = tmp_path / "r.html", tmp_path / "all.avro"
+    code, report = await asyncio.to_thread(
+        replay,
+        *("--kafka-config", str(config), "--trust", str(fed.trust_file), "--workers", "0"),
+        *("--html", str(html)),
+        report=tmp_path / "r.json",
+    )
+    assert (code, report["counts"]["verified"]) == (0, 3)
+    assert report["source"]["bootstrap"] == kafka_bootstrap
+    export = ["audit", "export", "--kafka-config", str(config), "--out", str(out)]
+    assert await asyncio.to_thread(main, export) == 0
+    for path in (tmp_path / "r.json", html, out):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+
+
+def test_kafka_config_secrets_come_from_the_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SASL password may come from EXCHANGE_KAFKA__SASL_PASSWORD; there is no option for
+    it on the command line; PLAIN over SASL_PLAINTEXT is refused as for a node."""
+    config = tmp_path / "kafka.toml"
+    config.write_text(
+        '[kafka]\nbootstrap_servers = "k1.example:9093"\nsecurity_protocol = "SASL_SSL"\n'
+        'sasl_mechanism = "SCRAM-SHA-512"\nsasl_username = "auditor"\n'
+    )
+    args = argparse.Namespace(kafka_config=config, bootstrap=None, prefix=None)
+    monkeypatch.setenv("EXCHANGE_KAFKA__SASL_PASSWORD", "from-the-environment")
+    settings = _kafka_settings(args)
+    assert settings.sasl_password is not None
+    assert settings.sasl_password.get_secret_value() == "from-the-environment"
+    assert (args.bootstrap, args.prefix) == ("k1.example:9093", "ncp")
+    monkeypatch.setenv("EXCHANGE_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("EXCHANGE_KAFKA__SASL_MECHANISM", "PLAIN")
+    with pytest.raises(InputError) as refused:
+        _kafka_settings(argparse.Namespace(kafka_config=config, bootstrap=None, prefix=None))
+    assert "kafka.sasl_mechanism" in str(refused.value)
+    with pytest.raises(SystemExit):
+        main(["audit", "export", "--kafka-config", str(config), "--sasl-password", "x"])

@@ -175,3 +175,44 @@ def test_config_error_is_an_input_error(tmp_path: Path) -> None:
     """The CLI prints ConfigError like any InputError: one line per problem, exit 2."""
     with pytest.raises(InputError):
         load_config(tmp_path / "absent.toml")
+
+
+def test_retry_table_and_the_former_publisher_backoff_keys(tmp_path: Path) -> None:
+    """[retry] sets every loop's backoff; a file with only the former [publisher]
+    backoff_initial_ms / backoff_max_ms still loads and means the same; [retry] wins."""
+    legacy = load_config(
+        write(tmp_path, GOOD + "[publisher]\nbackoff_initial_ms = 50\nbackoff_max_ms = 900\n")
+    )
+    assert (legacy.retry.initial_ms, legacy.retry.max_ms) == (50, 900)
+    assert legacy.retry.policy().max_s == 0.9
+    both = load_config(
+        write(
+            tmp_path,
+            GOOD
+            + "[publisher]\nbackoff_initial_ms = 50\n"
+            + "[retry]\ninitial_ms = 70\nmax_ms = 2000\nunhealthy_after_s = 5\n",
+        )
+    )
+    assert (both.retry.initial_ms, both.retry.max_ms, both.retry.unhealthy_after_s) == (70, 2000, 5)
+    assert (both.publisher.backoff_initial_ms, both.publisher.backoff_max_ms) == (70, 2000)
+    problems = problems_of(write(tmp_path, GOOD + "[retry]\ninitial_ms = 900\nmax_ms = 10\n"))
+    assert "max_ms must be >= initial_ms" in problems["retry"]
+
+
+def test_tlp_limits_of_topics_and_connectors(tmp_path: Path) -> None:
+    """onward_sharing_max_tlp and a connector's allowed_tlp take TLP names in any common
+    spelling (TLP:RED, amber+strict) and refuse unknown ones."""
+    connector = '[[connectors]]\nname = "case"\nplugin = "jsonl"\nallowed_tlp = [{}]\n'
+    rules = '[rules.alerts]\nonward_sharing_max_tlp = "{}"\n'
+    config = load_config(
+        write(
+            tmp_path,
+            GOOD + rules.format("amber+strict") + connector.format('"TLP:RED", "AMBER+STRICT"'),
+        )
+    )
+    assert config.rules.alerts.onward_sharing_max_tlp == "AMBER_STRICT"
+    assert config.rules.blacklist.onward_sharing_max_tlp == "RED"
+    assert config.connectors[0].allowed_tlp == ["RED", "AMBER_STRICT"]
+    problems = problems_of(write(tmp_path, GOOD + rules.format("PURPLE") + connector.format('"X"')))
+    assert "rules.alerts.onward_sharing_max_tlp" in problems
+    assert "connectors.0.allowed_tlp.0" in problems

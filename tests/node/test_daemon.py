@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -285,14 +286,23 @@ async def test_health_and_metrics_endpoints(live_federation: Federation) -> None
         assert (status, body) == (200, "ok\n")
         status, text = await _get(fr.http.port, "/metrics")
         assert status == 200
-        metrics = dict(
-            line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#")
-        )
-        assert metrics["exchange_published_total"] == "1"
-        assert metrics[f'exchange_stored_total{{topic="{fr.topics[0]}"}}'] == "1"
-        assert metrics["exchange_store_commit_seconds_count"] != "0"
-        assert metrics["exchange_outbox_depth"] == "0"
-        assert metrics[f'exchange_consumer_lag{{topic="{fr.topics[0]}"}}'] == "0"
+        metrics = {
+            name: float(value)
+            for name, value in (
+                line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#")
+            )
+        }
+        assert metrics["exchange_published_total"] == 1
+        assert metrics[f'exchange_stored_total{{topic="{fr.topics[0]}"}}'] == 1
+        assert metrics["exchange_store_commit_seconds_count"] != 0
+        assert metrics["exchange_outbox_depth"] == 0
+        assert metrics[f'exchange_consumer_lag{{topic="{fr.topics[0]}"}}'] == 0
+        # full precision: the exact float the consumer set, not 6 significant digits
+        assert metrics["exchange_last_batch_timestamp_seconds"] == fr.metrics.last_batch.value()
+        assert abs(metrics["exchange_last_batch_timestamp_seconds"] - time.time()) < 60
+        for task in ("publisher", "consumer", "retention"):
+            assert metrics[f'exchange_task_up{{task="{task}"}}'] == 1
+            assert metrics[f'exchange_task_restarts_total{{task="{task}"}}'] == 0
         assert (await _get(fr.http.port, "/nope"))[0] == 404
     assert await fr.health() != []  # stopped: unhealthy
 

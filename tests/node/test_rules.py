@@ -20,6 +20,7 @@ from nodes.rules import (
     build_chain,
     drop_fields,
     may_share_onward,
+    onward_withheld,
 )
 from tests.node.conftest import ALERTS, NOW, Federation, Sender
 
@@ -135,3 +136,31 @@ def test_retractions_pass_the_category_rule(federation: Federation) -> None:
 def test_onward_sharing_by_handling_code(code: str, limit: str, allowed: bool) -> None:
     """A handling code at most the configured maximum may be shared onward."""
     assert may_share_onward(code, limit) is allowed
+
+
+@pytest.mark.parametrize(
+    ("code", "tlp", "max_code", "max_tlp", "allows", "reason"),
+    [
+        ("H0", "GREEN", "H1", "RED", frozenset(), None),
+        ("H0", "AMBER", "H1", "RED", frozenset(), None),
+        ("H2", "GREEN", "H1", "RED", frozenset(), "handling_code_above_topic_max"),
+        ("H0", "AMBER", "H0", "GREEN", frozenset(), "tlp_above_topic_max"),
+        ("H0", "RED", "H0", "RED", frozenset(), "tlp_not_allowed_by_connector"),
+        ("H0", "AMBER_STRICT", "H0", "RED", frozenset({"RED"}), "tlp_not_allowed_by_connector"),
+        ("H0", "RED", "H0", "RED", frozenset({"RED"}), None),
+        ("H0", "AMBER_STRICT", "H0", "AMBER_STRICT", frozenset({"AMBER_STRICT"}), None),
+        ("H0", "RED", "H0", "AMBER", frozenset({"RED"}), "tlp_above_topic_max"),
+        ("H0", "PURPLE", "H0", "RED", frozenset(), "tlp_above_topic_max"),
+    ],
+)
+def test_onward_sharing_needs_code_tlp_and_explicit_consent_for_red(
+    code: str, tlp: str, max_code: str, max_tlp: str, allows: frozenset[str], reason: str | None
+) -> None:
+    """A record leaves only within the topic's handling code and TLP limits, and TLP:RED or
+    AMBER+STRICT only to a connector naming that level; otherwise the reason is given."""
+    assert (
+        onward_withheld(
+            handling_code=code, tlp=tlp, max_code=max_code, max_tlp=max_tlp, connector_allows=allows
+        )
+        == reason
+    )

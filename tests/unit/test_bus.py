@@ -226,3 +226,20 @@ def test_kafka_errors_block_lets_no_aiokafka_exception_escape() -> None:
         raise KafkaConnectionError("broker gone")
     assert isinstance(caught.value.__cause__, KafkaConnectionError)
     assert "sending" in caught.value.detail
+
+
+def test_sasl_plain_over_plaintext_is_refused_unless_allowed() -> None:
+    """PLAIN over SASL_PLAINTEXT (a password in clear on the wire) is refused naming
+    sasl_mechanism, unless allow_plaintext_sasl_plain is set; SCRAM or SASL_SSL are fine."""
+    data = {
+        **BASE,
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "fr",
+        "sasl_password": "pw",
+    }
+    assert "allow_plaintext_sasl_plain" in _problems(data)["sasl_mechanism"]
+    assert load_settings({**data, "allow_plaintext_sasl_plain": True}).sasl_mechanism == "PLAIN"
+    assert load_settings({**data, "sasl_mechanism": "SCRAM-SHA-256"}).sasl_username == "fr"
+    assert load_settings({**data, "security_protocol": "SASL_SSL"}).sasl_username == "fr"
+    assert "allow_plaintext_sasl_plain" not in producer_kwargs(load_settings(BASE))
