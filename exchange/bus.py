@@ -54,6 +54,19 @@ class SecurityProtocol(StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
+class TopicCompression(StrEnum):
+    """The ``compression.type`` federation topics are created with. ``producer`` keeps each
+    batch as its producer compressed it (no recompression on the brokers); every codec is
+    read by nodes and the auditor whichever is chosen."""
+
+    PRODUCER = "producer"
+    ZSTD = "zstd"
+    LZ4 = "lz4"
+    SNAPPY = "snappy"
+    GZIP = "gzip"
+    UNCOMPRESSED = "uncompressed"
+
+
 class SaslMechanism(StrEnum):
     """The SASL mechanism (Kafka's ``sasl.mechanism``)."""
 
@@ -88,6 +101,7 @@ class KafkaSettings(BaseModel):
     linger_ms: int = Field(default=5, ge=0, le=10_000)
     client_id: str = Field(default="ncp-exchange", min_length=1, max_length=200)
     topic_replication_factor: int = Field(default=1, ge=1, le=32)
+    topic_compression_type: TopicCompression = TopicCompression.PRODUCER
     #: SASL PLAIN sends the password as it is: over SASL_PLAINTEXT anyone on the path reads
     #: it. Refused unless this is set (a broker on the same host, a test cluster).
     allow_plaintext_sasl_plain: bool = False
@@ -316,7 +330,11 @@ async def ensure_topics(
                         n,
                         wanted[n],
                         s.topic_replication_factor,
-                        topic_configs={**TOPIC_CONFIGS, **(configs or {})},
+                        topic_configs={
+                            **TOPIC_CONFIGS,
+                            "compression.type": s.topic_compression_type.value,
+                            **(configs or {}),
+                        },
                     )
                     for n in missing
                 ],

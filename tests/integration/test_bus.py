@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from exchange.bus import (
     KafkaSettings,
+    TopicCompression,
     admin_kwargs,
     consumer_kwargs,
     ensure_topics,
@@ -73,3 +75,30 @@ async def test_unreachable_cluster_is_a_transient_error() -> None:
     settings = KafkaSettings(bootstrap_servers="127.0.0.1:1", request_timeout_ms=2_000)
     with pytest.raises(TransientError):
         await ensure_topics(settings, {unique_topic(): 1})
+
+
+async def _topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name)])
+    finally:
+        await admin.close()
+    [(_code, _message, _type, _name, entries)] = response.resources
+    return {entry[0]: entry[1] for entry in entries}
+
+
+@pytest.mark.parametrize("compression", ["producer", "zstd"])
+async def test_topics_are_created_with_the_broker_clock_and_the_chosen_compression(
+    kafka_settings: KafkaSettings, compression: str
+) -> None:
+    """Created topics carry message.timestamp.type=LogAppendTime and the compression.type
+    of the settings, as the broker reports them."""
+    settings = kafka_settings.model_copy(
+        update={"topic_compression_type": TopicCompression(compression)}
+    )
+    topic = unique_topic("c")
+    await ensure_topics(settings, {topic: 1})
+    configs = await _topic_configs(settings, topic)
+    assert configs["message.timestamp.type"] == "LogAppendTime"
+    assert configs["compression.type"] == compression
