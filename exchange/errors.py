@@ -54,6 +54,8 @@ class Reason(StrEnum):
     TRUST_LIST_ROLLBACK = "trust_list_rollback"
     # receiving node
     REPLAYED = "replayed"
+    #: verified under this node's own signing key, yet not a record this node sent
+    NOT_IN_OWN_OUTBOX = "not_in_own_outbox"
     RULE_REJECTED = "rule_rejected"
     # configuration and local input
     BAD_CONFIG = "bad_config"

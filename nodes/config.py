@@ -332,6 +332,9 @@ class PublisherConfig(_Section):
 class OwnMessages(StrEnum):
     """What a node does with its own messages when it reads them back from the bus."""
 
+    #: match each against the outbox by envelope hash (one hash, no signature check) and
+    #: store it; one signed with this node's key that it never sent is quarantined
+    MATCH = "match"
     STORE = "store"  # verify and store them like any other (its store shows what it shared)
     SKIP = "skip"  # skip them unverified (half the CPU on a node that mostly sends)
 
@@ -348,7 +351,7 @@ def default_open_processes() -> int:
 
 class ConsumerConfig(_Section):
     max_records: int = Field(default=2000, ge=1, le=100_000)
-    own_messages: OwnMessages = OwnMessages.STORE
+    own_messages: OwnMessages = OwnMessages.MATCH
     poll_timeout_ms: int = Field(default=500, ge=1, le=60_000)
     verify_threads: int = Field(default=2, ge=0, le=32)  # 0: verify on the event loop's thread
     #: Worker processes opening records (nodes.openpool); 0: threads (verify_threads) only.

@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
 from exchange.errors import ExchangeError, Reason, TransientError
 from exchange.fetchguard import UndecodableBatch
-from nodes.config import ConsumerConfig, PublisherConfig
+from nodes.config import ConsumerConfig, OwnMessages, PublisherConfig
 from nodes.intake import refusal
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
@@ -55,9 +55,13 @@ from nodes.pipeline import (
     check_raw,
     message_ids,
     open_checked,
+    open_own,
     open_raw,
+    own_claim,
+    own_key_ids,
     process,
     quarantine,
+    refuse_unsent,
 )
 from nodes.publisher import Backoff, Clock, utc_now
 from nodes.store.base import QuarantineEntry, Store
@@ -308,7 +312,7 @@ class Consumer:
                 await self.settle()
                 return
             self.metrics.consumed.inc(len(raws) + len(refused))
-            opened = await self._open(raws, now) if raws else []
+            opened = await self._open_matching_own(raws, now) if raws else []
             await self.settle()
             already = await self.store.seen_message_ids(message_ids(opened))
             outcome = process(raws, self.context, now, already, opened)
@@ -372,6 +376,39 @@ class Consumer:
             reason=entry.reason,
             detail=entry.detail,
         )
+
+    async def _open_matching_own(
+        self, raws: Sequence[RawRecord], now: datetime
+    ) -> Sequence[Opening | OpenedRecord]:
+        """Open a batch; with ``own_messages = "match"``, this node's own records first.
+
+        A record naming one of this node's keys whose envelope hash is in its outbox is
+        opened here without a signature check (the bytes are what it signed); one that is
+        not in the outbox is verified like any other and, if it verifies, quarantined as
+        ``not_in_own_outbox``: this node's key signed something it never sent.
+        """
+        if self.config.own_messages is not OwnMessages.MATCH:
+            return await self._open(raws, now)
+        ctx = self.context
+        keys = own_key_ids(ctx)
+        claims = {i: h for i, raw in enumerate(raws) if (h := own_claim(raw, keys)) is not None}
+        if not claims:
+            return await self._open(raws, now)
+        sent = await self.store.outbox_envelope_hashes(list(claims.values()))
+        result: list[Opening | OpenedRecord | None] = [None] * len(raws)
+        rest: list[int] = []
+        for i, raw in enumerate(raws):
+            mine = open_own(raw, ctx, now, sent) if i in claims else None
+            if mine is None:
+                rest.append(i)
+            else:
+                result[i] = mine
+        self.metrics.own_matched.inc(len(raws) - len(rest))
+        if rest:
+            others = await self._open([raws[i] for i in rest], now)
+            for i, opening in zip(rest, others, strict=True):
+                result[i] = refuse_unsent(raws[i], opening, now) if i in claims else opening
+        return [r for r in result if r is not None]
 
     async def _open(
         self, raws: Sequence[RawRecord], now: datetime

@@ -140,6 +140,11 @@ class Metrics:
         self.publish_errors = Counter(
             r, "exchange_publish_errors_total", "Failed publish attempts."
         )
+        self.own_matched = Counter(
+            r,
+            "exchange_own_matched_total",
+            "This node's own records read back and matched to its outbox (no signature check).",
+        )
         self.reread = Counter(
             r,
             "exchange_consumer_reread_total",

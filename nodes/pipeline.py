@@ -23,7 +23,7 @@ unexpected (a bug) in one record becomes a quarantine entry with reason ``intern
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, MutableSet, Sequence
+from collections.abc import Container, Iterable, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from exchange.keys import EncryptionKey
 from exchange.seal import (
     Opened,
     SignatureChecked,
+    check_own,
     check_signature,
     open_verified,
     verify_checked,
@@ -229,6 +230,57 @@ def _signed_by_own_key(value: bytes, ctx: PipelineContext) -> bool:
         return decode_signed(value)[2] in ctx.skip_key_ids
     except ExchangeError:
         return False  # open_record says why it is bad
+
+
+def own_key_ids(ctx: PipelineContext) -> frozenset[str]:
+    """This node's signing key ids in the trust list in force (it may change live)."""
+    if ctx.node not in ctx.trust.members:
+        return frozenset()
+    return frozenset(k.key_id for k in ctx.trust.member(ctx.node).signing_keys)
+
+
+def own_claim(raw: RawRecord, key_ids: frozenset[str]) -> bytes | None:
+    """The envelope hash of ``raw`` when it names one of ``key_ids`` (this node's own keys;
+    the SignedEnvelope's framing only, nothing verified), else None."""
+    if not key_ids or raw.value is None:
+        return None
+    try:
+        envelope_bytes, _, key_id = decode_signed(raw.value)
+    except ExchangeError:
+        return None  # open_record says why it is bad
+    return hashlib.sha256(envelope_bytes).digest() if key_id in key_ids else None
+
+
+def open_own(
+    raw: RawRecord, ctx: PipelineContext, now: datetime, sent: Container[bytes]
+) -> Opening | None:
+    """Open a record whose envelope hash is in ``sent`` (this node's outbox) without checking
+    its signature again (``exchange.seal.check_own``; everything else is checked as usual),
+    or None when it is not one this node sent."""
+    if raw.value is None:
+        return None
+    try:
+        checked = check_own(raw.value, ctx.trust, sent)
+    except ExchangeError as exc:
+        return quarantine(raw, exc.reason.value, exc.detail, now)
+    return None if checked is None else open_checked(raw, checked, ctx, now)
+
+
+def refuse_unsent(raw: RawRecord, opening: Opening | OpenedRecord, now: datetime) -> Opening:
+    """A record signed with this node's own key but not in its outbox: if it verified, the
+    key signed something this node never sent (a stolen key): quarantined, never stored."""
+    if isinstance(opening, Opened):
+        envelope = opening.verified.envelope
+        mid, sender = envelope.message_id, envelope.sender
+    elif isinstance(opening, OpenedRecord):
+        mid, sender = opening.message_id, opening.sender
+    else:
+        return opening
+    detail = (
+        f"message {mid} verifies under this node's own signing key but is not in its outbox:"
+        " this node never sent it (is the key in someone else's hands?)"
+    )
+    return quarantine(raw, Reason.NOT_IN_OWN_OUTBOX.value, detail, now, mid, sender)
 
 
 def own_message(raw: RawRecord, ctx: PipelineContext) -> Skipped | None:

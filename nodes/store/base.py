@@ -271,6 +271,10 @@ class Store(Protocol):
         audit event saying how many, of which reasons, in the same transaction. Returns
         how many were deleted."""
 
+    async def outbox_envelope_hashes(self, hashes: Sequence[bytes]) -> set[bytes]:
+        """Which of ``hashes`` are envelope hashes of this node's outbox items (signed or
+        sent): the records it reads back from the bus that it wrote itself."""
+
     async def tombstones(self, limit: int = 100) -> list[Tombstone]:
         """The newest tombstones first: ids of records retracted or erased, never stored
         again (a re-published copy is refused like a replay)."""

@@ -310,6 +310,17 @@ class PostgresStore:
 
         return await self._write(work)
 
+    async def outbox_envelope_hashes(self, hashes: Sequence[bytes]) -> set[bytes]:
+        wanted = list(set(hashes))
+
+        async def work(conn: Conn) -> set[bytes]:
+            rows = await conn.fetch(
+                "SELECT envelope_hash FROM outbox WHERE envelope_hash = ANY($1::bytea[])", wanted
+            )
+            return {bytes(r[0]) for r in rows}
+
+        return await self._read(work) if wanted else set()
+
     async def tombstones(self, limit: int = 100) -> list[Tombstone]:
         lim = c.positive_limit(limit)
 

@@ -290,6 +290,20 @@ class SqliteStore:
 
         return await self._write(work)
 
+    async def outbox_envelope_hashes(self, hashes: Sequence[bytes]) -> set[bytes]:
+        wanted = list(set(hashes))
+
+        def work(conn: Conn) -> set[bytes]:
+            found: set[bytes] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT envelope_hash FROM outbox WHERE envelope_hash IN ({marks})"  # noqa: S608
+                found.update(bytes(row[0]) for row in conn.execute(sql, chunk))
+            return found
+
+        return await self._call(work) if wanted else set()
+
     async def tombstones(self, limit: int = 100) -> list[Tombstone]:
         lim = c.positive_limit(limit)
         sql = "SELECT sender, message_id, at, reason FROM tombstones ORDER BY at DESC LIMIT ?"

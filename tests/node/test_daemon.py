@@ -21,7 +21,7 @@ from nodes.daemon import Node
 from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, OutboxStatus, StoredRecord, open_store
-from tests.node.conftest import Federation, alert_data
+from tests.node.conftest import Federation, Sender, alert_data
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -120,6 +120,35 @@ async def test_three_nodes_exchange_alerts_under_their_rules(live_federation: Fe
         assert titles(await records(fr)) == {"shop", "stolen identity", "from NL"}
         (nl_record,) = await records(fr, sender="NL")
         assert nl_record.payload["description"]  # FR keeps every field
+        # FR's own three came back from the bus and matched its outbox: no signature check.
+        assert fr.metrics.own_matched.value() == 3
+        assert nl.metrics.own_matched.value() == 1
+
+
+async def test_a_record_signed_with_a_nodes_key_that_it_never_sent_is_caught_by_it(
+    live_federation: Federation,
+) -> None:
+    """A thief holding FR's signing key writes an alert under FR's name: DE cannot tell it
+    from FR's own and stores it, but FR, which reads its own records back against its
+    outbox, quarantines it as not_in_own_outbox."""
+    fed = live_federation
+    fr, de = make_node(fed, "FR"), make_node(fed, "DE")
+    async with running(fr, de):
+        await send_alert(fr, "genuine")
+        await asyncio.gather(fr.wait_stored(1), de.wait_stored(1))
+        _, forged = Sender(fed, "FR").alert(title="forged", now=datetime.now(UTC))
+        producer = AIOKafkaProducer(bootstrap_servers=fr.config.kafka.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(fr.topics[0], forged.value, key=forged.key)
+        finally:
+            await producer.stop()
+        await asyncio.gather(fr.wait_caught_up(), de.wait_stored(2))
+        [entry] = await fr.store.list_quarantine()
+        assert entry.reason == "not_in_own_outbox"
+        assert entry.message_id == forged.envelope.message_id
+        assert titles(await records(fr)) == {"genuine"}
+        assert titles(await records(de)) == {"genuine", "forged"}
 
 
 async def test_retraction_withdraws_or_purges_as_each_node_chose(

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from exchange.codec import decode_signed, encode
 from exchange.errors import Reason
 from exchange.ids import NodeId
 from exchange.keys import SigningKey
-from exchange.seal import Sealed
+from exchange.seal import Opened, Sealed
 from exchange.topics import TopicKind, topic_name
 from nodes.config import TopicRules
 from nodes.pipeline import (
@@ -21,10 +22,15 @@ from nodes.pipeline import (
     RawRecord,
     Skipped,
     TopicPolicy,
+    open_own,
+    open_raw,
+    own_claim,
+    own_key_ids,
     process,
+    refuse_unsent,
 )
 from nodes.rules import Incoming, Rule, build_chain
-from nodes.store.base import AuditAction
+from nodes.store.base import AuditAction, QuarantineEntry
 from tests.node.conftest import ALERTS, NOW, Federation, Sender
 
 
@@ -260,3 +266,40 @@ def test_own_messages_can_be_skipped_before_verification(federation: Federation)
     assert [r.sender for r in out.records] == ["NL"]
     assert [q.reason for q in out.quarantined] == [Reason.MALFORMED.value]
     assert out.offsets == {(ALERTS, 0): 3}
+
+
+def test_own_records_in_the_outbox_open_without_a_signature_check(federation: Federation) -> None:
+    """A record naming this node's own key whose envelope hash is in its outbox opens
+    without its signature being checked (spoilt signature bytes do not matter: the envelope
+    is byte for byte what this node signed); one not in the outbox is left to verification."""
+    ctx = context(federation)
+    _, mine = Sender(federation, "DE").alert()
+    record = raw(mine)
+    assert own_claim(record, own_key_ids(ctx)) == mine.envelope_hash
+    assert own_claim(raw(Sender(federation, "NL").alert()[1]), own_key_ids(ctx)) is None
+    envelope, signature, key_id = decode_signed(record.value or b"")
+    spoilt = encode(
+        "SignedEnvelope",
+        {"envelope": envelope, "signature": bytes(64 - len(b"x")) + b"x", "key_id": key_id},
+    )
+    opened = open_own(RawRecord(ALERTS, 0, 0, mine.key, spoilt), ctx, NOW, {mine.envelope_hash})
+    assert isinstance(opened, Opened)
+    assert opened.verified.envelope.message_id == mine.envelope.message_id
+    assert open_own(record, ctx, NOW, set()) is None
+    assert signature != bytes(64 - len(b"x")) + b"x"
+
+
+def test_a_record_signed_with_the_own_key_but_never_sent_is_quarantined(
+    federation: Federation,
+) -> None:
+    """Verified under this node's own key yet not in its outbox: someone else holds the key;
+    the record is quarantined as not_in_own_outbox, never stored."""
+    ctx = context(federation)
+    _, stolen = Sender(federation, "DE").alert()
+    record = raw(stolen)
+    entry = refuse_unsent(record, open_raw(record, ctx, NOW), NOW)
+    assert isinstance(entry, QuarantineEntry)
+    assert entry.reason == Reason.NOT_IN_OWN_OUTBOX.value
+    assert entry.message_id == stolen.envelope.message_id
+    bad = RawRecord(ALERTS, 0, 1, b"k", b"junk")
+    assert refuse_unsent(bad, open_raw(bad, ctx, NOW), NOW).reason == Reason.MALFORMED.value
