@@ -1,0 +1,80 @@
+"""The process pool's wire format: records to and from builtins (``nodes.openpool``).
+
+A :class:`RawRecord` travels as a tuple of its fields; what comes back (:data:`ReadyWire`)
+is ``("q", reason, detail)`` for a quarantine entry (the caller still has the raw bytes),
+``("s", reason)`` for a skip, or ``("o", facts...)`` for an opened record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from exchange.topics import MessageType
+from nodes.pipeline.records import OpenedRecord, RawRecord, Ready, Skipped, quarantine
+from nodes.store.base import (
+    QuarantineEntry,
+)
+
+RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None]
+#: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
+ReadyWire = tuple[Any, ...]
+
+_QUARANTINED = "q"
+_SKIPPED = "s"
+_OPENED = "o"
+
+
+def raw_to_wire(raw: RawRecord) -> RawWire:
+    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp_ms)
+
+
+def raw_from_wire(wire: RawWire) -> RawRecord:
+    return RawRecord(*wire)
+
+
+def to_wire(item: Ready) -> ReadyWire:
+    """``item`` as builtins: the quarantine reason and detail (the caller still has the raw
+    bytes), the skip reason, or the opened record's facts."""
+    if isinstance(item, QuarantineEntry):
+        return (_QUARANTINED, item.reason, item.detail)
+    if isinstance(item, Skipped):
+        return (_SKIPPED, item.reason)
+    return (
+        _OPENED,
+        item.message_id.bytes,
+        item.message_type.value,
+        item.key,
+        item.sender,
+        item.created_at,
+        item.sequence,
+        item.recipients,
+        item.tlp,
+        item.handling_code,
+        item.envelope_hash,
+        item.payload,
+    )
+
+
+def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
+    """The :class:`Ready` that :func:`to_wire` turned into ``wire``, for ``raw``."""
+    tag = wire[0]
+    if tag == _QUARANTINED:
+        return quarantine(raw, wire[1], wire[2], now)
+    if tag == _SKIPPED:
+        return Skipped(raw.topic, raw.partition, raw.offset, wire[1], None)
+    _, mid, mtype, key, sender, created, seq, recips, tlp, code, ehash, payload = wire
+    return OpenedRecord(
+        UUID(bytes=mid),
+        MessageType(mtype),
+        key,
+        sender,
+        created,
+        seq,
+        recips,
+        tlp,
+        code,
+        ehash,
+        payload,
+    )
