@@ -8,8 +8,9 @@
 //!
 //! Malformed input never raises: a public key that is not 32 bytes or a signature
 //! that is not 64 bytes is simply not a valid signature (False). Only a wrong *type*
-//! (not bytes, bytearray or another byte buffer; a batch item that is not a 3-tuple)
-//! raises TypeError, as it is a programming error of the caller.
+//! raises, as it is a programming error of the caller: TypeError for a value that is
+//! not bytes or a byte buffer or a batch item that is not a tuple, ValueError for a
+//! tuple that is not of three.
 
 use std::collections::HashMap;
 

@@ -1,0 +1,140 @@
+"""exchange.zip215: the protocol's one signature rule, ZIP-215, on both backends.
+
+Every behaviour is checked on the backend in use (``exchange.zip215.verify`` and
+``verify_batch``) and on the fallback, py-ed25519-zebra-bindings, imported directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import nacl.signing
+import pytest
+
+import exchange
+from exchange import zip215
+from exchange.zip215 import Backend, bindings_backend
+
+MESSAGE = bytes(range(256)) * 2 + b"x" * 88  # 600 bytes, like a record's envelope
+
+
+def backends() -> list[Backend]:
+    """The backend in use and the fallback (the same one when the native is missing)."""
+    current = Backend(zip215.BACKEND, zip215.verify, zip215.verify_batch)
+    return [current, bindings_backend()]
+
+
+@pytest.fixture(params=backends(), ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn."""
+    chosen: Backend = request.param
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def signed() -> tuple[bytes, bytes, bytes]:
+    """A public key, a 600-byte message and PyNaCl's signature of it."""
+    key = nacl.signing.SigningKey(bytes(range(32)))
+    return bytes(key.verify_key), MESSAGE, key.sign(MESSAGE).signature
+
+
+def test_native_is_built_where_cargo_is() -> None:
+    """Where a Rust toolchain is on PATH, `make install` built the native backend and it runs."""
+    if shutil.which("cargo") is None:
+        pytest.skip("no cargo on PATH: the fallback is expected")
+    assert zip215.BACKEND == "native"
+
+
+def test_pynacl_signature_verifies(backend: Backend, signed: tuple[bytes, bytes, bytes]) -> None:
+    """A signature made by PyNaCl (libsodium) verifies, alone and in a batch."""
+    key, message, signature = signed
+    assert backend.verify(key, message, signature) is True
+    assert backend.verify_batch([(key, message, signature)] * 3) == [True] * 3
+
+
+def test_byte_like_inputs_verify(backend: Backend, signed: tuple[bytes, bytes, bytes]) -> None:
+    """bytearray and memoryview inputs are read like bytes."""
+    key, message, signature = signed
+    assert backend.verify(bytearray(key), memoryview(message), bytearray(signature))
+
+
+def test_every_signature_bit_flip_fails(
+    backend: Backend, signed: tuple[bytes, bytes, bytes]
+) -> None:
+    """Flipping any one of the signature's 512 bits makes it invalid, alone and in a batch."""
+    key, message, signature = signed
+    flipped = []
+    for bit in range(len(signature) * 8):
+        changed = bytearray(signature)
+        changed[bit // 8] ^= 1 << (bit % 8)
+        flipped.append(bytes(changed))
+        assert not backend.verify(key, message, bytes(changed)), bit
+    items = [(key, message, s) for s in flipped]
+    assert backend.verify_batch(items) == [False] * len(items)
+
+
+def test_message_bit_flips_fail(backend: Backend, signed: tuple[bytes, bytes, bytes]) -> None:
+    """Flipping any bit of the message's first and last bytes, or one of every byte, fails."""
+    key, message, signature = signed
+    bits = [*range(8), *range(len(message) * 8 - 8, len(message) * 8)]
+    bits += [8 * i + i % 8 for i in range(len(message))]
+    for bit in bits:
+        changed = bytearray(message)
+        changed[bit // 8] ^= 1 << (bit % 8)
+        assert not backend.verify(key, bytes(changed), signature), bit
+    assert not backend.verify(key, message + b"\x00", signature)
+    assert not backend.verify(key, message[:-1], signature)
+
+
+@pytest.mark.parametrize("key_len", [0, 31, 33, 64])
+def test_wrong_public_key_length_is_false(
+    backend: Backend, signed: tuple[bytes, bytes, bytes], key_len: int
+) -> None:
+    """A public key that is not 32 bytes is False, never an exception, alone and in a batch."""
+    key, message, signature = signed
+    bad = (key * 3)[:key_len]
+    assert backend.verify(bad, message, signature) is False
+    good = (key, message, signature)
+    assert backend.verify_batch([good, (bad, message, signature), good]) == [True, False, True]
+
+
+@pytest.mark.parametrize("sig_len", [0, 32, 63, 65, 128])
+def test_wrong_signature_length_is_false(
+    backend: Backend, signed: tuple[bytes, bytes, bytes], sig_len: int
+) -> None:
+    """A signature that is not 64 bytes is False, never an exception, alone and in a batch."""
+    key, message, signature = signed
+    bad = (signature * 2)[:sig_len]
+    assert backend.verify(key, message, bad) is False
+    good = (key, message, signature)
+    assert backend.verify_batch([good, (key, message, bad)]) == [True, False]
+
+
+def test_empty_batch(backend: Backend) -> None:
+    """An empty batch has no verdicts."""
+    assert backend.verify_batch([]) == []
+
+
+def test_wrong_types_raise(backend: Backend, signed: tuple[bytes, bytes, bytes]) -> None:
+    """A value that is not bytes-like, or a batch item that is no 3-tuple, is a caller's error."""
+    key, message, signature = signed
+    with pytest.raises(TypeError):
+        backend.verify(key, "a str", signature)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        backend.verify_batch([[key, message, signature]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="3"):
+        backend.verify_batch([(key, message)])  # type: ignore[list-item]
+
+
+def test_fallback_warns_when_native_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the extension the module warns NativeVerifierMissingWarning and uses the wheel."""
+    monkeypatch.setitem(sys.modules, "exchange_zip215", None)  # makes the import fail
+    monkeypatch.delitem(sys.modules, "exchange.zip215")
+    monkeypatch.setattr(exchange, "zip215", zip215)  # restored after the re-import
+    with pytest.warns(RuntimeWarning, match="not installed") as caught:
+        import exchange.zip215 as fresh
+    assert [w.category for w in caught] == [fresh.NativeVerifierMissingWarning]
+    assert fresh.BACKEND == "zebra-bindings"
+    # All-zero key, R and S: small-order points, which ZIP-215 accepts.
+    assert fresh.verify(bytes(32), b"", bytes(64)) is True
