@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
+import time
+from collections.abc import Callable
 
 import nacl.signing
 import pytest
@@ -138,3 +141,116 @@ def test_fallback_warns_when_native_is_missing(monkeypatch: pytest.MonkeyPatch) 
     assert fresh.BACKEND == "zebra-bindings"
     # All-zero key, R and S: small-order points, which ZIP-215 accepts.
     assert fresh.verify(bytes(32), b"", bytes(64)) is True
+
+
+def _signed_items(n: int, keys: int = 3) -> list[tuple[bytes, bytes, bytes]]:
+    """``n`` valid signatures of distinct 600-byte messages under ``keys`` signing keys."""
+    signers = [nacl.signing.SigningKey(bytes([i + 1]) * 32) for i in range(keys)]
+    items = []
+    for i in range(n):
+        signer = signers[i % keys]
+        message = i.to_bytes(8, "big") + MESSAGE[8:]
+        items.append((bytes(signer.verify_key), message, signer.sign(message).signature))
+    return items
+
+
+@pytest.fixture(scope="module")
+def batch_256() -> list[tuple[bytes, bytes, bytes]]:
+    """256 valid signatures under three keys."""
+    return _signed_items(256)
+
+
+@pytest.mark.parametrize("position", [0, 1, 128, 255])
+@pytest.mark.parametrize("damage", ["signature", "message", "key"])
+def test_one_bad_among_256_is_the_only_false(
+    backend: Backend,
+    batch_256: list[tuple[bytes, bytes, bytes]],
+    position: int,
+    damage: str,
+) -> None:
+    """A batch of 256 with one damaged item returns False for exactly that item."""
+    items = list(batch_256)
+    key, message, signature = items[position]
+    if damage == "signature":
+        signature = signature[:40] + bytes([signature[40] ^ 0x10]) + signature[41:]
+    elif damage == "message":
+        message = b"!" + message[1:]
+    else:
+        key = items[position ^ 1][0]  # a neighbour: signed by another key
+    items[position] = (key, message, signature)
+    verdicts = backend.verify_batch(items)
+    assert [i for i, ok in enumerate(verdicts) if not ok] == [position]
+
+
+def test_all_valid_batch_of_256(
+    backend: Backend, batch_256: list[tuple[bytes, bytes, bytes]]
+) -> None:
+    """256 valid signatures under three keys are all True."""
+    assert backend.verify_batch(batch_256) == [True] * 256
+
+
+def _counted_while(work: Callable[[], object]) -> tuple[float, float]:
+    """How much a counting Python thread got done while ``work`` ran in this thread.
+
+    Returns (count during ``work``, count in the same time with this thread asleep). A
+    call that holds the GIL lets the counter run for a switch interval or two at most.
+    """
+    stop = threading.Event()
+    counting = threading.Event()
+    count = 0
+
+    def counter() -> None:
+        nonlocal count
+        counting.set()
+        while not stop.is_set():
+            count += 1
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    thread = threading.Thread(target=counter)
+    thread.start()
+    try:
+        counting.wait()
+        before = count
+        t0 = time.perf_counter()
+        work()
+        elapsed = time.perf_counter() - t0
+        during = count - before
+        before = count
+        time.sleep(elapsed)  # the reference: the counter alone for as long
+        alone = count - before
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(old)
+    return during, alone
+
+
+@pytest.fixture
+def native() -> Backend:
+    """The native backend; skipped where it is not built (no Rust toolchain)."""
+    try:
+        return zip215.native_backend()
+    except ImportError:
+        if shutil.which("cargo") is not None:
+            raise
+        pytest.skip("native extension not built (no cargo): the fallback holds the GIL")
+
+
+def test_batch_releases_the_gil(native: Backend) -> None:
+    """A Python thread keeps counting while a large batch verifies (and falls back to singles)."""
+    items = _signed_items(64) * 60
+    items[-1] = (items[-1][0], items[-1][1], bytes(64))  # the batch fails: 3,840 singles
+    during, alone = _counted_while(lambda: native.verify_batch(items))
+    # Released, the counter runs on the other core or in turns: far above a few ms' worth.
+    assert during > alone / 5, (during, alone)
+
+
+def test_single_verify_releases_the_gil(native: Backend) -> None:
+    """A Python thread keeps counting while one signature over 32 MB is verified."""
+    signer = nacl.signing.SigningKey(bytes(32))
+    big = bytes(32 << 20)
+    signature = signer.sign(big).signature
+    key = bytes(signer.verify_key)
+    during, alone = _counted_while(lambda: native.verify(key, big, signature))
+    assert during > alone / 5, (during, alone)
