@@ -71,4 +71,4 @@ demo: $(STAMP)
 	$(PY) -m nodes.demo
 
 clean:
-	rm -rf $(VENV) $(NATIVE)/target build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json
+	rm -rf $(VENV) $(NATIVE)/target $(NATIVE)/gen-vectors/target build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json
