@@ -14,9 +14,10 @@ Two backends give the same verdicts:
     functions release the GIL while verifying.
 ``"zebra-bindings"``
     the PyPI wheel ``py-ed25519-zebra-bindings`` (import ``ed25519_zebra``), also
-    ed25519-zebra, single verification only: a batch is a loop of single checks, about
-    a third of the native batch's speed, holding the GIL. Importing this module without
-    the native extension warns once with :class:`NativeVerifierMissingWarning`.
+    ed25519-zebra, single verification only: a batch is a loop of single checks, a
+    quarter to a fifth of the native batch's speed (``tests/bench/bench_zip215.py``),
+    holding the GIL. Importing this module without the native extension warns once with
+    :class:`NativeVerifierMissingWarning`.
 
 :data:`BACKEND` names the one in use. Malformed input is never an exception: a public
 key that is not 32 bytes or a signature that is not 64 bytes is not a valid signature,
