@@ -15,6 +15,8 @@ from pathlib import Path
 
 import nacl.signing
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import exchange
 from exchange import zip215
@@ -260,3 +262,49 @@ def test_single_verify_releases_the_gil(native: Backend) -> None:
     key = bytes(signer.verify_key)
     during, alone = _counted_while(lambda: native.verify(key, big, signature))
     assert during > alone / 5, (during, alone)
+
+
+_HONEST = _signed_items(4, keys=2)
+_SMALL_ORDER_POINTS = [
+    bytes.fromhex("0100000000000000000000000000000000000000000000000000000000000000"),
+    bytes.fromhex("0000000000000000000000000000000000000000000000000000000000000080"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    bytes.fromhex("edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+]
+_L = 2**252 + 27742317777372353535851937790883648493
+
+_points = st.one_of(
+    st.sampled_from([item[0] for item in _HONEST] + _SMALL_ORDER_POINTS),
+    st.sampled_from([item[2][:32] for item in _HONEST]),
+    st.binary(min_size=32, max_size=32),
+)
+_scalars = st.one_of(
+    st.sampled_from([item[2][32:] for item in _HONEST] + [bytes(32), _L.to_bytes(32, "little")]),
+    st.integers(0, 2**256 - 1).map(lambda n: n.to_bytes(32, "little")),
+)
+_triples = st.one_of(
+    st.sampled_from(_HONEST),
+    st.tuples(
+        _points,
+        st.one_of(st.sampled_from([item[1] for item in _HONEST]), st.binary(max_size=64)),
+        st.builds(bytes.__add__, _points, _scalars),
+    ),
+    st.tuples(st.binary(max_size=40), st.binary(max_size=8), st.binary(max_size=70)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_triples, max_size=12))
+def test_backends_agree_on_arbitrary_inputs(items: list[tuple[bytes, bytes, bytes]]) -> None:
+    """On honest, small-order, non-canonical and random inputs both backends agree, alone and
+    in a batch."""
+    try:
+        native = zip215.native_backend()
+    except ImportError:
+        if cargo_found():
+            raise
+        pytest.skip("native extension not built (no cargo): nothing to compare")
+    fallback = bindings_backend()
+    singles = [native.verify(*item) for item in items]
+    assert singles == [fallback.verify(*item) for item in items]
+    assert native.verify_batch(items) == singles
