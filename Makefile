@@ -8,10 +8,28 @@ KAFKA  := deploy/kafka/kafka.sh
 
 .PHONY: install system-deps broker broker-stop test test-unit test-stress lint bench demo clean
 
-$(STAMP): pyproject.toml
+# The native ZIP-215 verifier (exchange_zip215, used by exchange/zip215.py) is built
+# where there is a Rust toolchain: cargo on PATH, or rustup's ~/.cargo/bin. Its cargo
+# target dir stays in native/zip215/target, so a rebuild is incremental. Without cargo,
+# exchange.zip215 runs on py-ed25519-zebra-bindings (single checks only) and says so.
+NATIVE     := native/zip215
+NATIVE_SRC := $(NATIVE)/Cargo.toml $(NATIVE)/Cargo.lock $(NATIVE)/pyproject.toml \
+              $(NATIVE)/exchange_zip215.pyi $(wildcard $(NATIVE)/src/*.rs)
+CARGO      ?= $(shell command -v cargo || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+ifneq ($(CARGO),)
+	@echo "building the native ZIP-215 verifier ($(NATIVE), release) with $(CARGO)"
+	PATH="$(dir $(CARGO)):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" \
+	    $(VENV)/bin/maturin develop --release --manifest-path $(NATIVE)/Cargo.toml
+else
+	@echo "no cargo (Rust toolchain) found: signatures are verified by the fallback," \
+	    "py-ed25519-zebra-bindings (ZIP-215, single checks only, slower); install Rust" \
+	    "with rustup and run 'make install' again for the native batch verifier"
+endif
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,4 +71,4 @@ demo: $(STAMP)
 	$(PY) -m nodes.demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json
+	rm -rf $(VENV) $(NATIVE)/target $(NATIVE)/gen-vectors/target build *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json
