@@ -73,6 +73,7 @@ class RecordSummary(NamedTuple):
     key_id: str | None = None
     error_reason: str | None = None
     error_detail: str | None = None
+    wire_version: int = 2  # the Envelope schema it was written with (1: read, reported)
 
     @property
     def verified(self) -> bool:
