@@ -11,8 +11,10 @@ reduced to a :class:`RecordSummary` (or, from a worker, a :class:`Block` of many
   ``sequence_gap`` (a deleted or suppressed message; the missing range is named),
   ``fork`` (two different envelopes with one sequence number) and ``chain_break``
   (``previous_hash`` is not the hash of the envelope with the sequence before);
-- ``duplicate_message_id`` across the whole replay (a byte-identical re-send is
-  reported too, noted "identical bytes", and is not a fork).
+- ``duplicate_message_id``: one sender's message id twice across the whole replay (a
+  byte-identical re-send is reported too, noted "identical bytes", and is not a fork).
+  A message is (sender, message id) since wire v2: another member reusing an id is not
+  a duplicate of the genuine record (that member cannot make it look replayed).
 
 Only verified records take part in the chain and message-id checks: what failed
 verification cannot be attributed to its claimed sender. When the replay starts at
@@ -73,6 +75,7 @@ class RecordSummary(NamedTuple):
     key_id: str | None = None
     error_reason: str | None = None
     error_detail: str | None = None
+    wire_version: int = 2  # the Envelope schema it was written with (1: read, reported)
 
     @property
     def verified(self) -> bool:
@@ -140,8 +143,14 @@ class ChainChecker:
         self.unlisted: Counter[str] = Counter()
         self._violations: list[Violation] = []
         self._chains: dict[tuple[str, str], Columns] = {}
-        self._ids: set[MessageId] = set()
-        self._dup_ids: set[MessageId] = set()  # message ids seen more than once
+        self._ids: dict[str, set[MessageId]] = {}  # per sender: the message ids seen
+        self._dup_ids: set[tuple[str, MessageId]] = set()  # (sender, id) seen more than once
+
+    def _ids_of(self, sender: str) -> set[MessageId]:
+        ids = self._ids.get(sender)
+        if ids is None:
+            ids = self._ids[sender] = set()
+        return ids
 
     def _chain(self, sender: str, topic: str) -> Columns:
         key = (sender, topic)
@@ -175,10 +184,11 @@ class ChainChecker:
             raise ValueError(f"verified summary without sender or envelope hash: {s!r}")
         mid = s.message_id
         if mid is not None:
-            if mid in self._ids:
-                self._dup_ids.add(mid)
+            ids = self._ids_of(sender)
+            if mid in ids:
+                self._dup_ids.add((sender, mid))
             else:
-                self._ids.add(mid)
+                ids.add(mid)
         c = self._chain(sender, s.topic)
         i = len(c.sequences)
         if prev is None:
@@ -205,11 +215,12 @@ class ChainChecker:
         raw = b.message_ids
         mids = [raw[i : i + 16] for i in range(0, len(raw), 16)]
         fresh = set(mids)
-        ids = self._ids
+        sender = b.sender
+        ids = self._ids_of(sender)
         if len(fresh) != len(mids):  # an id twice in this very block
-            self._dup_ids.update(m for m, k in Counter(mids).items() if k > 1)
+            self._dup_ids.update((sender, m) for m, k in Counter(mids).items() if k > 1)
         if not ids.isdisjoint(fresh):
-            self._dup_ids.update(ids.intersection(fresh))
+            self._dup_ids.update((sender, m) for m in ids.intersection(fresh))
         ids |= fresh
         c = self._chain(b.sender, b.topic)
         base = len(c.sequences)
@@ -248,14 +259,16 @@ class ChainChecker:
 
     def _duplicates(self) -> list[Violation]:
         dups = self._dup_ids
-        entries: dict[MessageId, list[tuple[tuple[int, str, int, int], bytes, str]]] = {}
+        entries: dict[
+            tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes, str]]
+        ] = {}
         for (sender, topic), c in self._chains.items():
             for i, mid in enumerate(c.message_ids):
-                if mid is not None and mid in dups:
+                if mid is not None and (sender, mid) in dups:
                     place = (c.timestamps[i], topic, c.partitions[i], c.offsets[i])
-                    entries.setdefault(mid, []).append((place, c.hash(i), sender))
+                    entries.setdefault((sender, mid), []).append((place, c.hash(i), sender))
         out: list[Violation] = []
-        for mid, found in entries.items():
+        for (_, mid), found in entries.items():
             found.sort(key=lambda e: e[0])
             (_, topic, partition, offset), first_hash, _ = found[0]
             text = mid_text(mid)

@@ -161,7 +161,7 @@ class DigestBuilder:
         self._columns: dict[tuple[str, str], _Columns] = {}
         # verified records counted by what the tally tells apart: one dict entry per
         # kind instead of a dozen counter updates per record
-        self._kinds: dict[tuple[str, str, MessageType, Tlp, tuple[str, ...]], array[int]] = {}
+        self._kinds: dict[tuple[str, str, MessageType, Tlp, tuple[str, ...], int], array[int]] = {}
 
     def add_many(self, records: Iterable[RawRecord]) -> None:
         """Verify and take in records.
@@ -179,7 +179,7 @@ class DigestBuilder:
                 continue
             e = v.envelope
             topic, ts = record[0], record[3]
-            kind = (topic, e.sender, e.message_type, e.handling.tlp, e.recipients)
+            kind = (topic, e.sender, e.message_type, e.handling.tlp, e.recipients, e.version)
             times = kinds.get(kind)
             if times is None:
                 times = kinds[kind] = array("q")
@@ -203,8 +203,10 @@ class DigestBuilder:
         """What was taken in since the last call."""
         blocks = [c.block(sender, topic) for (sender, topic), c in self._columns.items()]
         self._columns = {}
-        for (topic, sender, mtype, tlp, recipients), times in self._kinds.items():
-            self.tally.count_group(topic, sender, mtype.value, tlp.value, recipients, times)
+        for (topic, sender, mtype, tlp, recipients, version), times in self._kinds.items():
+            self.tally.count_group(
+                topic, sender, mtype.value, tlp.value, recipients, times, version
+            )
         self._kinds = {}
         failed, tally = self.failed, self.tally
         self.failed, self.tally = [], Tally()

@@ -40,7 +40,10 @@ CHECKS: dict[str, str] = {
     Reason.WRONG_TOPIC.value: "the record was written for another topic (moved)",
     Reason.WRONG_KEY.value: "the record was written for another record key (moved)",
     Reason.TYPE_NOT_ALLOWED.value: "the message type may not travel on the topic",
-    Reason.FROM_THE_FUTURE.value: "created after the replay time (beyond the allowed skew)",
+    Reason.FROM_THE_FUTURE.value: "created_at after the record's append time (beyond the skew)",
+    Reason.BACKDATED.value: "created_at before the record's append time (beyond the skew)",
+    Reason.ID_TIME_MISMATCH.value: "the message id's UUIDv7 time disagrees with created_at",
+    Reason.WRAPPED_KEYS_MISMATCH.value: "the content key is wrapped for others than recipients",
     Reason.HANDLING_INCONSISTENT.value: "handling rules broken (e.g. TLP:RED with no recipients)",
     ChainKind.SEQUENCE_GAP.value: "a sequence number of a (sender, topic) chain is missing",
     ChainKind.FORK.value: "two different envelopes carry one sequence number of a chain",
@@ -130,7 +133,11 @@ def summary_text(report: Mapping[str, Any], *, max_violations: int = 20) -> str:
     if missing:
         lines.append(f"warning: not on the cluster, not read: {', '.join(missing)}")
     lines.append("")
-    for title, key in (("sender", "by_sender"), ("message type", "by_message_type")):
+    for title, key in (
+        ("sender", "by_sender"),
+        ("message type", "by_message_type"),
+        ("wire version", "by_wire_version"),
+    ):
         lines += [*_table(title, [(k, f"{v:,}") for k, v in counts[key].items()]), ""]
     topics = [
         (t, f"{c['records']:,} ({c['rejected']:,} rejected)") for t, c in counts["by_topic"].items()

@@ -37,6 +37,7 @@ class Tally:
         self.by_sender: Counter[str] = Counter()
         self.by_type: Counter[str] = Counter()
         self.by_tlp: Counter[str] = Counter()
+        self.by_wire_version: Counter[str] = Counter()  # "v1", "v2": verified records
         self.shared: dict[str, Counter[str]] = defaultdict(Counter)
         self.first_ms: int | None = None
         self.last_ms: int | None = None
@@ -47,7 +48,9 @@ class Tally:
         if s.error_reason is not None or s.sender is None:
             self.count(s.topic, s.timestamp)
         else:
-            self.count(s.topic, s.timestamp, s.sender, s.message_type, s.tlp, s.recipients)
+            self.count(
+                s.topic, s.timestamp, s.sender, s.message_type, s.tlp, s.recipients, s.wire_version
+            )
 
     def count(
         self,
@@ -57,6 +60,7 @@ class Tally:
         message_type: str | None = None,
         tlp: str | None = None,
         recipients: Sequence[str] = (),
+        wire_version: int = 2,
     ) -> None:
         """Count one record by its fields: verified when ``sender`` is given, else rejected."""
         self.records += 1
@@ -75,6 +79,7 @@ class Tally:
         self.by_sender[sender] += 1
         self.by_type[message_type or "?"] += 1
         self.by_tlp[tlp or "?"] += 1
+        self.by_wire_version[f"v{wire_version}"] += 1
         if recipients:
             shared = self.shared[sender]
             for r in recipients:
@@ -91,6 +96,7 @@ class Tally:
         tlp: str,
         recipients: Sequence[str],
         times: array[int],
+        wire_version: int = 2,
     ) -> None:
         """Count verified records alike but for their ``times``: :meth:`count` in bulk."""
         n = len(times)
@@ -104,6 +110,7 @@ class Tally:
         self.by_sender[sender] += n
         self.by_type[message_type] += n
         self.by_tlp[tlp] += n
+        self.by_wire_version[f"v{wire_version}"] += n
         shared = self.shared[sender]
         for r in recipients or (EVERY_MEMBER,):
             shared[r] += n
@@ -134,6 +141,7 @@ class Tally:
         self.by_sender.update(other.by_sender)
         self.by_type.update(other.by_type)
         self.by_tlp.update(other.by_tlp)
+        self.by_wire_version.update(other.by_wire_version)
         for sender, counter in other.shared.items():
             self.shared[sender].update(counter)
         for member, times in other.times.items():
@@ -169,5 +177,6 @@ class Tally:
             "by_sender": dict(sorted(self.by_sender.items())),
             "by_message_type": dict(sorted(self.by_type.items())),
             "by_tlp": dict(sorted(self.by_tlp.items())),
+            "by_wire_version": dict(sorted(self.by_wire_version.items())),
             "shared_with": {s: dict(sorted(c.items())) for s, c in sorted(self.shared.items())},
         }

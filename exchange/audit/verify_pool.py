@@ -108,6 +108,7 @@ def summarize(record: RawRecord, trust: Judge, now: datetime) -> RecordSummary:
         tuple(e.recipients),
         e.handling.tlp.value,
         v.key_id,
+        wire_version=e.version,
     )
 
 

@@ -160,6 +160,9 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
     misplaced = de.seal(alerts, now, advance=False)  # an alert written for the indicators topic
     put("type_not_allowed", indicators, misplaced.key, resign(misplaced, de.key, topic=indicators))
 
+    # NL reuses FR's first message id: another sender's message, not a duplicate
+    squat = nl.seal(alerts, now, message_id=fr1.envelope.message_id)
+    put("squat", alerts, squat.key, squat.value)
     for i in range(1, 4):  # a clean chain spread over partitions by the record key
         s = nl.seal(alerts, now)
         put(f"nl{i}", alerts, s.key, s.value, None)
@@ -265,6 +268,13 @@ def test_a_key_wrapped_for_an_unlisted_node_is_found(history: History) -> None:
     assert "NL" in v["reason"]
 
 
+def test_another_senders_reuse_of_a_message_id_is_not_a_duplicate(history: History) -> None:
+    """NL publishing under FR's message id: neither record is reported (a message is
+    (sender, message id)), so no member can make another's record look replayed."""
+    assert history.at_place("squat") == []
+    assert history.at_place("fr1") == []
+
+
 def test_record_moved_to_another_topic_is_found(history: History) -> None:
     """A valid record copied to another topic: wrong_topic there."""
     [v] = history.at_place("moved_topic")
@@ -339,7 +349,7 @@ def test_counts_describe_the_history(history: History) -> None:
     """The report counts records per topic and verified messages per sender."""
     counts = history.report["counts"]
     assert counts["records"] == len(history.at)
-    assert counts["by_sender"] == {"DE": 3, "FR": 8, "NL": 3}
+    assert counts["by_sender"] == {"DE": 3, "FR": 8, "NL": 4}
     assert history.report["trust_list"]["federation"] == "eu-audit-test"
     assert history.report["source"]["topics"] == sorted(
         f"{history.prefix}.{k}.v1" for k in ("alerts", "blacklist", "indicators", "pseudonyms")
@@ -381,7 +391,7 @@ def test_html_report_charts_every_member(history: History, kafka_bootstrap: str)
     )
     assert code == 1
     text = page.read_text()
-    for member in ("FR (8)", "DE (3)", "NL (3)", "(unverified) (13)"):
+    for member in ("FR (8)", "DE (3)", "NL (4)", "(unverified) (13)"):
         assert member in text
     assert "revoked_key" in text
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -29,6 +29,7 @@ from exchange.seal import (
 )
 from exchange.topics import MessageType, TopicKind
 from exchange.trust import KeyEntry, Member
+from exchange.uuid7 import uuid7
 from tests.helpers.federation import (
     NOW,
     Federation,
@@ -377,3 +378,71 @@ def test_no_caller_can_build_a_signature_checked_or_verified(fed: Federation) ->
         verified._replace(envelope=verified.envelope)
     with pytest.raises(TypeError):
         pickle.dumps(verified)
+
+
+def test_created_at_is_judged_against_the_append_time_both_ways(fed: Federation) -> None:
+    """created_at more than max_skew before the append time is backdated, more than max_skew
+    after it from_the_future; within the skew either way it verifies."""
+    sealed = fed.seal_alert("FR")
+    created = sealed.envelope.created_at
+
+    def reason(appended: datetime) -> Reason | None:
+        try:
+            verify_record(
+                sealed.value,
+                topic=sealed.envelope.topic,
+                key=sealed.key,
+                trust=fed.trust,
+                now=appended,
+                appended_at=appended,
+            )
+        except ExchangeError as exc:
+            return exc.reason
+        return None
+
+    assert reason(created + timedelta(minutes=4)) is None
+    assert reason(created - timedelta(minutes=4)) is None
+    assert reason(created + timedelta(minutes=6)) is Reason.BACKDATED
+    assert reason(created - timedelta(minutes=6)) is Reason.FROM_THE_FUTURE
+
+
+def test_a_revoked_key_signs_nothing_appended_after_its_revocation(fed: Federation) -> None:
+    """Revoked at T: a record created a minute before T verifies when appended before T and
+    is revoked_key when appended after T, whatever its created_at says."""
+    revoked_at = NOW
+    sealed = fed.seal_alert("FR", now=revoked_at - timedelta(minutes=1))
+    key_id = fed.nodes[NodeId("FR")].signing.key_id
+    trust = fed.trust.revoke(KeyId(key_id), revoked_at, "stolen", issued_at=revoked_at)
+    for appended, expected in (
+        (revoked_at - timedelta(seconds=30), None),
+        (revoked_at + timedelta(minutes=3), Reason.REVOKED_KEY),
+    ):
+        try:
+            verify_record(
+                sealed.value,
+                topic=sealed.envelope.topic,
+                key=sealed.key,
+                trust=trust,
+                now=appended,
+                appended_at=appended,
+            )
+            found = None
+        except ExchangeError as exc:
+            found = exc.reason
+        assert found is expected
+
+
+def test_message_id_time_must_agree_with_created_at(fed: Federation) -> None:
+    """A message id from an hour after created_at, or not a UUIDv7, is id_time_mismatch."""
+    for mid in (uuid7(NOW + timedelta(hours=1)), uuid4()):
+        sealed = seal(
+            make_alert(),
+            signer=fed.nodes[NodeId("FR")].signing,
+            sender=NodeId("FR"),
+            topic=fed.topic(),
+            link=Link(1, None),
+            handling=handling(),
+            now=NOW,
+            message_id=mid,
+        )
+        assert _reason(fed, sealed.value, key=sealed.key) is Reason.ID_TIME_MISMATCH

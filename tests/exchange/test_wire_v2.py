@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange import codec, crypto
+from exchange.audit.digest import digest_batch
 from exchange.crypto import EncryptedBody, Entropy, Recipient
 from exchange.envelope import Envelope, decode_envelope, encode_envelope, header_digest
 from exchange.errors import ConfidentialityError, ExchangeError, Reason
@@ -254,3 +255,20 @@ def test_seal_writes_wire_v2_with_a_32_byte_commitment(fed: Federation) -> None:
     assert len(body.key_commitment) == 32
     data = codec.decode_signed(sealed.value)[0]
     assert data[2:10] == codec.REGISTRY.current("Envelope").fingerprint
+
+
+def test_the_auditor_counts_v1_records_as_v1(fed: Federation) -> None:
+    """A replayed batch with one v1 and one v2 record: both verify, counted per wire version."""
+    v2 = fed.seal_alert("FR")
+    env_v1 = fed.seal_alert("FR").envelope._replace(version=1)
+    data = _encode_v1(env_v1)
+    key = fed.nodes[NodeId("FR")].signing
+    v1_value = codec.encode_signed(data, key.sign(data), key.key_id)
+    ms = int(NOW.timestamp() * 1000)
+    batch = [
+        (v2.envelope.topic, 0, 0, ms, v2.key, v2.value),
+        (env_v1.topic, 0, 1, ms, env_v1.key.encode(), v1_value),
+    ]
+    failed, _, tally = digest_batch(batch, fed.trust, NOW)
+    assert failed == []
+    assert tally.as_dict()["by_wire_version"] == {"v1": 1, "v2": 1}
