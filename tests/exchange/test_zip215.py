@@ -10,6 +10,7 @@ import shutil
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -197,21 +198,29 @@ def test_all_valid_batch_of_256(
     assert backend.verify_batch(batch_256) == [True] * 256
 
 
-def _counted_while(work: Callable[[], object]) -> tuple[float, float]:
-    """How much a counting Python thread got done while ``work`` ran in this thread.
+#: The calls below must last at least this long for the verdict to mean something.
+LONG_ENOUGH_S = 0.03
 
-    Returns (count during ``work``, count in the same time with this thread asleep). A
-    call that holds the GIL lets the counter run for a switch interval or two at most.
+
+def _ran_during(work: Callable[[], object]) -> tuple[int, float]:
+    """(stamps a Python thread took in the middle third of the call of ``work``, its duration).
+
+    The other thread stamps the time every 64 iterations of a loop. A call that holds the
+    GIL can only let it run at its edges (the handover around the call, which a loaded
+    machine can stretch by some milliseconds), never in its middle third; one that releases
+    it leaves stamps all along. No comparison of rates, which a shared machine skews.
     """
     stop = threading.Event()
     counting = threading.Event()
-    count = 0
+    stamps = array("d")
 
     def counter() -> None:
-        nonlocal count
+        n = 0
         counting.set()
         while not stop.is_set():
-            count += 1
+            n += 1
+            if not n & 63:
+                stamps.append(time.perf_counter())
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
@@ -219,19 +228,30 @@ def _counted_while(work: Callable[[], object]) -> tuple[float, float]:
     thread.start()
     try:
         counting.wait()
-        before = count
         t0 = time.perf_counter()
         work()
-        elapsed = time.perf_counter() - t0
-        during = count - before
-        before = count
-        time.sleep(elapsed)  # the reference: the counter alone for as long
-        alone = count - before
+        t1 = time.perf_counter()
     finally:
         stop.set()
         thread.join()
         sys.setswitchinterval(old)
-    return during, alone
+    third = (t1 - t0) / 3
+    inside = sum(1 for t in stamps if t0 + third < t < t1 - third)
+    return inside, t1 - t0
+
+
+def _assert_released(work: Callable[[], object]) -> None:
+    inside, took = _ran_during(work)
+    assert took > LONG_ENOUGH_S, f"the call took {took * 1000:.1f} ms: too short to tell"
+    assert inside > 0, f"no Python ran during a {took * 1000:.0f} ms call: it holds the GIL"
+
+
+def test_the_gil_check_tells_a_call_that_holds_it() -> None:
+    """The check itself: a C call that keeps the GIL (bytes.count) leaves no stamp inside."""
+    big = bytes(512 << 20)
+    inside, took = _ran_during(lambda: big.count(b"\x01"))
+    assert took > LONG_ENOUGH_S
+    assert inside == 0
 
 
 @pytest.fixture
@@ -249,9 +269,7 @@ def test_batch_releases_the_gil(native: Backend) -> None:
     """A Python thread keeps counting while a large batch verifies (and falls back to singles)."""
     items = _signed_items(64) * 60
     items[-1] = (items[-1][0], items[-1][1], bytes(64))  # the batch fails: 3,840 singles
-    during, alone = _counted_while(lambda: native.verify_batch(items))
-    # Released, the counter runs on the other core or in turns: far above a few ms' worth.
-    assert during > alone / 5, (during, alone)
+    _assert_released(lambda: native.verify_batch(items))
 
 
 def test_single_verify_releases_the_gil(native: Backend) -> None:
@@ -260,8 +278,7 @@ def test_single_verify_releases_the_gil(native: Backend) -> None:
     big = bytes(32 << 20)
     signature = signer.sign(big).signature
     key = bytes(signer.verify_key)
-    during, alone = _counted_while(lambda: native.verify(key, big, signature))
-    assert during > alone / 5, (during, alone)
+    _assert_released(lambda: native.verify(key, big, signature))
 
 
 _HONEST = _signed_items(4, keys=2)
