@@ -247,7 +247,7 @@ class Consumer:
             await self.settle()
             return
         raws = [
-            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+            RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, m.timestamp_type)
             for msgs in batch.values()
             for m in msgs
         ]

@@ -55,6 +55,8 @@ from nodes.store.base import (
 
 INTERNAL_ERROR = "internal_error"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Kafka's record timestamp type for the broker's clock (0 is CreateTime).
+LOG_APPEND_TIME = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,9 @@ class RawRecord:
     ``timestamp_ms``: the record's Kafka timestamp, the broker's append time on federation
     topics (LogAppendTime): keys are judged at it and ``created_at`` must lie within
     ``max_skew`` of it. None only for records not read from Kafka (tests): judged at
-    ``created_at`` then.
+    ``created_at`` then. ``timestamp_type``: Kafka's, 1 for LogAppendTime; a record with
+    0 (CreateTime: the producer chose the time) is refused as ``not_append_time``, since
+    its time would be the sender's claim. None: unknown (records not read from Kafka).
     """
 
     topic: str
@@ -73,6 +77,7 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    timestamp_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +261,13 @@ def open_checked(raw: RawRecord, checked: Checked, ctx: PipelineContext, now: da
         return checked
     try:
         ts = raw.timestamp_ms
+        if raw.timestamp_type is not None and raw.timestamp_type != LOG_APPEND_TIME:
+            raise VerificationError(
+                Reason.NOT_APPEND_TIME,
+                f"{raw.topic} stamps records with the producer's time, not the broker's: set"
+                " message.timestamp.type=LogAppendTime on the topic",
+                field="timestamp",
+            )
         verified = verify_checked(
             checked,
             topic=Topic(raw.topic),
@@ -318,8 +330,8 @@ def open_ready(raw: RawRecord, ctx: PipelineContext, now: datetime) -> Ready:
 
 # --- the wire form between processes: builtins only, cheap to pickle -----------------------
 
-#: One record into a worker: (topic, partition, offset, key, value, timestamp ms).
-RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None]
+#: One record into a worker: (topic, partition, offset, key, value, timestamp ms, its type).
+RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None, int | None]
 #: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
 ReadyWire = tuple[Any, ...]
 
@@ -329,7 +341,15 @@ _OPENED = "o"
 
 
 def raw_to_wire(raw: RawRecord) -> RawWire:
-    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp_ms)
+    return (
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        raw.key,
+        raw.value,
+        raw.timestamp_ms,
+        raw.timestamp_type,
+    )
 
 
 def raw_from_wire(wire: RawWire) -> RawRecord:
