@@ -39,6 +39,7 @@ class Reason(StrEnum):
     FROM_THE_FUTURE = "from_the_future"
     BACKDATED = "backdated"
     ID_TIME_MISMATCH = "id_time_mismatch"
+    NOT_APPEND_TIME = "not_append_time"
     # confidentiality
     NOT_A_RECIPIENT = "not_a_recipient"
     DECRYPTION_FAILED = "decryption_failed"

@@ -356,7 +356,9 @@ class Consumer:
                     continue
             position[tp] = msgs[-1].offset + 1
             for m in msgs:
-                raw = RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
+                raw = RawRecord(
+                    m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, m.timestamp_type
+                )
                 value = m.value
                 if value is not None and (len(value) > cap or type(value) is UndecodableBatch):
                     entry = refusal(raw, cap, now)

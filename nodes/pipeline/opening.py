@@ -28,6 +28,7 @@ from exchange.seal import (
 from nodes.pipeline.records import (
     EPOCH,
     INTERNAL_ERROR,
+    LOG_APPEND_TIME,
     OpenedRecord,
     Opening,
     PipelineContext,
@@ -137,6 +138,13 @@ def open_checked(raw: RawRecord, checked: Checked, ctx: PipelineContext, now: da
         return checked
     try:
         ts = raw.timestamp_ms
+        if raw.timestamp_type is not None and raw.timestamp_type != LOG_APPEND_TIME:
+            raise VerificationError(
+                Reason.NOT_APPEND_TIME,
+                f"{raw.topic} stamps records with the producer's time, not the broker's: set"
+                " message.timestamp.type=LogAppendTime on the topic",
+                field="timestamp",
+            )
         verified = verify_checked(
             checked,
             topic=Topic(raw.topic),

@@ -35,6 +35,8 @@ INTERNAL_ERROR = "internal_error"
 #: What a quarantine entry keeps of its detail text (of the value: KEEP_BYTES, the first 4 KiB).
 MAX_DETAIL = 1000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Kafka's record timestamp type for the broker's clock (0 is CreateTime).
+LOG_APPEND_TIME = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,9 @@ class RawRecord:
     ``timestamp_ms``: the record's Kafka timestamp, the broker's append time on federation
     topics (LogAppendTime): keys are judged at it and ``created_at`` must lie within
     ``max_skew`` of it. None only for records not read from Kafka (tests): judged at
-    ``created_at`` then.
+    ``created_at`` then. ``timestamp_type``: Kafka's, 1 for LogAppendTime; a record with
+    0 (CreateTime: the producer chose the time) is refused as ``not_append_time``, since
+    its time would be the sender's claim. None: unknown (records not read from Kafka).
     """
 
     topic: str
@@ -53,6 +57,7 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int | None = None
+    timestamp_type: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,10 @@ from uuid import UUID
 
 from exchange.topics import MessageType
 from nodes.pipeline.records import OpenedRecord, RawRecord, Ready, Skipped, quarantine
-from nodes.store.base import (
-    QuarantineEntry,
-)
+from nodes.store.base import QuarantineEntry
 
-RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None]
+#: One record into a worker: (topic, partition, offset, key, value, timestamp ms, its type).
+RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None, int | None]
 #: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
 ReadyWire = tuple[Any, ...]
 
@@ -27,7 +26,15 @@ _OPENED = "o"
 
 
 def raw_to_wire(raw: RawRecord) -> RawWire:
-    return (raw.topic, raw.partition, raw.offset, raw.key, raw.value, raw.timestamp_ms)
+    return (
+        raw.topic,
+        raw.partition,
+        raw.offset,
+        raw.key,
+        raw.value,
+        raw.timestamp_ms,
+        raw.timestamp_type,
+    )
 
 
 def raw_from_wire(wire: RawWire) -> RawRecord:

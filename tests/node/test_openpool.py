@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from exchange.bus import ensure_topics
 from exchange.ids import NodeId
 from exchange.seal import Sealed
 from exchange.topics import TopicKind, topic_name
@@ -124,6 +125,8 @@ async def test_a_worker_killed_mid_stream_loses_nothing(live_federation: Federat
     )
     node = Node(config)
     await node.start()
+    # the topics exist (LogAppendTime) before the raw producer could auto-create them
+    await ensure_topics(config.kafka.settings(), config.kafka.topic_prefix)
     producer = AIOKafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers)
     await producer.start()
     try:

@@ -34,7 +34,7 @@ from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.store.base import QuarantineEntry, StoredRecord
 from tests.audit.history import produce
-from tests.helpers.broker import unique_prefix
+from tests.helpers.broker import create_topics, unique_prefix
 from tests.node.conftest import Federation, alert_data, handling, make_federation
 
 pytestmark = pytest.mark.integration
@@ -302,3 +302,25 @@ def test_created_at_and_message_id_must_agree_with_the_broker_clock(outcome: Out
     reasons = [q.reason for q in outcome.de_quarantine]
     assert "from_the_future" in reasons
     assert "id_time_mismatch" in reasons
+
+
+async def test_a_topic_stamped_with_the_producers_time_is_refused(
+    live_federation: Federation, kafka_bootstrap: str
+) -> None:
+    """On a topic created with CreateTime (before v2, or by hand) a thief could choose the
+    record's time along with created_at: the node refuses such records (not_append_time)."""
+    fed = live_federation
+    await create_topics(kafka_bootstrap, [fed.topic()], partitions=1)  # CreateTime
+    de = Node(load_config(fed.config_path("DE"), **FAST))
+    await de.start()
+    try:
+        then = datetime.now(UTC) - timedelta(hours=1)
+        old = Member(fed, "FR").seal(then, title="dated by its producer")
+        stamp = int(then.timestamp() * 1000)
+        await produce(
+            kafka_bootstrap, [(fed.topic(), old.key, old.value, 0)], timestamps_ms=[stamp]
+        )
+        await de.wait_until(lambda: de.metrics.quarantined.value("not_append_time") >= 1, 30)
+        assert await de.store.list_records(topic=fed.topic()) == []
+    finally:
+        await de.stop()
