@@ -321,6 +321,14 @@ class PublisherConfig(_Section):
     backoff_initial_ms: int = Field(default=200, ge=1, le=600_000)
     backoff_max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
     poll_interval_ms: int = Field(default=500, ge=10, le=600_000)
+    #: Items signed longer ago than this but not yet on the bus (a broker outage) are signed
+    #: again with a fresh time before sending: receivers refuse a created_at further than
+    #: their max_skew_s (300 s by default) from the broker's time. Keep it well below that.
+    reseal_after_s: float = Field(default=120.0, gt=0, le=86_400)
+    #: Sends not acknowledged within this stop the producer (failing them, so they can be
+    #: signed again later): an idempotent producer would otherwise retry them for ever and
+    #: deliver them, stale, whenever the broker returns.
+    ack_timeout_s: float = Field(default=60.0, gt=0, le=3_600)
 
     @model_validator(mode="after")
     def _order(self) -> PublisherConfig:

@@ -32,13 +32,16 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 
-from exchange.bus import KafkaSettings, kafka_errors, producer_kwargs
-from exchange.chain import ChainState
+from exchange.bus import KafkaSettings, kafka_errors, producer_kwargs, stop_quietly
+from exchange.chain import ChainState, Link
+from exchange.codec import decode_signed
+from exchange.envelope import decode_envelope
 from exchange.errors import ExchangeError, TransientError
 from exchange.ids import NodeId, Topic
 from exchange.keys import SigningKey
@@ -107,6 +110,8 @@ class Publisher:
         self._acknowledged: list[int] = []
         self._backlog: deque[OutboxItem] = deque()  # fetched, not yet handled, in outbox order
         self._early: _Batch | None = None  # the next batch, sealing ahead while one is sent
+        #: Look for SIGNED items too old to send (at start, and after each failed round).
+        self._check_stale = True
         self._handlings: dict[tuple[tuple[str, Any], ...], Handling] = {}
         self.alive = False
         self.last_error: str | None = None
@@ -164,6 +169,7 @@ class Publisher:
 
     async def _failed(self, error: str) -> None:
         self.metrics.publish_errors.inc()
+        self._check_stale = True
         await self._drop_early()
         self._backlog.clear()  # the store says again what is left, after the pause
         if error != self.last_error:  # once per state change, not once per retry
@@ -186,6 +192,34 @@ class Publisher:
                 raise
             self._producer = producer
         return self._producer
+
+    async def _abandon_producer(self, late: int) -> None:
+        """Stop a producer whose sends are not acknowledged within ``ack_timeout_s`` (the
+        broker is away), failing them: an idempotent producer retries until it succeeds,
+        and an item appended only after the outage would carry a time its receivers refuse
+        (backdated). Its items stay SIGNED and are signed again if they wait too long
+        (:meth:`_reseal_stale`)."""
+        producer, self._producer = self._producer, None
+        self.log.warning(
+            "sends not acknowledged in time; producer stopped",
+            late=late,
+            ack_timeout_s=self.config.ack_timeout_s,
+        )
+        if producer is None:
+            return
+        # aiokafka's internals, as narrowly as can be: cancel its background sender (so none
+        # of its batches goes out later), then fail the batches it held (a cancelled sender
+        # leaves them pending), then close it.
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            with contextlib.suppress(Exception):
+                await sender.close()
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None:
+            accumulator.fail_all(
+                KafkaTimeoutError(f"not acknowledged within {self.config.ack_timeout_s} s")
+            )
+        await stop_quietly(producer)
 
     async def _close_producer(self) -> None:
         producer, self._producer = self._producer, None
@@ -221,6 +255,8 @@ class Publisher:
         many items this round sent (now in flight).
         """
         await self._mark_acknowledged()  # before reading the outbox: those are not pending
+        if self._check_stale and self._in_flight is None and self._early is None:
+            await self._reseal_stale()
         early, self._early = self._early, None
         items, ready, sealing = early if early is not None else await self._next_batch()
         try:
@@ -264,6 +300,59 @@ class Publisher:
             raise
         self._in_flight = (ready, futures)
         return len(ready)
+
+    async def _reseal_stale(self) -> None:
+        """Sign again, with a fresh time, the SIGNED items signed more than
+        ``reseal_after_s`` ago: receivers judge ``created_at`` against the broker's append
+        time, so items held back by an outage longer than their skew would be refused as
+        backdated, and lost to every member. Same message id, sequence and place in the
+        chain (each previous hash is its predecessor's, re-signed or not); only SIGNED items,
+        never acknowledged, so receivers store each once whichever copy reaches them. Runs
+        at start and after a failed round, when nothing is in flight or sealed ahead.
+        """
+        self._check_stale = False
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.config.reseal_after_s)
+        fetched = await self.store.pending(self.config.batch_size * BACKLOG_BATCHES)
+        stale = sorted(
+            (i for i in fetched if i.status is OutboxStatus.SIGNED and _sealed_at(i) < cutoff),
+            key=lambda i: (i.topic, i.sequence or 0),
+        )
+        if not stale:
+            return
+        places = {(i.topic, i.sequence) for i in stale}
+        before: dict[tuple[str, int], bytes | None] = {}
+        for item in stale:
+            seq = item.sequence or 0
+            if seq > 1 and (item.topic, seq - 1) not in places:
+                before[(item.topic, seq - 1)] = await self.store.envelope_hash_at(
+                    item.topic, seq - 1
+                )
+        resealed = await asyncio.to_thread(self._reseal_all, stale, before, now)
+        await self.store.reseal(resealed)
+        self._chain = None  # a head may have a new hash: read the heads again
+        self._backlog.clear()
+        self.log.warning(
+            "items signed before an outage signed again with a fresh time",
+            count=len(resealed),
+            signed_before=cutoff.isoformat(),
+        )
+
+    def _reseal_all(
+        self,
+        stale: Sequence[OutboxItem],
+        before: Mapping[tuple[str, int], bytes | None],
+        now: datetime,
+    ) -> list[OutboxItem]:
+        hashes = dict(before)
+        done: list[OutboxItem] = []
+        for item in stale:  # by topic, then sequence: each predecessor is ready first
+            seq = item.sequence or 0
+            link = Link(seq, hashes.get((item.topic, seq - 1)) if seq > 1 else None)
+            sealed = self._seal_one(item, Topic(item.topic), link, now)
+            hashes[(item.topic, seq)] = sealed.envelope_hash
+            done.append(_signed(item, sealed, seq))
+        return done
 
     async def _mark_acknowledged(self) -> None:
         """Mark SENT the ids Kafka acknowledged whose marking failed (see :meth:`_flush`)."""
@@ -328,7 +417,16 @@ class Publisher:
         items, futures = flight
         try:
             with kafka_errors("publishing"):
-                results = await asyncio.gather(*futures, return_exceptions=True)
+                late: set[asyncio.Future[Any]] = set()
+                if futures:
+                    _, late = await asyncio.wait(futures, timeout=self.config.ack_timeout_s)
+                    if late:  # the idempotent producer would retry them for ever
+                        await self._abandon_producer(len(late))
+                results = (
+                    [_outcome(f) for f in futures]
+                    if late
+                    else await asyncio.gather(*futures, return_exceptions=True)
+                )
         except TransientError as exc:
             await self.store.record_publish_error([i.id for i in items], str(exc))
             raise
@@ -392,7 +490,7 @@ class Publisher:
         for item in pending:
             topic = Topic(item.topic)
             try:
-                sealed = self._seal_one(item, topic, chain, now)
+                sealed = self._seal_one(item, topic, chain.next(topic), now)
             except (ExchangeError, ValueError) as exc:
                 refused.append((item, str(exc)))
                 continue
@@ -401,7 +499,7 @@ class Publisher:
             done.append(_signed(item, sealed, link.sequence))
         return done, list(touched.values()), refused
 
-    def _seal_one(self, item: OutboxItem, topic: Topic, chain: ChainState, now: datetime) -> Sealed:
+    def _seal_one(self, item: OutboxItem, topic: Topic, link: Link, now: datetime) -> Sealed:
         handling = self._handling(item.handling)
         recipients = [NodeId(r) for r in item.recipients]
         if item.payload_avro is not None:  # validated and encoded when it was accepted
@@ -411,7 +509,7 @@ class Publisher:
                 signer=self.signer,
                 sender=self.node,
                 topic=topic,
-                link=chain.next(topic),
+                link=link,
                 handling=handling,
                 key=item.key,
                 recipients=recipients,
@@ -426,7 +524,7 @@ class Publisher:
             signer=self.signer,
             sender=self.node,
             topic=topic,
-            link=chain.next(topic),
+            link=link,
             handling=handling,
             recipients=recipients,
             trust=self.trust,
@@ -449,6 +547,21 @@ class Publisher:
             self._handlings.clear()
         self._handlings[key] = handling
         return handling
+
+
+def _outcome(future: asyncio.Future[Any]) -> Any:
+    """A delivery future's result or exception; one still pending counts as a timeout."""
+    if not future.done():
+        return TimeoutError("not acknowledged in time")
+    if future.cancelled():
+        return asyncio.CancelledError()
+    return future.exception() or future.result()
+
+
+def _sealed_at(item: OutboxItem) -> datetime:
+    """The ``created_at`` a SIGNED item was sealed with (read from its envelope)."""
+    assert item.value is not None
+    return decode_envelope(decode_signed(item.value)[0]).created_at
 
 
 def _signed(item: OutboxItem, sealed: Sealed, sequence: int) -> OutboxItem:

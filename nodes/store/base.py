@@ -271,6 +271,17 @@ class Store(Protocol):
         audit event saying how many, of which reasons, in the same transaction. Returns
         how many were deleted."""
 
+    async def reseal(self, items: Sequence[OutboxItem]) -> None:
+        """Replace the bytes (``value``, ``envelope_hash``) of SIGNED items signed again with a
+        fresh time (a broker outage outlived the receivers' skew), keeping their message id
+        and sequence; a chain head at one of their sequences takes the new hash. All or
+        none; StoreError naming an item that is not SIGNED or does not keep its id and
+        sequence."""
+
+    async def envelope_hash_at(self, topic: str, sequence: int) -> bytes | None:
+        """The envelope hash of this node's outbox item at ``sequence`` on ``topic`` (signed
+        or sent), or None: the link a re-sealed item's previous hash points to."""
+
     async def outbox_envelope_hashes(self, hashes: Sequence[bytes]) -> set[bytes]:
         """Which of ``hashes`` are envelope hashes of this node's outbox items (signed or
         sent): the records it reads back from the bus that it wrote itself."""

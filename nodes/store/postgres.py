@@ -387,6 +387,44 @@ class PostgresStore:
     async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
         await self._write(lambda conn: ops.mark_signed(conn, items, heads))
 
+    async def reseal(self, items: Sequence[OutboxItem]) -> None:
+        async def work(conn: Conn) -> None:
+            for item in items:
+                mid, seq, value, digest = c.signed_fields(item)
+                status = await conn.execute(
+                    "UPDATE outbox SET value = $1, envelope_hash = $2 WHERE id = $3"
+                    " AND status = 'signed' AND message_id = $4 AND sequence = $5",
+                    value,
+                    digest,
+                    item.id,
+                    mid,
+                    seq,
+                )
+                if status != "UPDATE 1":
+                    raise StoreError(
+                        f"outbox[{item.id}]: not a signed item with message id {mid}"
+                        f" at sequence {seq}"
+                    )
+                await conn.execute(
+                    "UPDATE chain_heads SET envelope_hash = $1 WHERE topic = $2 AND sequence = $3",
+                    digest,
+                    item.topic,
+                    seq,
+                )
+
+        await self._write(work)
+
+    async def envelope_hash_at(self, topic: str, sequence: int) -> bytes | None:
+        async def work(conn: Conn) -> bytes | None:
+            value = await conn.fetchval(
+                "SELECT envelope_hash FROM outbox WHERE topic = $1 AND sequence = $2",
+                topic,
+                sequence,
+            )
+            return None if value is None else bytes(value)
+
+        return await self._read(work)
+
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
         when = c.aware(at, "at")
         await self._write(lambda conn: ops.mark_sent(conn, ids, when))

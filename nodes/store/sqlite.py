@@ -369,6 +369,19 @@ class SqliteStore:
     async def mark_signed(self, items: Sequence[OutboxItem], heads: Sequence[ChainHead]) -> None:
         await self._write(lambda conn: outbox_ops.mark_signed(conn, items, heads))
 
+    async def reseal(self, items: Sequence[OutboxItem]) -> None:
+        await self._write(lambda conn: outbox_ops.reseal(conn, items))
+
+    async def envelope_hash_at(self, topic: str, sequence: int) -> bytes | None:
+        def work(conn: Conn) -> bytes | None:
+            row = conn.execute(
+                "SELECT envelope_hash FROM outbox WHERE topic = ? AND sequence = ?",
+                (topic, sequence),
+            ).fetchone()
+            return None if row is None or row[0] is None else bytes(row[0])
+
+        return await self._call(work)
+
     async def mark_sent(self, ids: Sequence[int], at: datetime) -> None:
         when = c.to_micros(at, "at")
         await self._write(lambda conn: outbox_ops.mark_sent(conn, ids, when))

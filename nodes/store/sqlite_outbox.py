@@ -34,6 +34,25 @@ SQ_UPSERT_HEAD = (
 )
 
 
+def reseal(conn: Conn, items: Sequence[OutboxItem]) -> None:
+    """The checks and updates of :meth:`Store.reseal`, inside the caller's transaction."""
+    for item in items:
+        mid, seq, value, digest = signed_fields(item)
+        changed = conn.execute(
+            "UPDATE outbox SET value = ?, envelope_hash = ? WHERE id = ? AND status = 'signed'"
+            " AND message_id = ? AND sequence = ?",
+            (value, digest, item.id, mid.bytes, seq),
+        ).rowcount
+        if changed != 1:
+            raise StoreError(
+                f"outbox[{item.id}]: not a signed item with message id {mid} at sequence {seq}"
+            )
+        conn.execute(
+            "UPDATE chain_heads SET envelope_hash = ? WHERE topic = ? AND sequence = ?",
+            (digest, item.topic, seq),
+        )
+
+
 _STATUS = {s.value: s for s in OutboxStatus}
 _SMALL_JSON: dict[str, Any] = {}  # the few distinct handling / recipients texts of an outbox
 

@@ -8,6 +8,7 @@ FR and DE run in this test's event loop with their real SQLite stores.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,10 @@ from tests.node.helpers import (
     stored_ids,
     wait_for,
 )
+
+#: DE's max_skew_s in the outage test: shorter than the outage, longer than a busy
+#: machine's delay between signing and appending.
+SKEW_S = 20.0
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -57,15 +62,26 @@ class Feeder:
 async def test_broker_stopped_mid_stream_loses_nothing(
     tmp_path: Path, private_broker: LocalBroker
 ) -> None:
-    """FR keeps enqueuing while the broker is down; once it is back DE stores every alert once."""
+    """FR keeps enqueuing while the broker is down; once it is back DE stores every alert once.
+
+    The outage outlasts DE's clock skew (20 s here): the batch FR had handed to its
+    producer when the broker went away is abandoned after ack_timeout_s (3 s here; the
+    idempotent producer would retry it for ever and deliver it stale) and signed again with
+    a fresh time after reseal_after_s (5 s here), or DE would refuse it as backdated."""
     fed = make_federation(
         tmp_path / "fed",
         bootstrap=private_broker.bootstrap,
         prefix=unique_prefix(),
         tables={
             "kafka": {"request_timeout_ms": 5000},
-            "publisher": {"backoff_initial_ms": 100, "backoff_max_ms": 1000},
+            "publisher": {
+                "backoff_initial_ms": 100,
+                "backoff_max_ms": 1000,
+                "reseal_after_s": 5,
+                "ack_timeout_s": 3,
+            },
         },
+        per_node={"DE": {"consumer": {"max_skew_s": SKEW_S}}},
     )
     fr, de = Node(fed.config("FR")), Node(fed.config("DE"))
     await fr.start()
@@ -74,9 +90,15 @@ async def test_broker_stopped_mid_stream_loses_nothing(
     try:
         await wait_for(lambda: count_stored(fed, "DE") >= 200, within_s=60, what="DE storing")
         await asyncio.to_thread(private_broker.stop)
+        stopped = time.monotonic()
         at_stop = feeder.count
         await wait_for(
             lambda: feeder.count >= at_stop + 400, within_s=30, what="FR enqueuing in the outage"
+        )
+        await wait_for(  # the scenario: an outage longer than DE's skew
+            lambda: time.monotonic() - stopped > SKEW_S + 5,
+            within_s=SKEW_S + 60,
+            what="the outage to outlast DE's clock skew",
         )
         during = outbox_counts(fed, "FR")  # what was enqueued in the outage waits there
         assert during.get("pending", 0) + during.get("signed", 0) >= 400, during
@@ -106,5 +128,5 @@ async def test_broker_stopped_mid_stream_loses_nothing(
     # A batch whose acknowledgement the outage swallowed is sent again with the same bytes:
     # the copy is quarantined as replayed, never stored twice and never anything else.
     quarantined = await quarantine_of(fed, "DE")
-    assert {q.reason for q in quarantined} <= {"replayed"}
+    assert {q.reason for q in quarantined} <= {"replayed"}, [q.detail for q in quarantined][:3]
     assert {q.message_id for q in quarantined} <= set(sent)

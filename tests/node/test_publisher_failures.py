@@ -11,7 +11,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,15 @@ class FakeProducer:
     one. ``attempts`` holds every value handed over, ``acknowledged`` the ones Kafka took."""
 
     def __init__(
-        self, *, raise_on: frozenset[int] = frozenset(), fail_on: frozenset[int] = frozenset()
+        self,
+        *,
+        raise_on: frozenset[int] = frozenset(),
+        fail_on: frozenset[int] = frozenset(),
+        hang_on: frozenset[int] = frozenset(),
     ) -> None:
         self.raise_on = set(raise_on)
         self.fail_on = set(fail_on)
+        self.hang_on = set(hang_on)  # never acknowledged nor failed (the broker went away)
         self.calls = 0
         self.attempts: list[bytes] = []
         self.acknowledged: list[bytes] = []
@@ -59,6 +64,8 @@ class FakeProducer:
         self.attempts.append(value)
         self.keys[value] = key
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if n in self.hang_on:
+            return future
         if n in self.fail_on:
             future.set_exception(KafkaTimeoutError(f"send {n}: batch expired"))
         else:
@@ -267,3 +274,88 @@ async def test_drop_early_after_a_send_failure_leaves_the_items_pending(
     await pub._failed("no metadata")
     await run_until_drained(pub, store)
     assert_one_chain(federation, producer, 4)
+
+
+async def test_items_held_back_longer_than_the_reseal_time_are_signed_again_in_place(
+    store: SqliteStore, federation: Federation
+) -> None:
+    """Items SIGNED before an outage that outlasts reseal_after_s are signed again with a
+    fresh created_at before they are sent (receivers would refuse the old one as
+    backdated): same message ids and sequences, and the chain still links through the
+    item that had gone out before the outage."""
+    now = [datetime.now(UTC)]
+    ids = await enqueue(store, federation, 4)
+    producer = FakeProducer(fail_on=frozenset({1, 2, 3}))  # the outage starts after one
+    pub = publisher(store, federation, producer)
+    pub.clock = lambda: now[0]
+    assert await pub._round() == 4
+    with pytest.raises(TransientError):
+        await pub._flush()
+    held = {i.id: i for i in await store.pending(10)}
+    assert sorted(held) == ids[1:]
+    await pub._failed("the broker is away")
+    now[0] += timedelta(seconds=pub.config.reseal_after_s + 1)  # the outage goes on
+    await run_until_drained(pub, store)
+    resent = producer.acknowledged[1:]
+    assert len(resent) == 3
+    assert not set(resent) & {i.value for i in held.values()}, "sent with the old time"
+    opened = [
+        open_record(
+            v,
+            topic=federation.topic(),
+            key=producer.keys[v],
+            trust=federation.trust,
+            now=now[0],
+            reader=NodeId("DE"),
+            decryption_key=None,
+        ).verified.envelope
+        for v in resent
+    ]
+    assert sorted(e.message_id for e in opened) == sorted(i.message_id for i in held.values())
+    assert sorted(e.sequence for e in opened) == [2, 3, 4]
+    assert {e.created_at for e in opened} == {
+        now[0].replace(microsecond=now[0].microsecond // 1000 * 1000)
+    }
+    assert_one_chain(federation, producer, 4)
+    head = await store.chain_head(federation.topic())
+    assert head is not None
+    assert head.sequence == 4
+
+
+async def test_items_signed_recently_are_resent_with_their_exact_bytes_after_a_failure(
+    store: SqliteStore, federation: Federation
+) -> None:
+    """A failed round shorter than reseal_after_s re-sends SIGNED items byte for byte (a
+    copy that did reach Kafka is then a harmless replay, never a fork)."""
+    now = [datetime.now(UTC)]
+    await enqueue(store, federation, 2)
+    producer = FakeProducer(fail_on=frozenset({0, 1}))
+    pub = publisher(store, federation, producer)
+    pub.clock = lambda: now[0]
+    assert await pub._round() == 2
+    with pytest.raises(TransientError):
+        await pub._flush()
+    first = list(producer.attempts)
+    await pub._failed("a short outage")
+    now[0] += timedelta(seconds=pub.config.reseal_after_s - 1)
+    await run_until_drained(pub, store)
+    assert producer.acknowledged == first
+
+
+async def test_sends_never_acknowledged_stop_the_producer_and_stay_signed(
+    store: SqliteStore, federation: Federation
+) -> None:
+    """Deliveries neither acknowledged nor failed within ack_timeout_s (an idempotent
+    producer retries for ever while the broker is away) are given up: the acknowledged ones
+    are SENT, the others stay SIGNED for the next round, and the producer is replaced."""
+    ids = await enqueue(store, federation, 3)
+    producer = FakeProducer(hang_on=frozenset({1}))
+    pub = publisher(store, federation, producer)
+    pub.config = pub.config.model_copy(update={"ack_timeout_s": 0.05})
+    assert await pub._round() == 3
+    with pytest.raises(TransientError, match="1 of 3 sends failed"):
+        await pub._flush()
+    assert pub._producer is None
+    left = await store.pending(10)
+    assert [(i.id, i.status) for i in left] == [(ids[1], OutboxStatus.SIGNED)]
+    assert pub.metrics.published.value() == 2

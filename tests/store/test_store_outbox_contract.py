@@ -180,3 +180,36 @@ async def test_mark_sent_is_idempotent_and_names_the_first_bad_id(store: Store) 
     await store.mark_sent([a, b, b, c], NOW)
     assert await statuses(store) == {d: OutboxStatus.PENDING}
     assert await store.outbox_depth() == 1
+
+
+async def test_reseal_replaces_a_signed_items_bytes_and_the_head_at_its_sequence(
+    store: Store,
+) -> None:
+    """Re-sealing keeps an item SIGNED with its message id and sequence and replaces its
+    bytes and hash (and the chain head's, when it sits there); an item that is not SIGNED,
+    or one moved to another sequence, is refused and nothing changes."""
+    a, b, c = await store.enqueue([with_avro(n) for n in range(3)])
+    item_a, item_b, item_c = await store.pending(10)
+    first_a, first_b = signed(item_a, a, 1), signed(item_b, b, 2)
+    await store.mark_signed([first_a, first_b], [ChainHead(TOPIC, 2, first_b.envelope_hash)])
+    assert await store.envelope_hash_at(TOPIC, 1) == first_a.envelope_hash
+    assert await store.envelope_hash_at(TOPIC, 3) is None
+    again_b = replace(first_b, value=b"signed-again", envelope_hash=b"\x09" * 32)
+    for bad, error in (
+        ([replace(signed(item_c, c, 3), value=b"x")], rf"outbox\[{c}\]: not a signed item"),
+        ([again_b, replace(first_a, sequence=5)], rf"outbox\[{a}\]: not a signed item"),
+    ):
+        with pytest.raises(StoreError, match=error):
+            await store.reseal(bad)
+        assert await store.envelope_hash_at(TOPIC, 2) == first_b.envelope_hash
+    await store.reseal([again_b])
+    by_id = {i.id: i for i in await store.pending(10)}
+    assert (by_id[b].status, by_id[b].value, by_id[b].sequence) == (
+        OutboxStatus.SIGNED,
+        b"signed-again",
+        2,
+    )
+    assert by_id[b].message_id == first_b.message_id
+    assert await store.envelope_hash_at(TOPIC, 2) == b"\x09" * 32
+    assert await store.chain_head(TOPIC) == ChainHead(TOPIC, 2, b"\x09" * 32)
+    assert by_id[a].value == first_a.value
