@@ -8,6 +8,7 @@ FR and DE run in this test's event loop with their real SQLite stores.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,10 @@ import pytest
 from exchange.topics import TopicKind
 from nodes.daemon import Node
 from tests.helpers.broker import LocalBroker, unique_prefix
+from tests.helpers.federation import Federation, make_federation
 from tests.node.helpers import (
-    Federation,
     alert_items,
     count_stored,
-    make_federation,
     node_store,
     outbox_counts,
     outbox_ids,
@@ -60,6 +60,8 @@ async def test_broker_stopped_mid_stream_loses_nothing(
     """FR keeps enqueuing while the broker is down; once it is back DE stores every alert once."""
     fed = make_federation(
         tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=private_broker.bootstrap,
         prefix=unique_prefix(),
         tables={
