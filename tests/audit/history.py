@@ -1,124 +1,41 @@
 """Building topic histories for the audit tests: a federation, signed records, raw produce.
 
-Records are sealed with :func:`exchange.seal.seal` and written with raw aiokafka (so a
-test can inject what no node would write: gaps, forks, forged signatures, moved
-records, garbage bytes) into explicit partitions, and the offsets are kept so tests
-can say exactly where each violation must be found.
+Records are sealed by the federation's members (:class:`tests.helpers.federation.Member`)
+and written with raw aiokafka (so a test can inject what no node would write: gaps, forks,
+forged signatures, moved records, garbage bytes) into explicit partitions, and the offsets
+are kept so tests can say exactly where each violation must be found.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from exchange import codec
 from exchange.bus import federation_topics
-from exchange.chain import ChainState, Link
 from exchange.envelope import encode_envelope
-from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
-from exchange.seal import Sealed, seal
-from exchange.trust import KeyEntry, TrustList
-from tests.helpers import federation as helpers
+from exchange.seal import Sealed
 from tests.helpers.broker import create_topics
+from tests.helpers.federation import Federation, make_federation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@dataclass
-class Node:
-    """One member: its signing key(s) and its chain state."""
-
-    node_id: NodeId
-    key: SigningKey
-    chain: ChainState = field(default_factory=ChainState)
-
-    def seal(
-        self,
-        topic: Topic,
-        now: datetime,
-        *,
-        link: Link | None = None,
-        key: SigningKey | None = None,
-        message_id: uuid.UUID | None = None,
-        advance: bool = True,
-    ) -> Sealed:
-        """Seal a fresh alert on ``topic`` with the next link (or ``link``), then advance."""
-        sealed = seal(
-            helpers.make_alert(now),
-            signer=key or self.key,
-            sender=self.node_id,
-            topic=topic,
-            link=link or self.chain.next(topic),
-            handling=helpers.handling(),
-            now=now,
-            message_id=message_id,
-        )
-        if advance:
-            self.chain.advance(topic, sealed.envelope_hash)
-        return sealed
-
-
-@dataclass
-class Federation:
-    """A test federation (:func:`tests.helpers.federation.make_federation`) for the audit.
-
-    Keys are valid from T0; ``now`` is the real time, since the replay judges records
-    against the real clock. ``trust_file`` has ``root.pub`` beside it.
-    """
-
-    base: helpers.Federation
-    nodes: dict[str, Node]
-
-    @property
-    def trust(self) -> TrustList:
-        """The current trust list."""
-        return self.base.trust
-
-    @property
-    def trust_file(self) -> Path:
-        """The signed trust-list file."""
-        return self.base.trust_path
-
-    @classmethod
-    def build(
-        cls,
-        folder: Path,
-        members: Sequence[str] = ("FR", "DE"),
-        *,
-        extra_keys: dict[str, SigningKey] | None = None,
-        revoked: dict[KeyId, datetime] | None = None,
-        expired_keys: dict[str, SigningKey] | None = None,
-    ) -> Federation:
-        """``extra_keys``: a second signing key per member; ``revoked``: key id -> time;
-        ``expired_keys``: a further key per member, valid for the first day from T0 only.
-        """
-        base = helpers.make_federation(
-            folder, members, datetime.now(UTC), federation="eu-audit-test", valid_from=T0
-        )
-        trust = base.trust
-        windows: list[tuple[str, SigningKey, datetime | None]]
-        windows = [(m, k, None) for m, k in (extra_keys or {}).items()]
-        windows += [(m, k, T0 + timedelta(days=1)) for m, k in (expired_keys or {}).items()]
-        for m, key, until in windows:
-            member = trust.member(NodeId(m))
-            entry = KeyEntry.for_key(key.public_bytes, T0, until)
-            trust = trust.with_member(
-                dataclasses.replace(member, signing_keys=(*member.signing_keys, entry)),
-                issued_at=T0,
-            )
-        for key_id, at in (revoked or {}).items():
-            trust = trust.revoke(key_id, at, "key compromised", issued_at=at)
-        if trust is not base.trust:
-            base.publish_trust(trust)
-        nodes = {m: Node(NodeId(m), base.nodes[NodeId(m)].signing) for m in members}
-        return cls(base, nodes)
+def audit_federation(
+    folder: Path, members: Sequence[str] = ("FR", "DE"), **keys: Any
+) -> Federation:
+    """A federation whose keys are valid from T0, ``now`` the real time (the replay judges
+    records against the real clock); ``keys``: ``extra_keys``, ``revoked``, ``expired_keys``
+    as for :func:`tests.helpers.federation.make_federation`."""
+    return make_federation(
+        folder, members, datetime.now(UTC), federation="eu-audit-test", valid_from=T0, **keys
+    )
 
 
 def forge(value: bytes) -> bytes:

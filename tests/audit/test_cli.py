@@ -21,8 +21,9 @@ from exchange.audit.cli import _kafka_settings
 from exchange.cli import main
 from exchange.errors import InputError
 from exchange.ids import Topic
-from tests.audit.history import Federation, create_federation_topics, produce
+from tests.audit.history import audit_federation, create_federation_topics, produce
 from tests.helpers.broker import auto_creation_applied, create_topics
+from tests.helpers.federation import Federation
 
 pytestmark = pytest.mark.integration
 
@@ -43,13 +44,13 @@ async def _chain(
 ) -> tuple[str, Federation, int]:
     """FR alerts 1..n on a fresh prefix, record timestamps ``hours_ago``; (prefix, fed, now ms)."""
     prefix = f"c{datetime.now(UTC).strftime('%H%M%S%f')}"
-    fed = Federation.build(folder)
+    fed = audit_federation(folder)
     await create_federation_topics(bootstrap, prefix)
-    fr = fed.nodes["FR"]
+    fr = fed.sender("FR")
     topic = Topic(f"{prefix}.alerts.v1")
     now = datetime.now(UTC)
     # each sealed when it was appended: the replay judges created_at against the append time
-    sealed = [fr.seal(topic, now - timedelta(hours=h)) for h in hours_ago]
+    sealed = [fr.alert(now - timedelta(hours=h), topic=topic) for h in hours_ago]
     now_ms = int(now.timestamp() * 1000)
     stamps = [now_ms - h * HOUR_MS for h in hours_ago]
     if skip_first:
@@ -69,7 +70,7 @@ async def test_clean_history_exits_zero(kafka_bootstrap: str, tmp_path: Path) ->
     prefix, fed, _ = await _chain(kafka_bootstrap, tmp_path)
     code, report = await asyncio.to_thread(
         replay,
-        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_file)),
+        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_path)),
         report=tmp_path / "r.json",
     )
     assert code == 0
@@ -84,7 +85,7 @@ async def test_since_and_until_filter_by_record_time(
 ) -> None:
     """--since/--until keep since <= timestamp < until, read by this process or by workers."""
     prefix, fed, now_ms = await _chain(kafka_bootstrap, tmp_path)
-    base = ("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_file))
+    base = ("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_path))
     since, until = _iso(now_ms - 5 * HOUR_MS // 2), _iso(now_ms - 3 * HOUR_MS // 2)
     cases = {
         ("--since", since): 2,
@@ -106,7 +107,7 @@ async def test_chain_not_starting_at_one_is_a_gap_without_since(
     prefix, fed, _ = await _chain(kafka_bootstrap, tmp_path, skip_first=True)
     code, report = await asyncio.to_thread(
         replay,
-        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_file)),
+        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_path)),
         *("--workers", "0"),
         report=tmp_path / "r.json",
     )
@@ -118,9 +119,9 @@ async def test_chain_not_starting_at_one_is_a_gap_without_since(
 
 def test_bad_trust_list_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A trust list that does not verify: exit 2 with a message, before any connection."""
-    fed = Federation.build(tmp_path)
-    fed.trust_file.write_bytes(fed.trust_file.read_bytes()[:-3] + b"xyz")
-    code = main(["audit", "replay", "--bootstrap", "127.0.0.1:1", "--trust", str(fed.trust_file)])
+    fed = audit_federation(tmp_path)
+    fed.trust_path.write_bytes(fed.trust_path.read_bytes()[:-3] + b"xyz")
+    code = main(["audit", "replay", "--bootstrap", "127.0.0.1:1", "--trust", str(fed.trust_path)])
     assert code == 2
     assert "bad_trust_list" in capsys.readouterr().err
 
@@ -129,8 +130,8 @@ def test_trust_list_under_another_root_key_exits_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--root-key naming a key that did not sign the trust list: exit 2."""
-    fed = Federation.build(tmp_path / "a")
-    other = Federation.build(tmp_path / "b")
+    fed = audit_federation(tmp_path / "a")
+    other = audit_federation(tmp_path / "b")
     code = main(
         [
             "audit",
@@ -138,9 +139,9 @@ def test_trust_list_under_another_root_key_exits_two(
             "--archive",
             str(tmp_path / "none.avro"),
             "--trust",
-            str(fed.trust_file),
+            str(fed.trust_path),
             "--root-key",
-            str(other.trust_file.parent / "root.pub"),
+            str(other.root_public_path),
         ]
     )
     assert code == 2
@@ -149,8 +150,8 @@ def test_trust_list_under_another_root_key_exits_two(
 
 def test_unreachable_broker_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A refused connection: exit 2 naming the cluster."""
-    fed = Federation.build(tmp_path)
-    code = main(["audit", "replay", "--bootstrap", "127.0.0.1:1", "--trust", str(fed.trust_file)])
+    fed = audit_federation(tmp_path)
+    code = main(["audit", "replay", "--bootstrap", "127.0.0.1:1", "--trust", str(fed.trust_path)])
     assert code == 2
     assert "connecting to 127.0.0.1:1" in capsys.readouterr().err
 
@@ -169,10 +170,10 @@ async def test_broker_that_never_answers_times_out_with_exit_two(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A peer that accepts but never answers: exit 2 after --timeout, saying so."""
-    fed = Federation.build(tmp_path)
+    fed = audit_federation(tmp_path)
     async for port in _silent_server():
         args = ["audit", "replay", "--bootstrap", f"127.0.0.1:{port}", "--timeout", "1"]
-        code = await asyncio.to_thread(main, [*args, "--trust", str(fed.trust_file)])
+        code = await asyncio.to_thread(main, [*args, "--trust", str(fed.trust_path)])
         assert code == 2
         assert "no answer within 1 s" in capsys.readouterr().err
 
@@ -181,10 +182,10 @@ async def test_missing_named_topic_exits_two_and_is_not_created(
     kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A --topic that does not exist: exit 2 naming it; the audit does not create it."""
-    fed = Federation.build(tmp_path)
+    fed = audit_federation(tmp_path)
     missing = f"no-such-topic-{uuid.uuid4().hex[:8]}"
     args = ["audit", "replay", "--bootstrap", kafka_bootstrap, "--topic", missing]
-    code = await asyncio.to_thread(main, [*args, "--trust", str(fed.trust_file)])
+    code = await asyncio.to_thread(main, [*args, "--trust", str(fed.trust_path)])
     assert code == 2
     assert f"{missing}: no such topic" in capsys.readouterr().err
     control = f"auto-created-{uuid.uuid4().hex[:8]}"
@@ -201,7 +202,7 @@ async def test_missing_named_topic_exits_two_and_is_not_created(
 
 def test_missing_archive_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--archive naming no file: exit 2 naming it."""
-    fed = Federation.build(tmp_path)
+    fed = audit_federation(tmp_path)
     code = main(
         [
             "audit",
@@ -209,7 +210,7 @@ def test_missing_archive_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture
             "--archive",
             str(tmp_path / "gone.avro"),
             "--trust",
-            str(fed.trust_file),
+            str(fed.trust_path),
         ]
     )
     assert code == 2
@@ -233,7 +234,7 @@ def test_usage_errors_exit_two(args: list[str]) -> None:
 
 def test_since_after_until_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--since not before --until: exit 2 naming --until."""
-    fed = Federation.build(tmp_path)
+    fed = audit_federation(tmp_path)
     code = main(
         [
             "audit",
@@ -241,7 +242,7 @@ def test_since_after_until_exits_two(tmp_path: Path, capsys: pytest.CaptureFixtu
             "--bootstrap",
             "127.0.0.1:1",
             "--trust",
-            str(fed.trust_file),
+            str(fed.trust_path),
             "--since",
             "2026-02-01",
             "--until",
@@ -267,7 +268,7 @@ def test_subprocess_exit_code(kafka_bootstrap: str, tmp_path: Path) -> None:
             "--prefix",
             prefix,
             "--trust",
-            str(fed.trust_file),
+            str(fed.trust_path),
             "--workers",
             "1",
         ],
@@ -294,7 +295,7 @@ async def test_retention_truncated_topic_anchors_chains(
         await admin.close()
     code, report = await asyncio.to_thread(
         replay,
-        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_file)),
+        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_path)),
         *("--workers", "0"),
         report=tmp_path / "r.json",
     )
@@ -316,7 +317,7 @@ async def test_export_since_then_replay_archive_is_anchored(
     assert code == 0
     code, report = await asyncio.to_thread(
         replay,
-        *("--archive", str(out), "--trust", str(fed.trust_file), "--workers", "0"),
+        *("--archive", str(out), "--trust", str(fed.trust_path), "--workers", "0"),
         report=tmp_path / "r.json",
     )
     assert (code, report["counts"]["records"]) == (0, 2)
@@ -327,10 +328,10 @@ def test_prefix_with_no_topics_exits_two(
     kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A prefix none of whose federation topics exist: exit 2, not a clean empty replay."""
-    fed = Federation.build(tmp_path)
+    fed = audit_federation(tmp_path)
     code = main(
         [
-            *("audit", "replay", "--bootstrap", kafka_bootstrap, "--trust", str(fed.trust_file)),
+            *("audit", "replay", "--bootstrap", kafka_bootstrap, "--trust", str(fed.trust_path)),
             *("--prefix", f"none{uuid.uuid4().hex[:8]}"),
         ]
     )
@@ -340,8 +341,8 @@ def test_prefix_with_no_topics_exits_two(
 
 def test_malformed_bootstrap_exits_two(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--bootstrap that is not HOST:PORT: exit 2 naming the option."""
-    fed = Federation.build(tmp_path)
-    code = main(["audit", "replay", "--bootstrap", "nonsense", "--trust", str(fed.trust_file)])
+    fed = audit_federation(tmp_path)
+    code = main(["audit", "replay", "--bootstrap", "nonsense", "--trust", str(fed.trust_path)])
     assert code == 2
     assert "--bootstrap: expected HOST:PORT" in capsys.readouterr().err
 
@@ -352,10 +353,10 @@ async def test_missing_default_topics_are_listed_not_fatal(
     """With only some federation topics on the cluster, the others are listed as missing."""
     prefix = f"p{uuid.uuid4().hex[:10]}"
     await create_topics(kafka_bootstrap, [f"{prefix}.alerts.v1"], 1)
-    fed = Federation.build(tmp_path)
+    fed = audit_federation(tmp_path)
     code, report = await asyncio.to_thread(
         replay,
-        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_file)),
+        *("--bootstrap", kafka_bootstrap, "--prefix", prefix, "--trust", str(fed.trust_path)),
         *("--workers", "0"),
         report=tmp_path / "r.json",
     )
@@ -379,7 +380,7 @@ async def test_kafka_config_file_reaches_the_cluster_and_outputs_are_private(
     html, out = tmp_path / "r.html", tmp_path / "all.avro"
     code, report = await asyncio.to_thread(
         replay,
-        *("--kafka-config", str(config), "--trust", str(fed.trust_file), "--workers", "0"),
+        *("--kafka-config", str(config), "--trust", str(fed.trust_path), "--workers", "0"),
         *("--html", str(html)),
         report=tmp_path / "r.json",
     )

@@ -23,10 +23,17 @@ from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import Handling, HandlingCode, InformationReliability, SourceReliability, Tlp
 from exchange.seal import Sealed, seal
-from tests.audit.history import Federation, Placed, create_federation_topics, forge, produce, resign
+from tests.audit.history import (
+    Placed,
+    audit_federation,
+    create_federation_topics,
+    forge,
+    produce,
+    resign,
+)
 from tests.helpers import federation as helpers
 from tests.helpers.broker import unique_prefix
-from tests.helpers.federation import make_alert
+from tests.helpers.federation import Federation, make_alert
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +70,7 @@ class History:
 
 def _hide_recipient(fed: Federation, plain: Sealed) -> Sealed:
     """FR's next record sealed for DE and NL, then re-signed listing DE only: NL reads it too."""
-    fr = fed.nodes["FR"]
+    fr = fed.sender("FR")
     for_both = seal(
         make_alert(plain.envelope.created_at),
         signer=fr.key,
@@ -83,7 +90,7 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
     prefix = unique_prefix()
     revoked_key, expired_key = SigningKey.generate(), SigningKey.generate()
     revoked_at = datetime.now(UTC) - timedelta(days=1)
-    fed = Federation.build(
+    fed = audit_federation(
         folder,
         ("FR", "DE", "NL"),
         extra_keys={"DE": revoked_key},
@@ -93,7 +100,7 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
     await create_federation_topics(bootstrap, prefix)
     alerts, indicators = Topic(f"{prefix}.alerts.v1"), Topic(f"{prefix}.indicators.v1")
     now = datetime.now(UTC)
-    fr, de, nl = fed.nodes["FR"], fed.nodes["DE"], fed.nodes["NL"]
+    fr, de, nl = fed.sender("FR"), fed.sender("DE"), fed.sender("NL")
     plan: list[tuple[str, str, bytes | None, bytes, int | None]] = []
     stamps: list[int | None] = []
 
@@ -110,61 +117,65 @@ async def _build(bootstrap: str, folder: Path) -> tuple[str, Federation, dict[st
         plan.append((name, topic, key, value, partition))
         stamps.append(None if appended_at is None else int(appended_at.timestamp() * 1000))
 
-    fr1 = fr.seal(alerts, now)
+    fr1 = fr.alert(now, topic=alerts)
     put("fr1", alerts, fr1.key, fr1.value)
-    fr2 = fr.seal(alerts, now)
+    fr2 = fr.alert(now, topic=alerts)
     put("fr2", alerts, fr2.key, fr2.value, 1)
     link3 = fr.chain.next(alerts)
-    fr3 = fr.seal(alerts, now)
+    fr3 = fr.alert(now, topic=alerts)
     put("fr3", alerts, fr3.key, fr3.value)
-    fork = fr.seal(alerts, now, link=link3, advance=False)  # another envelope, sequence 3
+    fork = fr.alert(now, topic=alerts, link=link3, advance=False)  # another envelope, sequence 3
     put("fork", alerts, fork.key, fork.value)
-    fr.seal(alerts, now)  # sequence 4 is signed but never published: a deleted message
-    fr5 = fr.seal(alerts, now)
+    fr.alert(now, topic=alerts)  # sequence 4 is signed but never published: a deleted message
+    fr5 = fr.alert(now, topic=alerts)
     put("gap", alerts, fr5.key, fr5.value, 2)
-    broken = fr.seal(alerts, now, link=Link(6, bytes(32)))
+    broken = fr.alert(now, topic=alerts, link=Link(6, bytes(32)))
     put("chain_break", alerts, broken.key, broken.value)
-    dup = fr.seal(alerts, now, message_id=fr1.envelope.message_id)
+    dup = fr.alert(now, topic=alerts, message_id=fr1.envelope.message_id)
     put("duplicate_id", alerts, dup.key, dup.value)
     put("resend", alerts, fr2.key, fr2.value, 1)  # byte-identical re-send of sequence 2
-    forged = fr.seal(alerts, now, advance=False)
+    forged = fr.alert(now, topic=alerts, advance=False)
     put("forged", alerts, forged.key, forge(forged.value))
 
     signed_at = revoked_at - timedelta(hours=1)
-    before = de.seal(alerts, signed_at, key=revoked_key)
+    before = de.alert(signed_at, topic=alerts, signer=revoked_key)
     put("signed_before_revocation", alerts, before.key, before.value, appended_at=signed_at)
     # the stolen revoked key, created_at written as a minute before the revocation
-    backdated = de.seal(alerts, revoked_at - timedelta(minutes=1), key=revoked_key, advance=False)
+    backdated = de.alert(
+        revoked_at - timedelta(minutes=1), topic=alerts, signer=revoked_key, advance=False
+    )
     put("backdated_revoked", alerts, backdated.key, backdated.value)
-    hidden = fr.seal(alerts, now, advance=False)
+    hidden = fr.alert(now, topic=alerts, advance=False)
     hidden = _hide_recipient(fed, hidden)
     put("hidden_recipient", alerts, hidden.key, hidden.value)
-    de1 = de.seal(alerts, now)
+    de1 = de.alert(now, topic=alerts)
     put("de1", alerts, de1.key, de1.value)
-    de2 = de.seal(alerts, now)
+    de2 = de.alert(now, topic=alerts)
     put("de2", alerts, de2.key, de2.value)
     put("moved_topic", indicators, de2.key, de2.value)
     put("moved_key", alerts, b"another-key", de2.value)
-    revoked = de.seal(alerts, now, key=revoked_key, advance=False)
+    revoked = de.alert(now, topic=alerts, signer=revoked_key, advance=False)
     put("revoked", alerts, revoked.key, revoked.value)
-    stranger = de.seal(alerts, now, key=SigningKey.generate(), advance=False)
+    stranger = de.alert(now, topic=alerts, signer=SigningKey.generate(), advance=False)
     put("unknown_key", alerts, stranger.key, stranger.value)
-    impostor = de.seal(alerts, now, advance=False)
+    impostor = de.alert(now, topic=alerts, advance=False)
     put("sender_key_mismatch", alerts, impostor.key, resign(impostor, nl.key))
-    red = de.seal(alerts, now, advance=False)
+    red = de.alert(now, topic=alerts, advance=False)
     put("red", alerts, red.key, resign(red, de.key, handling=RED))
     put("garbage", alerts, b"k", b"\x00garbage bytes\xff")
     put("unknown_schema", alerts, b"k", b"\xc3\x01" + bytes.fromhex("deadbeefdeadbeef") + b"\x00")
-    expired = de.seal(alerts, now, key=expired_key, advance=False)
+    expired = de.alert(now, topic=alerts, signer=expired_key, advance=False)
     put("key_not_valid_at_time", alerts, expired.key, expired.value)
-    misplaced = de.seal(alerts, now, advance=False)  # an alert written for the indicators topic
+    misplaced = de.alert(
+        now, topic=alerts, advance=False
+    )  # an alert written for the indicators topic
     put("type_not_allowed", indicators, misplaced.key, resign(misplaced, de.key, topic=indicators))
 
     # NL reuses FR's first message id: another sender's message, not a duplicate
-    squat = nl.seal(alerts, now, message_id=fr1.envelope.message_id)
+    squat = nl.alert(now, topic=alerts, message_id=fr1.envelope.message_id)
     put("squat", alerts, squat.key, squat.value)
     for i in range(1, 4):  # a clean chain spread over partitions by the record key
-        s = nl.seal(alerts, now)
+        s = nl.alert(now, topic=alerts)
         put(f"nl{i}", alerts, s.key, s.value, None)
     placed = await produce(
         bootstrap, [(t, k, v, p) for _, t, k, v, p in plan], timestamps_ms=stamps
@@ -184,7 +195,7 @@ def history(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> H
     folder = tmp_path_factory.mktemp("audit")
     prefix, fed, at = asyncio.run(_build(kafka_bootstrap, folder))
     code, report = replay(
-        ["--bootstrap", kafka_bootstrap, "--trust", str(fed.trust_file), "--prefix", prefix],
+        ["--bootstrap", kafka_bootstrap, "--trust", str(fed.trust_path), "--prefix", prefix],
         folder,
         "full",
     )
@@ -369,7 +380,7 @@ def test_archive_round_trip_finds_the_same_violations(
     )
     assert code == 0
     code, report = replay(
-        ["--archive", str(out), "--trust", str(history.fed.trust_file), "--workers", "0"],
+        ["--archive", str(out), "--trust", str(history.fed.trust_path), "--workers", "0"],
         history.folder,
         "archive",
     )
@@ -386,7 +397,7 @@ def test_html_report_charts_every_member(history: History, kafka_bootstrap: str)
     code = main(
         [
             *("audit", "replay", "--bootstrap", kafka_bootstrap, "--prefix", history.prefix),
-            *("--trust", str(history.fed.trust_file), "--html", str(page), "--workers", "1"),
+            *("--trust", str(history.fed.trust_path), "--html", str(page), "--workers", "1"),
         ]
     )
     assert code == 1
@@ -401,7 +412,7 @@ def test_topic_option_limits_the_replay(history: History, kafka_bootstrap: str) 
     indicators = f"{history.prefix}.indicators.v1"
     code, report = replay(
         [
-            *("--bootstrap", kafka_bootstrap, "--trust", str(history.fed.trust_file)),
+            *("--bootstrap", kafka_bootstrap, "--trust", str(history.fed.trust_path)),
             *("--topic", indicators, "--workers", "0"),
         ],
         history.folder,
@@ -418,7 +429,7 @@ def test_workers_reading_find_what_the_main_process_reading_finds(
     """Verification workers reading Kafka themselves report exactly what one reader does."""
     code, report = replay(
         [
-            *("--bootstrap", kafka_bootstrap, "--trust", str(history.fed.trust_file)),
+            *("--bootstrap", kafka_bootstrap, "--trust", str(history.fed.trust_path)),
             *("--prefix", history.prefix, "--workers", "0"),
         ],
         history.folder,

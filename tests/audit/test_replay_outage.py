@@ -21,7 +21,7 @@ from exchange.audit.verify_pool import VerifyPool
 from exchange.bus import KafkaSettings
 from exchange.errors import Reason, TransientError
 from exchange.ids import Topic
-from tests.audit.history import Federation
+from tests.audit.history import audit_federation
 from tests.helpers.broker import LocalBroker, create_topics, produce_many, unique_prefix
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,12 +34,12 @@ async def test_broker_stopping_mid_replay_is_a_connection_error(
     tmp_path: Path, private_broker: LocalBroker
 ) -> None:
     """Workers that lose the broker mid-replay end it with UNAVAILABLE, not with a report."""
-    fed = Federation.build(tmp_path, ("FR",))
+    fed = audit_federation(tmp_path, ("FR",))
     topic = Topic(f"{unique_prefix()}.alerts.v1")
     await create_topics(private_broker.bootstrap, [topic], 3)
     now = datetime.now(UTC)
-    fr = fed.nodes["FR"]
-    sealed = [fr.seal(topic, now) for _ in range(N)]
+    fr = fed.sender("FR")
+    sealed = [fr.alert(now, topic=topic) for _ in range(N)]
     await produce_many(private_broker.bootstrap, topic, [(s.key, s.value) for s in sealed])
 
     reader = KafkaHistoryReader(
@@ -54,7 +54,7 @@ async def test_broker_stopping_mid_replay_is_a_connection_error(
             done_when_stopped.append(done)
             private_broker.stop()  # blocks the replay's loop while the broker goes down
 
-    trust_bytes, root = fed.trust_file.read_bytes(), fed.base.root.public_bytes
+    trust_bytes, root = fed.trust_path.read_bytes(), fed.root.public_bytes
     with (
         VerifyPool(trust_bytes, root, now=now, workers=2) as pool,
         pytest.raises(TransientError) as info,
@@ -76,12 +76,12 @@ async def test_range_reader_closes_cleanly_after_the_broker_is_gone(
     (aiokafka's stop could end in the CancelledError of a fetch it cancelled itself,
     which escaped as a traceback when the verification worker exited.)
     """
-    fed = Federation.build(tmp_path, ("FR",))
+    fed = audit_federation(tmp_path, ("FR",))
     topic = Topic(f"{unique_prefix()}.alerts.v1")
     await create_topics(private_broker.bootstrap, [topic], 1)
-    fr = fed.nodes["FR"]
+    fr = fed.sender("FR")
     now = datetime.now(UTC)
-    sealed = [fr.seal(topic, now) for _ in range(50)]
+    sealed = [fr.alert(now, topic=topic) for _ in range(50)]
     await produce_many(private_broker.bootstrap, topic, [(s.key, s.value) for s in sealed])
     settings = KafkaSettings(bootstrap_servers=private_broker.bootstrap, client_id="audit-close")
 

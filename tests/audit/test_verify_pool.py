@@ -15,14 +15,15 @@ from exchange.audit.verify_pool import Mode, RelayedError, VerifyPool, summarize
 from exchange.errors import Reason, TransientError, TrustListError
 from exchange.ids import KeyId, Topic
 from exchange.trust import KeyEntry, TrustList
-from tests.audit.history import Federation, forge
+from tests.audit.history import audit_federation, forge
+from tests.helpers.federation import Federation
 
 TOPIC = Topic("ncp.alerts.v1")
 
 
 @pytest.fixture
 def fed(tmp_path: Path) -> Federation:
-    return Federation.build(tmp_path)
+    return audit_federation(tmp_path)
 
 
 def _ms(t: datetime) -> int:
@@ -31,10 +32,10 @@ def _ms(t: datetime) -> int:
 
 
 def _records(fed: Federation, now: datetime, n: int = 5) -> list[RawRecord]:
-    fr = fed.nodes["FR"]
+    fr = fed.sender("FR")
     out: list[RawRecord] = []
     for i in range(n):
-        s = fr.seal(TOPIC, now)
+        s = fr.alert(now, topic=TOPIC)
         out.append((TOPIC, 0, i, _ms(now) + i, s.key, s.value))
     return out
 
@@ -42,21 +43,21 @@ def _records(fed: Federation, now: datetime, n: int = 5) -> list[RawRecord]:
 def test_verified_record_is_summarized_with_its_chain_fields(fed: Federation) -> None:
     """A valid record's summary carries sender, type, id, sequence, hashes and key id."""
     now = datetime.now(UTC)
-    sealed = fed.nodes["FR"].seal(TOPIC, now)
+    sealed = fed.sender("FR").alert(now, topic=TOPIC)
     s = summarize((TOPIC, 2, 7, _ms(now), sealed.key, sealed.value), fed.trust, now)
     env = sealed.envelope
     assert s.verified
     assert (s.topic, s.partition, s.offset, s.timestamp) == (TOPIC, 2, 7, _ms(now))
     assert (s.sender, s.message_type, s.message_id) == ("FR", "OffenceAlert", str(env.message_id))
     assert (s.sequence, s.previous_hash, s.envelope_hash) == (1, None, sealed.envelope_hash)
-    assert s.key_id == fed.nodes["FR"].key.key_id
+    assert s.key_id == fed.sender("FR").key.key_id
     assert (s.tlp, s.recipients) == ("GREEN", ())
 
 
 def test_refused_record_names_what_it_claims(fed: Federation) -> None:
     """A forged record: its Reason code and detail, plus the sender and id it claims."""
     now = datetime.now(UTC)
-    sealed = fed.nodes["FR"].seal(TOPIC, now)
+    sealed = fed.sender("FR").alert(now, topic=TOPIC)
     s = summarize((TOPIC, 0, 0, 0, sealed.key, forge(sealed.value)), fed.trust, now)
     assert s.error_reason == "bad_signature"
     assert s.error_detail is not None
@@ -91,11 +92,11 @@ def test_unexpected_error_is_reported_not_raised(fed: Federation) -> None:
         members=t.members.values(),
     )
     now = datetime.now(UTC)
-    sealed = fed.nodes["FR"].seal(TOPIC, now)
+    sealed = fed.sender("FR").alert(now, topic=TOPIC)
     s = summarize((TOPIC, 0, 0, 0, sealed.key, sealed.value), broken, now)
     assert s.error_reason == "malformed"
     assert s.error_detail == "verification failed unexpectedly: RuntimeError: boom for " + (
-        fed.nodes["FR"].key.key_id
+        fed.sender("FR").key.key_id
     )
 
 
@@ -104,8 +105,8 @@ def test_pools_return_the_same_as_inline(fed: Federation, mode: Mode, workers: i
     """Processes, threads and inline verification give identical summaries and counts."""
     now = datetime.now(UTC)
     batch = _records(fed, now)
-    trust_bytes = fed.trust_file.read_bytes()
-    root = fed.base.root.public_bytes
+    trust_bytes = fed.trust_path.read_bytes()
+    root = fed.root.public_bytes
     expected = [summarize(r, fed.trust, now) for r in batch]
     with VerifyPool(trust_bytes, root, now=now, workers=workers, mode=mode) as pool:
         rows, tally = pool.submit(batch).result(timeout=60)
@@ -117,7 +118,7 @@ def test_pools_return_the_same_as_inline(fed: Federation, mode: Mode, workers: i
 def test_pool_refuses_a_trust_list_that_does_not_verify(fed: Federation) -> None:
     """The pool verifies the trust list before starting any worker."""
     with pytest.raises(TrustListError):
-        VerifyPool(fed.trust_file.read_bytes(), bytes(32), now=datetime.now(UTC), workers=1)
+        VerifyPool(fed.trust_path.read_bytes(), bytes(32), now=datetime.now(UTC), workers=1)
 
 
 def test_digest_keeps_what_the_checks_and_counts_need(fed: Federation) -> None:
@@ -148,7 +149,7 @@ def test_pools_digest_as_inline(fed: Federation, mode: Mode, workers: int) -> No
     now = datetime.now(UTC)
     batch = _records(fed, now)
     expected = digest_batch(batch, fed.trust, now)
-    trust_bytes, root = fed.trust_file.read_bytes(), fed.base.root.public_bytes
+    trust_bytes, root = fed.trust_path.read_bytes(), fed.root.public_bytes
     with VerifyPool(trust_bytes, root, now=now, workers=workers, mode=mode) as pool:
         failed, blocks, tally = pool.submit_digest(batch).result(timeout=60)
     assert (failed, blocks) == expected[:2]

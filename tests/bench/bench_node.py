@@ -2,19 +2,20 @@
 
 ``100,000 * BENCH_SCALE`` OffenceAlerts of about 1 KB are validated and enqueued into FR's
 outbox first (not timed). Then two real nodes run as child processes (``exchange node run``,
-SQLite stores, the configs of :func:`tests.node.helpers.make_federation`: defaults but for
-no HTTP listener, a 50 ms outbox poll, a 200 ms consumer poll and JSON logs; and FR skips
-its own messages - ``[consumer] own_messages = "skip"`` - instead of storing a second copy
-of its whole stream): DE first, until its consumer has its partitions, then FR, whose
-publisher signs and sends the outbox while DE verifies, decides and stores. The clock runs
-from FR's first signature (the earliest ``created_at`` DE stored) until DE's store is seen
-to hold all of them (polled every 0.1 s). Latency is per record, from ``created_at`` (FR
-signing it) to ``received_at`` in DE's store (the start of the consumer round that stored
-it). Peak RSS is each node's ``VmHWM`` just before it is stopped. A second figure isolates DE:
-``30,000 * BENCH_SCALE`` distinct sealed alerts put on Kafka first, then DE alone drains them
-(from its first consumer round until all are stored), against the serial limit of the
-consumer's own stages. A third run measures the pipeline's own latency without a backlog:
-``10,000 * BENCH_SCALE`` alerts enqueued into a running FR at 1,000 a second.
+SQLite stores, the tuned configs of :func:`tests.helpers.federation.make_federation`:
+defaults but for no HTTP listener, a 50 ms outbox poll, a 200 ms consumer poll and JSON
+logs; and FR skips its own messages - ``[consumer] own_messages = "skip"`` - instead of
+storing a second copy of its whole stream): DE first, until its consumer has its partitions,
+then FR, whose publisher signs and sends the outbox while DE verifies, decides and stores.
+The clock runs from FR's first signature (the earliest ``created_at`` DE stored) until DE's
+store is seen to hold all of them (polled every 0.1 s). Latency is per record, from
+``created_at`` (FR signing it) to ``received_at`` in DE's store (the start of the consumer
+round that stored it). Peak RSS is each node's ``VmHWM`` just before it is stopped. A second
+figure isolates DE: ``30,000 * BENCH_SCALE`` distinct sealed alerts put on Kafka first, then
+DE alone drains them (from its first consumer round until all are stored), against the
+serial limit of the consumer's own stages. A third run measures the pipeline's own latency
+without a backlog: ``10,000 * BENCH_SCALE`` alerts enqueued into a running FR at 1,000 a
+second.
 
 Baseline, measured in the same run: each stage bare, one thread, on the same alerts -
 sign, encode, produce and consume (raw aiokafka, the same record values), verify, decode
@@ -55,14 +56,12 @@ from tests.bench.bench_raw_kafka import raw_consume, raw_produce
 from tests.bench.bench_store import store_rate
 from tests.bench.harness import BenchContext, Figure
 from tests.helpers.broker import create_topics
+from tests.helpers.federation import Federation, alert_payload, make_federation
 from tests.node.helpers import (
-    Federation,
     NodeProcess,
     alert_items,
-    alert_payload,
     count_stored,
     enqueue,
-    make_federation,
     node_store,
     stored_times,
     wait_for,
@@ -234,6 +233,8 @@ async def _consumer_alone(ctx: BenchContext, folder: Path, n: int) -> float:
     first consumer round to all stored."""
     fed = make_federation(
         folder / "fed-consumer",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=ctx.bootstrap,
         prefix=f"{ctx.prefix}c",
         per_node={"DE": DE_TABLES},
@@ -267,6 +268,8 @@ async def _paced_latencies(ctx: BenchContext, folder: Path, n: int) -> list[floa
     capacity, into a running FR node while DE runs: the pipeline's own delay, no backlog."""
     fed = make_federation(
         folder / "fed-paced",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=ctx.bootstrap,
         prefix=f"{ctx.prefix}p",
         per_node={
@@ -314,6 +317,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
         folder = Path(tmp)
         fed = make_federation(
             folder / "fed",
+            ("FR", "DE"),
+            datetime.now(UTC),
             bootstrap=ctx.bootstrap,
             prefix=f"{ctx.prefix}n",
             per_node={

@@ -1,8 +1,6 @@
-"""Shared helpers for the node's integration tests and benchmark.
+"""Helpers for the node's integration tests and benchmark, on a tuned
+:func:`tests.helpers.federation.make_federation`:
 
-- :func:`make_federation` writes a federation (root key, node keys, signed trust list) into
-  a temporary folder with one test-tuned ``node.toml`` per node (no HTTP listener, short
-  poll and backoff intervals, JSON logs);
 - :func:`alert_items` builds validated outbox items (about 1 KB alerts) and :func:`enqueue`
   puts them into a node's outbox (its real SQLite store);
 - :class:`NodeProcess` runs ``exchange node run`` as a child process, to be killed with
@@ -18,7 +16,6 @@ through :class:`nodes.store.base.Store`.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sqlite3
@@ -28,152 +25,23 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from exchange.commands.federation import FederationFiles, init_federation
-from exchange.ids import NodeId, Topic
-from exchange.keys import SigningKey
-from exchange.topics import TopicKind, topic_name
+from exchange.ids import NodeId
 from exchange.trust import load_trust_list
-from nodes.config import NodeConfig, load_config
 from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import OutboxItem, QuarantineEntry, Store, open_store
+from tests.helpers.federation import Federation, alert_payload
 
 REPO = Path(__file__).resolve().parents[2]
 #: The interpreter of the project's venv (the one running the tests).
 PYTHON = sys.executable
 
-#: Config tables every test node gets (merged under the caller's overrides).
-TEST_TABLES: dict[str, dict[str, Any]] = {
-    "http": {"listen": ""},
-    "publisher": {
-        "batch_size": 1000,
-        "backoff_initial_ms": 50,
-        "backoff_max_ms": 1000,
-        "poll_interval_ms": 50,
-    },
-    "consumer": {"max_records": 2000, "poll_timeout_ms": 200},
-    "log": {"level": "info", "format": "json"},
-}
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"no TOML for {value!r}")
-
-
-def render_toml(top: Mapping[str, Any], tables: Mapping[str, Mapping[str, Any]]) -> str:
-    """A flat TOML document: ``top`` keys, then one ``[table]`` per entry of ``tables``."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
-    for name, table in tables.items():
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
-    return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class Federation:
-    """A federation written into ``directory``; each node's config is ``<node>/node.toml``."""
-
-    directory: Path
-    bootstrap: str
-    prefix: str
-    files: FederationFiles
-
-    def config_path(self, node: str) -> Path:
-        return self.directory / node / "node.toml"
-
-    def config(self, node: str) -> NodeConfig:
-        return load_config(self.config_path(node))
-
-    def db_path(self, node: str) -> Path:
-        return self.directory / node / "node.db"
-
-    def topic(self, kind: TopicKind) -> Topic:
-        return topic_name(kind, self.prefix)
-
-    def signer(self, node: str) -> SigningKey:
-        return self.files.nodes[NodeId(node)].signing
-
-
-def make_federation(
-    directory: Path,
-    *,
-    bootstrap: str,
-    prefix: str,
-    nodes: Sequence[str] = ("FR", "DE"),
-    tables: Mapping[str, Mapping[str, Any]] | None = None,
-    per_node: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-) -> Federation:
-    """Keys, trust list and a test config per node; ``tables`` override config tables of
-    every node, ``per_node[node]`` those of one node."""
-    files = init_federation(
-        directory,
-        list(nodes),
-        bootstrap=bootstrap,
-        prefix=prefix,
-        now=datetime.now(UTC) - timedelta(minutes=1),
-    )
-    body: dict[str, dict[str, Any]] = {
-        "keys": {
-            "signing_key": "signing.key",
-            "encryption_key": "encryption.key",
-            "trust_list": "../trust.list",
-            "root_public_key": "../root.pub",
-        },
-        "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix},
-        "store": {"url": "sqlite:///node.db"},
-        **{k: dict(v) for k, v in TEST_TABLES.items()},
-    }
-    for name, table in (tables or {}).items():
-        body[name] = {**body.get(name, {}), **table}
-    for node in nodes:
-        mine = dict(body)
-        for name, table in (per_node or {}).get(node, {}).items():
-            mine[name] = {**mine.get(name, {}), **table}
-        text = render_toml({"node_id": node}, mine)
-        (directory / node / "node.toml").write_text(text, encoding="utf-8")
-    return Federation(directory, bootstrap, prefix, files)
-
-
 # --- outbox input ----------------------------------------------------------------------------
-
-_FILLER = (
-    "Phishing shop impersonating a national parcel service; victims pay a customs fee by card "
-    "and the card data is resold. The kit rotates domains every few hours. "
-)
-
-
-def alert_payload(index: int, *, node: str, now: datetime, size: int = 1000) -> dict[str, Any]:
-    """A valid OffenceAlert payload of about ``size`` bytes once encoded."""
-    description = (_FILLER * (size // len(_FILLER) + 1))[: max(60, size - 330)]
-    return {
-        "alert_id": str(uuid4()),
-        "title": f"Fake parcel-service shop #{index}",
-        "category": "FRAUDULENT_SALES",
-        "observed_at": (now - timedelta(minutes=5)).isoformat(),
-        "indicators": [
-            {"type": "URL", "value": f"https://parcel-fee-{index}.example.com/pay"},
-            {"type": "DOMAIN", "value": f"parcel-fee-{index}.example.com"},
-            {"type": "IP_ADDRESS", "value": f"192.0.2.{index % 250 + 1}"},
-        ],
-        "description": description,
-        "reporting_source": "LAW_ENFORCEMENT",
-        "language": "en",
-        "country_of_origin": node,
-        "case_reference": f"{node}-{index:08d}",
-    }
 
 
 def alert_items(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,10 @@ import pytest
 from exchange.topics import TopicKind
 from nodes.daemon import Node
 from tests.helpers.broker import LocalBroker, unique_prefix
+from tests.helpers.federation import Federation, make_federation
 from tests.node.helpers import (
-    Federation,
     alert_items,
     count_stored,
-    make_federation,
     node_store,
     outbox_counts,
     outbox_ids,
@@ -70,6 +70,8 @@ async def test_broker_stopped_mid_stream_loses_nothing(
     a fresh time after reseal_after_s (5 s here), or DE would refuse it as backdated."""
     fed = make_federation(
         tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=private_broker.bootstrap,
         prefix=unique_prefix(),
         tables={

@@ -19,7 +19,7 @@ from exchange.cli import build_parser
 from nodes.config import load_config
 from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, open_store
-from tests.node.conftest import Federation, alert_data
+from tests.helpers.federation import Federation, alert_data
 
 
 def exchange(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,8 @@ from exchange.topics import TopicKind
 from nodes.daemon import Node
 from nodes.store.base import OutboxItem
 from tests.helpers.broker import LocalBroker
+from tests.helpers.federation import Federation, make_federation
 from tests.node.helpers import (
-    Federation,
-    make_federation,
     quarantine_of,
     signed_items,
     stored_ids,
@@ -74,7 +74,7 @@ def _audit(fed: Federation, bootstrap: str, report: Path) -> int:
             "--prefix",
             fed.prefix,
             "--trust",
-            str(fed.files.trust_path),
+            str(fed.trust_path),
             "--report",
             str(report),
             "--workers",
@@ -88,7 +88,14 @@ async def test_records_compressed_with_every_codec_are_stored_and_audited(
 ) -> None:
     """FR's alerts written by producers compressing with gzip, snappy, lz4 and zstd are all
     stored by DE, nothing is quarantined, and the auditor's replay finds nothing wrong."""
-    fed = make_federation(tmp_path / "fed", bootstrap=kafka_bootstrap, prefix=topic_prefix)
+    fed = make_federation(
+        tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        tuned=True,
+    )
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix)
     per_codec = 5
     items = await signed_items(fed, "FR", per_codec * len(CODECS))
@@ -122,7 +129,14 @@ async def test_a_corrupt_batch_on_the_broker_is_quarantined_and_the_node_reads_p
     at its offsets; DE stores the batches around it and what comes later, and the auditor
     reports it with its place instead of stopping."""
     bootstrap = private_broker.bootstrap
-    fed = make_federation(tmp_path / "fed", bootstrap=bootstrap, prefix=topic_prefix)
+    fed = make_federation(
+        tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
+        bootstrap=bootstrap,
+        prefix=topic_prefix,
+        tuned=True,
+    )
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
     items = await signed_items(fed, "FR", 9)
     for chunk in (items[0:3], items[3:6], items[6:9]):  # three batches, uncompressed
@@ -160,6 +174,8 @@ async def test_a_record_over_the_size_cap_is_quarantined_before_decoding(
     it is stored."""
     fed = make_federation(
         tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=kafka_bootstrap,
         prefix=topic_prefix,
         per_node={"DE": {"consumer": {"max_record_bytes": 8192}}},

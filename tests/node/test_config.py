@@ -8,7 +8,7 @@ import pytest
 
 from exchange.errors import InputError, Reason
 from nodes.config import ConfigError, OnRetraction, load_config
-from tests.node.conftest import Federation
+from tests.helpers.federation import Federation
 
 GOOD = """\
 node_id = "FR"
@@ -48,7 +48,7 @@ def test_federation_init_config_loads(federation: Federation) -> None:
     config = load_config(federation.config_path("DE"))
     assert config.node_id == "DE"
     assert config.keys.signing_key == federation.config_path("DE").parent / "signing.key"
-    assert config.keys.trust_list == federation.files.trust_path.resolve()
+    assert config.keys.trust_list == federation.trust_path.resolve()
     assert config.store.url == f"sqlite:///{federation.config_path('DE').parent / 'node.db'}"
     assert config.consumer_group == "ncp.node.DE"
 

@@ -25,7 +25,7 @@ from exchange.ids import NodeId
 from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.logging import get_logger
-from tests.node.conftest import Federation, alert_data
+from tests.helpers.federation import Federation, alert_data
 
 
 def context(tmp_path: Path, **options: Any) -> ConnectorContext:

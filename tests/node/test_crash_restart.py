@@ -9,6 +9,7 @@ sent leaves behind, which a random SIGKILL only sometimes hits.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,12 @@ from exchange.topics import TopicKind
 from exchange.trust import load_trust_list
 from nodes.daemon import Node
 from nodes.publisher import Publisher
+from tests.helpers.federation import Federation, make_federation
 from tests.node.helpers import (
-    Federation,
     NodeProcess,
     alert_items,
     count_stored,
     enqueue,
-    make_federation,
     node_store,
     outbox_counts,
     outbox_ids,
@@ -75,6 +75,8 @@ async def test_consumer_killed_mid_stream_stores_every_alert_exactly_once(
     """DE, killed twice with SIGKILL while storing FR's stream, ends with exactly FR's sent set."""
     fed = make_federation(
         tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=kafka_bootstrap,
         prefix=topic_prefix,
         tables={"consumer": {"max_records": 100}},  # many small batches: kills land mid-commit
@@ -126,6 +128,8 @@ async def test_publisher_killed_mid_publish_delivers_every_alert_exactly_once(
     """FR, killed with SIGKILL mid-publish and restarted, gets every queued alert stored once."""
     fed = make_federation(
         tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=kafka_bootstrap,
         prefix=topic_prefix,
         tables={"publisher": {"batch_size": 500}},
@@ -185,7 +189,14 @@ async def test_signed_items_resent_after_a_crash_are_stored_once(
 ) -> None:
     """Items on the bus but not yet marked sent when FR crashed are re-sent with the same bytes:
     DE stores each once and quarantines every second copy as replayed."""
-    fed = make_federation(tmp_path / "fed", bootstrap=kafka_bootstrap, prefix=topic_prefix)
+    fed = make_federation(
+        tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        tuned=True,
+    )
     total = 300
     await enqueue(fed, "FR", alert_items(fed, "FR", total))
     config = fed.config("FR")

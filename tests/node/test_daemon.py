@@ -21,7 +21,7 @@ from nodes.daemon import Node
 from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, OutboxStatus, StoredRecord, open_store
-from tests.node.conftest import Federation, Sender, alert_data
+from tests.helpers.federation import Federation, alert_data
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -136,7 +136,7 @@ async def test_a_record_signed_with_a_nodes_key_that_it_never_sent_is_caught_by_
     async with running(fr, de):
         await send_alert(fr, "genuine")
         await asyncio.gather(fr.wait_stored(1), de.wait_stored(1))
-        _, forged = Sender(fed, "FR").alert(title="forged", now=datetime.now(UTC))
+        forged = fed.member("FR").alert(title="forged", now=datetime.now(UTC))
         producer = AIOKafkaProducer(bootstrap_servers=fr.config.kafka.bootstrap_servers)
         await producer.start()
         try:

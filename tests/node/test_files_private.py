@@ -18,7 +18,7 @@ from connectors.jsonl import JsonlConnector
 from exchange.ids import NodeId
 from nodes.inbound import build_item
 from nodes.store.sqlite import SqliteStore
-from tests.node.conftest import Federation, alert_data
+from tests.helpers.federation import Federation, alert_data
 from tests.node.test_connectors import context, shared_record
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from nodes.config import load_config
 from nodes.daemon import Node
-from tests.node.conftest import Federation
+from tests.helpers.federation import Federation
 from tests.node.test_daemon import FAST, running, send_alert
 
 pytestmark = pytest.mark.integration

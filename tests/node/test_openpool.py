@@ -19,7 +19,7 @@ from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.openpool import MIN_CHUNK, OpenPool
 from nodes.pipeline import PipelineContext, RawRecord, process
-from tests.node.conftest import ALERTS, NOW, Federation, Sender
+from tests.helpers.federation import ALERTS, NOW, Federation
 from tests.node.test_pipeline import context, raw
 
 
@@ -46,15 +46,15 @@ async def pool_ctx(federation: Federation) -> AsyncIterator[tuple[OpenPool, Pipe
 def mixed_batch(federation: Federation) -> list[RawRecord]:
     """Valid, garbage, tombstone, forged, moved, encrypted (for DE and for NL), from the
     future, own, retraction and replayed records, then enough valid ones for several chunks."""
-    fr, nl = Sender(federation, "FR"), Sender(federation, "NL")
-    _, first = fr.alert(title="first")
-    forged = bytearray(fr.alert()[1].value)
+    fr, nl = federation.member("FR"), federation.member("NL")
+    first = fr.alert(title="first")
+    forged = bytearray(fr.alert().value)
     forged[30] ^= 0x01
-    _, moved = fr.alert()
-    _, for_de = fr.alert(title="Red for DE", tlp="RED", code="H2", recipients=["DE"])
-    _, for_nl = fr.alert(title="Red for NL", tlp="RED", code="H2", recipients=["NL"])
-    _, future = fr.alert(now=NOW + timedelta(hours=1))
-    _, own = Sender(federation, "DE").alert()
+    moved = fr.alert()
+    for_de = fr.alert(title="Red for DE", tlp="RED", code="H2", recipients=["DE"])
+    for_nl = fr.alert(title="Red for NL", tlp="RED", code="H2", recipients=["NL"])
+    future = fr.alert(now=NOW + timedelta(hours=1))
+    own = federation.member("DE").alert()
     retraction = fr.retraction(first)
     other = topic_name(TopicKind.BLACKLIST, "ncp")
     batch = [
@@ -71,9 +71,7 @@ def mixed_batch(federation: Federation) -> list[RawRecord]:
         raw(retraction, 10),
         raw(first, 11),  # replayed within the batch
     ]
-    batch += [
-        raw(nl.alert(title=f"bulk {i}")[1], 12 + i, partition=1) for i in range(MIN_CHUNK * 8)
-    ]
+    batch += [raw(nl.alert(title=f"bulk {i}"), 12 + i, partition=1) for i in range(MIN_CHUNK * 8)]
     return batch
 
 
@@ -113,10 +111,10 @@ async def test_a_worker_killed_mid_stream_loses_nothing(live_federation: Federat
     """SIGKILL of an opening process fails the round; the consumer recreates the pool,
     rewinds to the stored offsets, and ends with every record stored exactly once."""
     fed = live_federation
-    fr = Sender(fed, "FR")
+    fr = fed.member("FR")
     now = datetime.now(UTC)
     topic = fed.topic(TopicKind.ALERTS)
-    sealed = [fr.alert(title=f"alert {i}", now=now)[1] for i in range(3000)]
+    sealed = [fr.alert(title=f"alert {i}", now=now) for i in range(3000)]
     config = load_config(
         fed.config_path("DE"),
         http={"listen": ""},

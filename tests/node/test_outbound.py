@@ -27,7 +27,7 @@ from nodes.metrics import Metrics
 from nodes.outbound import ConnectorDown, Dispatcher, Outbound
 from nodes.store.base import AuditAction, StoredRecord
 from nodes.store.sqlite import SqliteStore
-from tests.node.conftest import Federation, alert_data
+from tests.helpers.federation import Federation, alert_data
 from tests.store.conftest import NOW, commit, make_record, retraction
 
 EVERY_TOPIC = frozenset(TopicKind)

@@ -31,7 +31,7 @@ from nodes.pipeline import (
 )
 from nodes.rules import Incoming, Rule, build_chain
 from nodes.store.base import AuditAction, QuarantineEntry
-from tests.node.conftest import ALERTS, NOW, Federation, Sender
+from tests.helpers.federation import ALERTS, NOW, Federation, Member, make_alert
 
 
 def context(
@@ -41,7 +41,7 @@ def context(
     return PipelineContext(
         node=NodeId("DE"),
         trust=fed.trust,
-        decryption_key=fed.files.nodes[NodeId("DE")].encryption,
+        decryption_key=fed.nodes[NodeId("DE")].encryption,
         policies={ALERTS: TopicPolicy(chain=chain, purge_on_retraction=purge)},
     )
 
@@ -61,13 +61,14 @@ def only_reason(outcome: BatchOutcome) -> str:
 
 
 @pytest.fixture
-def fr(federation: Federation) -> Sender:
-    return Sender(federation, "FR")
+def fr(federation: Federation) -> Member:
+    return federation.member("FR")
 
 
-def test_valid_alert_is_stored_with_its_envelope_facts(federation: Federation, fr: Sender) -> None:
+def test_valid_alert_is_stored_with_its_envelope_facts(federation: Federation, fr: Member) -> None:
     """A verified alert passing the rules becomes a StoredRecord; the next offset is kept."""
-    alert, sealed = fr.alert(tlp="AMBER", code="H1")
+    alert = make_alert(NOW)
+    sealed = fr.seal(alert, tlp="AMBER", code="H1")
     out = run(context(federation), raw(sealed, offset=41, partition=2))
     (record,) = out.records
     assert record.message_id == sealed.envelope.message_id
@@ -99,10 +100,10 @@ def test_garbage_and_tombstones_are_quarantined_as_malformed(federation: Federat
 
 
 def test_tampered_record_is_quarantined_as_bad_signature(
-    federation: Federation, fr: Sender
+    federation: Federation, fr: Member
 ) -> None:
     """A changed byte in the signed envelope, or in the signature, fails verification."""
-    _, sealed = fr.alert()
+    sealed = fr.alert()
     for index in (30, -20):  # inside the envelope's message id; inside the signature
         value = bytearray(sealed.value)
         value[index] ^= 0x01
@@ -111,10 +112,10 @@ def test_tampered_record_is_quarantined_as_bad_signature(
 
 
 def test_record_moved_to_another_topic_or_key_is_refused(
-    federation: Federation, fr: Sender
+    federation: Federation, fr: Member
 ) -> None:
     """The envelope names its topic and key: a record replayed elsewhere fails verification."""
-    _, sealed = fr.alert()
+    sealed = fr.alert()
     other = topic_name(TopicKind.BLACKLIST, "ncp")
     ctx = context(federation)
     ctx.policies[other] = ctx.policies[ALERTS]  # type: ignore[index]
@@ -125,23 +126,19 @@ def test_record_moved_to_another_topic_or_key_is_refused(
 
 def test_signer_outside_the_trust_list_is_unknown_key(federation: Federation) -> None:
     """A record signed with a key the trust list does not name is refused."""
-    impostor = Sender(federation, "FR")
-    impostor.fed = Federation(federation.files, federation.prefix)
-    stranger = SigningKey.generate()
-    impostor.fed.signer = lambda node: stranger  # type: ignore[method-assign]
-    _, sealed = impostor.alert()
+    sealed = federation.member("FR", SigningKey.generate()).alert()
     assert only_reason(run(context(federation), raw(sealed))) == Reason.UNKNOWN_KEY.value
 
 
-def test_record_from_the_future_is_refused(federation: Federation, fr: Sender) -> None:
+def test_record_from_the_future_is_refused(federation: Federation, fr: Member) -> None:
     """A record created well after `now` (beyond the allowed skew) is quarantined."""
-    _, sealed = fr.alert(now=NOW + timedelta(hours=1))
+    sealed = fr.alert(now=NOW + timedelta(hours=1))
     assert only_reason(run(context(federation), raw(sealed))) == Reason.FROM_THE_FUTURE.value
 
 
-def test_replays_are_quarantined(federation: Federation, fr: Sender) -> None:
+def test_replays_are_quarantined(federation: Federation, fr: Member) -> None:
     """A message id already stored, or met earlier in the batch, is quarantined as replayed."""
-    _, sealed = fr.alert()
+    sealed = fr.alert()
     ctx = context(federation)
     out = run(ctx, raw(sealed, 0), raw(sealed, 1))
     assert len(out.records) == 1
@@ -152,10 +149,10 @@ def test_replays_are_quarantined(federation: Federation, fr: Sender) -> None:
 
 
 def test_rule_rejection_is_quarantined_with_the_rule_detail(
-    federation: Federation, fr: Sender
+    federation: Federation, fr: Member
 ) -> None:
     """A record refused by a rule is not stored; quarantine says which rule and why."""
-    _, sealed = fr.alert()
+    sealed = fr.alert()
     out = run(context(federation, accept_senders=["NL"]), raw(sealed))
     (entry,) = out.quarantined
     assert entry.reason == Reason.RULE_REJECTED.value
@@ -164,11 +161,11 @@ def test_rule_rejection_is_quarantined_with_the_rule_detail(
 
 
 def test_restricted_records_are_opened_by_recipients_and_skipped_by_others(
-    federation: Federation, fr: Sender
+    federation: Federation, fr: Member
 ) -> None:
     """A TLP:RED alert for DE is decrypted and stored at DE; one for NL is skipped at DE."""
-    _alert, for_de = fr.alert(title="Red for DE", tlp="RED", code="H2", recipients=["DE"])
-    _, for_nl = fr.alert(title="Red for NL", tlp="RED", code="H2", recipients=["NL"])
+    for_de = fr.alert(title="Red for DE", tlp="RED", code="H2", recipients=["DE"])
+    for_nl = fr.alert(title="Red for NL", tlp="RED", code="H2", recipients=["NL"])
     out = run(context(federation), raw(for_de, 0), raw(for_nl, 1))
     (record,) = out.records
     assert record.payload["title"] == "Red for DE"
@@ -180,10 +177,10 @@ def test_restricted_records_are_opened_by_recipients_and_skipped_by_others(
 
 
 def test_minimisation_and_retention_shape_the_stored_record(
-    federation: Federation, fr: Sender
+    federation: Federation, fr: Member
 ) -> None:
     """Dropped fields are gone from the stored payload; expires_at follows retention_days."""
-    _, sealed = fr.alert()
+    sealed = fr.alert()
     ctx = context(federation, drop_fields=["description", "case_reference"], retention_days=10)
     (record,) = run(ctx, raw(sealed)).records
     assert "description" not in record.payload
@@ -194,10 +191,10 @@ def test_minimisation_and_retention_shape_the_stored_record(
 
 @pytest.mark.parametrize("purge", [False, True])
 def test_retraction_yields_an_order_for_the_store(
-    federation: Federation, fr: Sender, purge: bool
+    federation: Federation, fr: Member, purge: bool
 ) -> None:
     """A Retraction is stored and orders its target withdrawn or purged as configured."""
-    _, original = fr.alert()
+    original = fr.alert()
     retraction = fr.retraction(original)
     out = run(context(federation, purge=purge), raw(original, 0), raw(retraction, 1))
     assert [r.message_type for r in out.records] == ["OffenceAlert", "Retraction"]
@@ -208,11 +205,11 @@ def test_retraction_yields_an_order_for_the_store(
 
 
 def test_a_bug_in_a_rule_quarantines_one_record_and_never_raises(
-    federation: Federation, fr: Sender
+    federation: Federation, fr: Member
 ) -> None:
     """An unexpected exception becomes an internal_error quarantine entry; the batch goes on."""
-    _, bad = fr.alert(title="boom")
-    _, good = fr.alert(title="fine")
+    bad = fr.alert(title="boom")
+    good = fr.alert(title="fine")
 
     def explode(item: Incoming) -> Incoming:
         if item.payload is not None and item.payload.get("title") == "boom":
@@ -228,17 +225,17 @@ def test_a_bug_in_a_rule_quarantines_one_record_and_never_raises(
     assert isinstance(error, RuntimeError)
 
 
-def test_topic_without_a_policy_is_quarantined(federation: Federation, fr: Sender) -> None:
+def test_topic_without_a_policy_is_quarantined(federation: Federation, fr: Member) -> None:
     """A record from a topic the node does not read is refused rather than stored."""
-    _, sealed = fr.alert()
+    sealed = fr.alert()
     ctx = PipelineContext(NodeId("DE"), federation.trust, None, policies={})
     assert only_reason(run(ctx, raw(sealed))) == Reason.WRONG_TOPIC.value
 
 
-def test_collection_is_audited_per_sender_and_topic(federation: Federation, fr: Sender) -> None:
+def test_collection_is_audited_per_sender_and_topic(federation: Federation, fr: Member) -> None:
     """One COLLECTION event per (sender, topic) names every stored message id of the batch."""
-    nl = Sender(federation, "NL")
-    sealed = [fr.alert()[1], nl.alert()[1], fr.alert()[1]]
+    nl = federation.member("NL")
+    sealed = [fr.alert(), nl.alert(), fr.alert()]
     out = run(context(federation), *(raw(s, i) for i, s in enumerate(sealed)))
     events = out.collection_events("node:DE/consumer", NOW)
     assert {e.action for e in events} == {AuditAction.COLLECTION}
@@ -259,8 +256,8 @@ def test_own_messages_can_be_skipped_before_verification(federation: Federation)
         policies=context(federation).policies,
         skip_key_ids=own,
     )
-    _, mine = Sender(federation, "DE").alert()
-    _, theirs = Sender(federation, "NL").alert()
+    mine = federation.member("DE").alert()
+    theirs = federation.member("NL").alert()
     out = run(ctx, raw(mine, 0), raw(theirs, 1), RawRecord(ALERTS, 0, 2, b"k", b"junk"))
     assert [s.reason for s in out.skipped] == ["own_message"]
     assert [r.sender for r in out.records] == ["NL"]
@@ -273,10 +270,10 @@ def test_own_records_in_the_outbox_open_without_a_signature_check(federation: Fe
     without its signature being checked (spoilt signature bytes do not matter: the envelope
     is byte for byte what this node signed); one not in the outbox is left to verification."""
     ctx = context(federation)
-    _, mine = Sender(federation, "DE").alert()
+    mine = federation.member("DE").alert()
     record = raw(mine)
     assert own_claim(record, own_key_ids(ctx)) == mine.envelope_hash
-    assert own_claim(raw(Sender(federation, "NL").alert()[1]), own_key_ids(ctx)) is None
+    assert own_claim(raw(federation.member("NL").alert()), own_key_ids(ctx)) is None
     envelope, signature, key_id = decode_signed(record.value or b"")
     spoilt = encode(
         "SignedEnvelope",
@@ -295,7 +292,7 @@ def test_a_record_signed_with_the_own_key_but_never_sent_is_quarantined(
     """Verified under this node's own key yet not in its outbox: someone else holds the key;
     the record is quarantined as not_in_own_outbox, never stored."""
     ctx = context(federation)
-    _, stolen = Sender(federation, "DE").alert()
+    stolen = federation.member("DE").alert()
     record = raw(stolen)
     entry = refuse_unsent(record, open_raw(record, ctx, NOW), NOW)
     assert isinstance(entry, QuarantineEntry)

@@ -25,7 +25,7 @@ from nodes.publisher import Publisher
 from nodes.store.base import OutboxItem
 from nodes.store.sqlite import SqliteStore
 from tests.helpers.broker import create_topics
-from tests.node.conftest import Federation, alert_data
+from tests.helpers.federation import Federation, alert_data
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,7 @@ from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import OutboxStatus
 from nodes.store.sqlite import SqliteStore
-from tests.node.conftest import Federation, alert_data
+from tests.helpers.federation import Federation, alert_data
 
 
 class FakeProducer:

@@ -21,10 +21,9 @@ from exchange.models import Handling, OffenceAlert, parse_payload
 from exchange.seal import Sealed, seal
 from exchange.topics import MessageType, TopicKind
 from nodes.daemon import Node
+from tests.helpers.federation import Federation, make_federation
 from tests.node.helpers import (
-    Federation,
     alert_payload,
-    make_federation,
     quarantine_of,
     wait_for,
 )
@@ -86,7 +85,11 @@ async def test_hostile_records_are_quarantined_with_reason_and_place(
     """Each hostile record lands in quarantine with its reason code and topic/partition/offset,
     while the valid records interleaved with them are stored."""
     fed = make_federation(
-        tmp_path / "fed", bootstrap=kafka_bootstrap, prefix=topic_prefix, nodes=("FR", "DE", "NL")
+        tmp_path / "fed",
+        now=datetime.now(UTC),
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        tuned=True,
     )
     alerts, indicators = fed.topic(TopicKind.ALERTS), fed.topic(TopicKind.INDICATORS)
     config = fed.config("DE")

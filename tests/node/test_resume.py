@@ -11,6 +11,7 @@ land in the store as a ``replayed`` quarantine entry, or, once purged, be stored
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,11 @@ from exchange.bus import ensure_topics
 from exchange.topics import TopicKind
 from nodes.daemon import Node
 from nodes.store.base import Store
+from tests.helpers.federation import Federation, make_federation
 from tests.helpers.load import cpu_hog
 from tests.node.helpers import (
-    Federation,
     alert_items,
     enqueue,
-    make_federation,
     node_store,
     quarantine_of,
     stored_ids,
@@ -86,6 +86,8 @@ async def test_each_restart_resumes_exactly_at_the_stored_offsets_under_load(
     record exactly once across its four lives: nothing below its stored offsets is read."""
     fed = make_federation(
         tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
         bootstrap=kafka_bootstrap,
         prefix=topic_prefix,
         per_node={"DE": {"consumer": {"max_records": 50, "poll_timeout_ms": 50}}},

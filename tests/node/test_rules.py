@@ -22,7 +22,7 @@ from nodes.rules import (
     may_share_onward,
     onward_withheld,
 )
-from tests.node.conftest import ALERTS, NOW, Federation, Sender
+from tests.helpers.federation import ALERTS, NOW, Federation
 
 
 def incoming(sealed: Sealed, payload: dict[str, Any] | None = None, **changes: Any) -> Incoming:
@@ -40,7 +40,7 @@ def incoming(sealed: Sealed, payload: dict[str, Any] | None = None, **changes: A
 
 @pytest.fixture
 def from_fr(federation: Federation) -> Sealed:
-    return Sender(federation, "FR").alert()[1]
+    return federation.member("FR").alert()
 
 
 def chain(**rules: Any) -> tuple[Any, ...]:
@@ -73,7 +73,7 @@ def test_category_not_kept_is_dropped(from_fr: Sealed) -> None:
 
 def test_record_for_other_recipients_is_skipped_not_dropped(federation: Federation) -> None:
     """A record restricted to NL is skipped at DE (consumed, not quarantined)."""
-    _, sealed = Sender(federation, "FR").alert(tlp="RED", code="H2", recipients=["NL"])
+    sealed = federation.member("FR").alert(tlp="RED", code="H2", recipients=["NL"])
     with pytest.raises(Skip) as caught:
         apply(chain(), incoming(sealed, payload=None))
     assert caught.value.code == ADDRESSED_TO_OTHERS
@@ -97,8 +97,8 @@ def test_drop_fields_removes_paths_including_inside_lists(from_fr: Sealed) -> No
 
 def test_drop_fields_leaves_retractions_alone(federation: Federation) -> None:
     """A Retraction's fields are needed to apply it: minimisation does not touch them."""
-    sender = Sender(federation, "FR")
-    _, original = sender.alert()
+    sender = federation.member("FR")
+    original = sender.alert()
     retraction = sender.retraction(original)
     payload = {"retracted_message_id": "x", "reason": "WITHDRAWN"}
     item = drop_fields(["reason"])(incoming(retraction, payload))
@@ -121,8 +121,8 @@ def test_already_expired_records_are_skipped(from_fr: Sealed) -> None:
 
 def test_retractions_pass_the_category_rule(federation: Federation) -> None:
     """A sender may always withdraw what it shared, whatever categories are kept."""
-    sender = Sender(federation, "FR")
-    _, original = sender.alert()
+    sender = federation.member("FR")
+    original = sender.alert()
     retraction = sender.retraction(original)
     payload = {"retracted_message_id": str(original.envelope.message_id), "reason": "WITHDRAWN"}
     item = apply(chain(categories_kept=["IDENTITY_THEFT"]), incoming(retraction, payload))

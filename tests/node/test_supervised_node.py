@@ -24,7 +24,7 @@ from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.http import HttpServer
 from nodes.supervisor import TaskState
-from tests.node.conftest import Federation
+from tests.helpers.federation import Federation
 from tests.node.helpers import REPO
 from tests.node.test_daemon import FAST, send_alert
 

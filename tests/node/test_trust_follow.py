@@ -22,8 +22,7 @@ from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.trustfeed import TRUST_VERSION_KEY
 from tests.audit.history import produce
-from tests.node.conftest import Federation, alert_data
-from tests.node.test_wire_attacks import Member
+from tests.helpers.federation import Federation, alert_data
 
 pytestmark = pytest.mark.integration
 
@@ -39,13 +38,13 @@ def _node(fed: Federation, name: str) -> Node:
 
 
 def _write(fed: Federation, trust: TrustList, name: str = "trust.list") -> Path:
-    path = fed.files.directory / name
-    path.write_bytes(trust.sign(fed.files.root))
+    path = fed.directory / name
+    path.write_bytes(trust.sign(fed.root))
     return path
 
 
 def _pin(fed: Federation) -> str:
-    return root_fingerprint(fed.files.root.public_bytes)
+    return root_fingerprint(fed.root.public_bytes)
 
 
 async def _version_accepted(node: Node) -> int | None:
@@ -56,7 +55,7 @@ async def _version_accepted(node: Node) -> int | None:
 async def test_a_rolled_back_trust_list_is_refused_at_start(live_federation: Federation) -> None:
     """A node that accepted version 2 refuses to start on version 1 put back in its place."""
     fed = live_federation
-    v1_bytes = fed.files.trust_path.read_bytes()
+    v1_bytes = fed.trust_path.read_bytes()
     de = _node(fed, "DE")
     await de.start()
     await de.stop()
@@ -71,7 +70,7 @@ async def test_a_rolled_back_trust_list_is_refused_at_start(live_federation: Fed
     await de.start()
     assert await _version_accepted(de) == 2
     await de.stop()
-    fed.files.trust_path.write_bytes(v1_bytes)  # the older list, validly signed, put back
+    fed.trust_path.write_bytes(v1_bytes)  # the older list, validly signed, put back
     with pytest.raises(TrustListError) as info:
         await _node(fed, "DE").start()
     assert info.value.reason is Reason.TRUST_LIST_ROLLBACK
@@ -90,8 +89,8 @@ async def test_a_replaced_root_key_is_refused_at_start(live_federation: Federati
         root_public_key=fake.public_bytes,
         members=fed.trust.members.values(),
     )
-    fed.files.trust_path.write_bytes(forged.sign(fake))
-    fake.save(fed.files.directory / "root.key", fed.files.directory / "root.pub")
+    fed.trust_path.write_bytes(forged.sign(fake))
+    fake.save(fed.directory / "root.key", fed.directory / "root.pub")
     with pytest.raises(TrustListError) as info:
         await _node(fed, "DE").start()
     assert info.value.reason is Reason.BAD_TRUST_LIST
@@ -138,9 +137,9 @@ async def test_key_rotation_with_nodes_running(
         consumer = de.consumer
         await de.wait_until(lambda: consumer.context.trust.version == 2, 30)
         assert await _version_accepted(de) == 2
-        stale = Member(fed, "FR")  # FR's old key, after the rotation
+        stale = fed.member("FR")  # FR's old key, after the rotation
         stale.chain.advance(fed.topic(), bytes(32))  # sequence numbers do not matter here
-        after = stale.seal(datetime.now(UTC), title="after rotation")
+        after = stale.alert(datetime.now(UTC), title="after rotation")
         await produce(kafka_bootstrap, [(fed.topic(), after.key, after.value, 0)])
         await de.wait_until(lambda: de.metrics.quarantined.value("unknown_key") >= 1, 30)
         assert len(await de.store.list_records(topic=fed.topic())) == 3

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,15 +17,13 @@ from uuid import UUID
 
 import pytest
 
-from exchange import codec, crypto
-from exchange.chain import ChainState
+from exchange import crypto
+from exchange.bus import ensure_topics
 from exchange.crypto import EncryptedBody, Entropy, Recipient
-from exchange.envelope import Envelope, encode_envelope, header_digest
+from exchange.envelope import header_digest
 from exchange.ids import KeyId, NodeId
 from exchange.keys import SigningKey
-from exchange.models import OffenceAlert, parse_payload
-from exchange.seal import Sealed, seal
-from exchange.topics import MessageType
+from exchange.seal import Sealed
 from exchange.trust import KeyEntry
 from exchange.uuid7 import uuid7
 from nodes.config import load_config
@@ -35,7 +31,7 @@ from nodes.daemon import Node
 from nodes.store.base import QuarantineEntry, StoredRecord
 from tests.audit.history import produce
 from tests.helpers.broker import create_topics, unique_prefix
-from tests.node.conftest import Federation, alert_data, handling, make_federation
+from tests.helpers.federation import NOW, Federation, Member, handling, make_federation
 
 pytestmark = pytest.mark.integration
 
@@ -57,69 +53,18 @@ class Outcome:
     ids: dict[str, UUID]
 
 
-class Member:
-    """What a member (or a thief holding its key) can seal: any envelope, with its key."""
-
-    def __init__(self, fed: Federation, node: str, key: SigningKey | None = None) -> None:
-        self.fed, self.node = fed, NodeId(node)
-        self.key = key or fed.signer(node)
-        self.chain = ChainState()
-
-    def seal(
-        self,
-        now: datetime,
-        *,
-        title: str = "alert",
-        recipients: Sequence[str] = (),
-        tlp: str = "GREEN",
-        code: str = "H0",
-        message_id: UUID | None = None,
-        advance: bool = True,
-    ) -> Sealed:
-        topic = self.fed.topic()
-        payload = parse_payload(MessageType.OFFENCE_ALERT, alert_data(title), now=now)
-        assert isinstance(payload, OffenceAlert)
-        sealed = seal(
-            payload,
-            signer=self.key,
-            sender=self.node,
-            topic=topic,
-            link=self.chain.next(topic),
-            handling=handling(tlp, code),
-            recipients=[NodeId(r) for r in recipients],
-            trust=self.fed.trust,
-            now=now,
-            message_id=message_id,
-        )
-        if advance:
-            self.chain.advance(topic, sealed.envelope_hash)
-        return sealed
-
-    def sign(self, envelope: Envelope) -> Sealed:
-        """``envelope`` as it is, signed with this member's key (next in its chain)."""
-        link = self.chain.next(envelope.topic)
-        envelope = envelope._replace(
-            sender=self.node, sequence=link.sequence, previous_hash=link.previous_hash
-        )
-        data = encode_envelope(envelope)
-        value = codec.encode_signed(data, self.key.sign(data), self.key.key_id)
-        sealed = Sealed(value, envelope.key.encode(), envelope, hashlib.sha256(data).digest())
-        self.chain.advance(envelope.topic, sealed.envelope_hash)
-        return sealed
-
-
 def _recipient(fed: Federation, node: str) -> Recipient:
-    key = fed.files.nodes[NodeId(node)].encryption
+    key = fed.nodes[NodeId(node)].encryption
     return Recipient(NodeId(node), key.key_id, key.public_bytes)
 
 
 def _two_content_keys(fed: Federation, fr: Member, now: datetime) -> Sealed:
     """FR seals for DE and NL but wraps for NL another content key than it commits to."""
-    honest = fr.seal(now, title="commitment", recipients=["DE", "NL"], advance=False)
+    honest = fr.alert(now, title="commitment", recipients=["DE", "NL"], advance=False)
     env = honest.envelope
     body = env.body
     assert isinstance(body, EncryptedBody)
-    de = fed.files.nodes[NodeId("DE")].encryption
+    de = fed.nodes[NodeId("DE")].encryption
     plaintext = crypto.decrypt_body(body, header_digest(env), NodeId("DE"), de)
     digest = header_digest(env)
     eph = bytes(range(1, 33))
@@ -135,7 +80,12 @@ def _two_content_keys(fed: Federation, fr: Member, now: datetime) -> Sealed:
 
 
 async def _scenario(kafka_bootstrap: str, folder: Path) -> Outcome:
-    fed = make_federation(folder / "fed", unique_prefix(), kafka_bootstrap)
+    fed = make_federation(
+        folder / "fed",
+        prefix=unique_prefix(),
+        bootstrap=kafka_bootstrap,
+        valid_from=NOW - timedelta(days=30),
+    )
     now = datetime.now(UTC)
     # FR's key was stolen and revoked an hour ago; NL's second key expired an hour ago.
     stolen = fed.signer("FR")
@@ -159,24 +109,27 @@ async def _scenario(kafka_bootstrap: str, folder: Path) -> Outcome:
         ),
         issued_at=now - timedelta(hours=2),
     ).revoke(KeyId(stolen.key_id), revoked_at, "key stolen", issued_at=revoked_at)
-    fed.files.trust_path.write_bytes(trust.sign(fed.files.root))
-    fed.files = dataclasses.replace(fed.files, trust=trust)
+    fed.publish_trust(trust)
 
     de = Node(load_config(fed.config_path("DE"), **FAST))
     nl = Node(load_config(fed.config_path("NL"), **FAST))
+    # The topics exist, stamped with the broker's time, before anything is produced: a node
+    # creates them in the background, and a raw producer first would auto-create them with
+    # the producer's time (records then refused as not_append_time).
+    await ensure_topics(de.config.kafka.settings(), fed.prefix)
     await de.start()
     await nl.start()
     try:
-        fr = Member(fed, "FR", fr_new)
-        mm = Member(fed, "NL")
-        thief = Member(fed, "FR", stolen)
-        expired = Member(fed, "NL", old_nl)
+        fr = fed.member("FR", fr_new)
+        mm = fed.member("NL")
+        thief = fed.member("FR", stolen)
+        expired = fed.member("NL", old_nl)
         ids: dict[str, UUID] = {}
         plan: list[Sealed] = []
 
         # 1. transplant: NL copies FR's TLP:RED body for DE, and its id, into its own
         # CLEAR/H0 envelope, published before FR's genuine record
-        red = fr.seal(now, title="red for DE", recipients=["DE"], tlp="RED", code="H2")
+        red = fr.alert(now, title="red for DE", recipients=["DE"], tlp="RED", code="H2")
         transplant = mm.sign(
             red.envelope._replace(handling=handling("CLEAR", "H0"), sender=NodeId("NL"))
         )
@@ -186,30 +139,30 @@ async def _scenario(kafka_bootstrap: str, folder: Path) -> Outcome:
         squatted = uuid7(now)
         ids["squatted"] = squatted
         plan += [
-            mm.seal(now, title="squat", message_id=squatted),
-            fr.seal(now, title="genuine", message_id=squatted),
+            mm.alert(now, title="squat", message_id=squatted),
+            fr.alert(now, title="genuine", message_id=squatted),
         ]
         # 3. key commitment: NL's wrapped key holds another content key than DE's
         commitment = _two_content_keys(fed, fr, now)
         ids["commitment"] = commitment.envelope.message_id
         plan.append(commitment)
         # 4. a hidden recipient: wrapped for DE and NL, listing DE only
-        both = fr.seal(now, title="hidden", recipients=["DE", "NL"], advance=False)
+        both = fr.alert(now, title="hidden", recipients=["DE", "NL"], advance=False)
         hidden = fr.sign(both.envelope._replace(recipients=(NodeId("DE"),)))
         ids["hidden"] = hidden.envelope.message_id
         plan.append(hidden)
         # 5. backdating: the stolen, revoked key, created_at a minute before the revocation
-        backdated = thief.seal(revoked_at - timedelta(minutes=1), title="backdated")
+        backdated = thief.alert(revoked_at - timedelta(minutes=1), title="backdated")
         ids["backdated"] = backdated.envelope.message_id
         plan.append(backdated)
         # 6. an expired key, created_at inside its window
-        old = expired.seal(revoked_at - timedelta(minutes=1), title="expired")
+        old = expired.alert(revoked_at - timedelta(minutes=1), title="expired")
         ids["expired"] = old.envelope.message_id
         plan.append(old)
         # 7. created_at too far ahead of the broker's clock, and an id from another time
-        ahead = fr.seal(now + timedelta(minutes=30), title="ahead")
+        ahead = fr.alert(now + timedelta(minutes=30), title="ahead")
         ids["ahead"] = ahead.envelope.message_id
-        odd_id = fr.seal(now, title="odd id", message_id=uuid7(now + timedelta(hours=2)))
+        odd_id = fr.alert(now, title="odd id", message_id=uuid7(now + timedelta(hours=2)))
         ids["odd_id"] = odd_id.envelope.message_id
         plan += [ahead, odd_id]
 
@@ -315,7 +268,7 @@ async def test_a_topic_stamped_with_the_producers_time_is_refused(
     await de.start()
     try:
         then = datetime.now(UTC) - timedelta(hours=1)
-        old = Member(fed, "FR").seal(then, title="dated by its producer")
+        old = fed.member("FR").alert(then, title="dated by its producer")
         stamp = int(then.timestamp() * 1000)
         await produce(
             kafka_bootstrap, [(fed.topic(), old.key, old.value, 0)], timestamps_ms=[stamp]
