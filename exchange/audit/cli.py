@@ -216,26 +216,6 @@ def _check_state(path: Path, newest: TrustList) -> None:
         os.replace(tmp, path)
 
 
-def _producer_timed(reader: KafkaHistoryReader, args: argparse.Namespace) -> list[str]:
-    """Topics read whose record times are the producers' (CreateTime), with a warning: there
-    keys and created_at were judged against a time the sender chose."""
-    try:
-        types = asyncio.run(timestamp_types(reader.settings, reader.plan.topics))
-    except TransientError as exc:
-        print(f"warning: topic configs not read: {exc}", file=sys.stderr)
-        return []
-    found = sorted(t for t, kind in types.items() if kind != "LogAppendTime")
-    if found:
-        print(
-            "warning: record times on "
-            + ", ".join(found)
-            + " are the producers' (CreateTime), not the broker's: keys and created_at"
-            " were judged against times the senders chose",
-            file=sys.stderr,
-        )
-    return found
-
-
 def _settings(args: argparse.Namespace) -> KafkaSettings:
     try:
         return load_settings({"bootstrap_servers": args.bootstrap, "client_id": "ncp-audit"})
@@ -351,6 +331,26 @@ def run_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return outcome.exit_status
+
+
+def _producer_timed(reader: KafkaHistoryReader, args: argparse.Namespace) -> list[str]:
+    """Topics read whose record times are the producers' (CreateTime), with a warning: there
+    keys and created_at were judged against a time the sender chose."""
+    try:
+        types = asyncio.run(timestamp_types(reader.settings, reader.plan.topics))
+    except TransientError as exc:
+        print(f"warning: topic configs not read: {exc}", file=sys.stderr)
+        return []
+    found = sorted(t for t, kind in types.items() if kind != "LogAppendTime")
+    if found:
+        print(
+            "warning: record times on "
+            + ", ".join(found)
+            + " are the producers' (CreateTime), not the broker's: keys and created_at"
+            " were judged against times the senders chose",
+            file=sys.stderr,
+        )
+    return found
 
 
 async def _export(reader: KafkaHistoryReader, out: Path, description: dict[str, Any]) -> int:
