@@ -13,8 +13,9 @@ or network error into an :class:`~exchange.errors.ExchangeError`, so none leaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     AuthenticationFailedError,
     AuthenticationMethodNotSupported,
@@ -414,6 +416,32 @@ async def read_trust_lists(
     finally:
         await stop_quietly(consumer)
     return out
+
+
+async def timestamp_types(s: KafkaSettings, topics: Sequence[str]) -> dict[str, str]:
+    """``message.timestamp.type`` of each of ``topics`` that exists (LogAppendTime or
+    CreateTime): whether its record times are the broker's or the producers'."""
+    admin = AIOKafkaAdminClient(**admin_kwargs(s))
+    found: dict[str, str] = {}
+    try:
+        with kafka_errors("describing topics"):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            wanted = [t for t in topics if t in existing]
+            if not wanted:
+                return found
+            resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in wanted]
+            for response in await admin.describe_configs(resources):
+                for resource in response.resources:
+                    if resource[0] != 0:
+                        continue
+                    for entry in resource[4]:
+                        if entry[0] == "message.timestamp.type":
+                            found[resource[3]] = entry[1]
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return found
 
 
 async def _until_served(

@@ -220,7 +220,11 @@ class Node:
         """A newer trust list, taken up live (nodes.trustfeed): consumer, open pool, publisher."""
         self._trust = trust
         if self.consumer is not None:
-            self.consumer.context = dataclasses.replace(self.consumer.context, trust=trust)
+            ctx = self.consumer.context
+            own = ctx.skip_key_ids
+            if own and self.config.node in trust.members:  # this node's keys may have rotated
+                own = frozenset(k.key_id for k in trust.member(self.config.node).signing_keys)
+            self.consumer.context = dataclasses.replace(ctx, trust=trust, skip_key_ids=own)
             if self.consumer.open_pool is not None:
                 self.consumer.open_pool.reconfigure(self.consumer.context)
         if self.publisher is not None:

@@ -41,7 +41,13 @@ from exchange.audit.reader import KafkaHistoryReader, RawRecord, truncated_topic
 from exchange.audit.replay import from_iterable, replay, replay_kafka
 from exchange.audit.report import ProgressBar, build_report, summary_text, write_json
 from exchange.audit.verify_pool import VerifyPool
-from exchange.bus import KafkaSettings, federation_topics, load_settings, read_trust_lists
+from exchange.bus import (
+    KafkaSettings,
+    federation_topics,
+    load_settings,
+    read_trust_lists,
+    timestamp_types,
+)
 from exchange.errors import ExchangeError, InputError, TransientError
 from exchange.keys import load_public_key
 from exchange.topics import DEFAULT_PREFIX
@@ -377,6 +383,9 @@ def run_replay(args: argparse.Namespace) -> int:
             bar.close()
         if source.reader is not None:
             source.describe |= source.reader.plan.as_dict()
+            producer_timed = _producer_timed(source.reader, args)
+            if producer_timed:
+                source.describe["producer_timed_topics"] = producer_timed
         report = build_report(
             outcome,
             source=source.describe,
@@ -396,6 +405,26 @@ def run_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return outcome.exit_status
+
+
+def _producer_timed(reader: KafkaHistoryReader, args: argparse.Namespace) -> list[str]:
+    """Topics read whose record times are the producers' (CreateTime), with a warning: there
+    keys and created_at were judged against a time the sender chose."""
+    try:
+        types = asyncio.run(timestamp_types(reader.settings, reader.plan.topics))
+    except TransientError as exc:
+        print(f"warning: topic configs not read: {exc}", file=sys.stderr)
+        return []
+    found = sorted(t for t, kind in types.items() if kind != "LogAppendTime")
+    if found:
+        print(
+            "warning: record times on "
+            + ", ".join(found)
+            + " are the producers' (CreateTime), not the broker's: keys and created_at"
+            " were judged against times the senders chose",
+            file=sys.stderr,
+        )
+    return found
 
 
 async def _export(reader: KafkaHistoryReader, out: Path, description: dict[str, Any]) -> int:

@@ -97,6 +97,7 @@ def _show(args: argparse.Namespace) -> int:
         f"federation {view['federation']}  version {view['version']}  issued {view['issued_at']}"
         f"  root key {view['root_key_id']}"
     )
+    print(f"root fingerprint {view['root_fingerprint']}  (pin it: [keys] root_fingerprint)")
     rows = [("NODE", "KIND", "KEY ID", "VALID FROM", "VALID UNTIL", "REVOKED AT")]
     for m in view["members"]:
         for kind in ("signing", "encryption"):

@@ -439,3 +439,10 @@ def test_workers_reading_find_what_the_main_process_reading_finds(
     assert {k: v for k, v in report.items() if k != "replayed_at"} == {
         k: v for k, v in history.report.items() if k != "replayed_at"
     }
+
+
+def test_topics_timed_by_their_producers_are_named_in_the_report(history: History) -> None:
+    """These test topics were created with CreateTime (to write history with chosen times):
+    the report names them, since their times are the senders' claims, not the broker's."""
+    timed = history.report["source"]["producer_timed_topics"]
+    assert f"{history.prefix}.alerts.v1" in timed
