@@ -147,8 +147,18 @@ start() {
   write_config
   echo "$cport" >"$run/controller.port"
   if [ ! -f "$run/data/meta.properties" ]; then
+    # A cluster id: a random UUID in URL-safe base64. One in 64 of those starts with "-",
+    # which the tool's option parser takes for an option (the format then fails): draw
+    # until it does not.
+    local cluster_id
+    cluster_id=$(python3 -c 'import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        break
+print(s)')
     java_cmd kafka.tools.StorageTool format --standalone \
-      -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+      -t "$cluster_id" \
       -c "$run/server.properties" >"$run/format.log" 2>&1 \
       || die "formatting KRaft storage failed; see $run/format.log"
   fi
