@@ -1,9 +1,12 @@
 """Low-level cryptography: Ed25519 signatures and recipient encryption.
 
-Signatures: Ed25519 through libsodium (PyNaCl). Measured on our 2-core machine,
-libsodium verifies about 2x and signs about 1.5x faster than ``cryptography``;
-``tests/bench/bench_wire.py`` keeps the comparison. A signature is 64 bytes over
-exactly the bytes given (no hashing or re-encoding in between).
+Signatures: Ed25519. Signing is libsodium's (PyNaCl; about 1.5x ``cryptography``'s
+speed on our 2-core machine). Verifying follows the protocol's one rule, ZIP-215
+(``docs/signature-rule.md``, :mod:`exchange.zip215`): :func:`verify` checks one
+signature, :func:`verify_many` a batch in one call (ed25519-zebra's batch check, GIL
+released), with the same verdicts. A signature is 64 bytes over exactly the bytes given
+(no hashing or re-encoding in between). libsodium's own verify is cofactorless and must
+not be used: see the rule for why.
 
 Recipient encryption, wire v2 (ncp-exchange/v2), with ``cryptography``::
 
@@ -40,13 +43,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import nacl.bindings
-import nacl.exceptions
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from exchange import zip215
 from exchange.errors import ConfidentialityError, Reason, VerificationError
 from exchange.ids import KeyId, NodeId
 
@@ -61,8 +64,10 @@ __all__ = [
     "WrappedKey",
     "decrypt_body",
     "encrypt_body",
+    "is_prime_order_point",
     "sign",
     "verify",
+    "verify_many",
 ]
 
 SIGNATURE_BYTES = 64
@@ -71,8 +76,9 @@ WRAP_INFO_V2 = b"ncp-exchange/v2 key-wrap"
 COMMITMENT_LABEL = b"ncp-exchange/v2 key-commitment"
 _ZERO_NONCE = bytes(12)
 _crypto_sign = nacl.bindings.crypto_sign
-_crypto_sign_open = nacl.bindings.crypto_sign_open
-_CryptoError = nacl.exceptions.CryptoError
+_is_valid_point = nacl.bindings.crypto_core_ed25519_is_valid_point
+_zip215_verify = zip215.verify
+_zip215_verify_batch = zip215.verify_batch
 
 
 def sign(secret: bytes, data: bytes) -> bytes:
@@ -84,18 +90,35 @@ def sign(secret: bytes, data: bytes) -> bytes:
 def verify(public_key: bytes, signature: bytes, data: bytes) -> None:
     """Return only when ``signature`` is a valid Ed25519 signature of ``data`` by ``public_key``.
 
-    Raises VerificationError(BAD_SIGNATURE) otherwise (also for keys or signatures of the
-    wrong size): a failed check cannot be mistaken for a passed one by a caller that
-    forgets to look at a result. libsodium has no detached verify in PyNaCl's bindings,
-    so this opens the "signed message" ``signature || data`` (one 1 KB copy, well under
-    1% of the verification's cost).
+    Valid means valid under ZIP-215 (``exchange.zip215.verify``, whose arguments come in
+    another order). Raises VerificationError(BAD_SIGNATURE) otherwise (also for keys or
+    signatures of the wrong size): a failed check cannot be mistaken for a passed one by
+    a caller that forgets to look at a result.
     """
     if len(signature) != SIGNATURE_BYTES:
         raise _bad_signature(f"a signature is {SIGNATURE_BYTES} bytes, not {len(signature)}")
-    try:
-        _crypto_sign_open(signature + data, public_key)
-    except (_CryptoError, TypeError, ValueError):
-        raise _bad_signature("signature does not verify") from None
+    if not _zip215_verify(public_key, data, signature):
+        raise _bad_signature("signature does not verify")
+
+
+def verify_many(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """Whether each ``(public_key, signature, data)`` holds, in order: one batch check.
+
+    The same verdicts as :func:`verify` on each item (ZIP-215: single and batch checks
+    follow one rule, so no verdict depends on what else shares the batch); when the batch
+    fails, the items are checked one by one. Wrong sizes are False, never an exception.
+    Releases the GIL with the native verifier: call it in a worker thread or process.
+    """
+    return _zip215_verify_batch([(key, data, sig) for key, sig, data in items])
+
+
+def is_prime_order_point(public_key: bytes) -> bool:
+    """Whether ``public_key`` is the canonical encoding of a point of the prime-order
+    subgroup: false for small-order (and mixed-order) keys, under which ZIP-215 lets
+    anyone sign (R = identity, S = 0 verifies for every message)."""
+    if len(public_key) != 32:
+        return False
+    return bool(_is_valid_point(public_key))
 
 
 def _bad_signature(detail: str) -> VerificationError:

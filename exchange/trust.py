@@ -50,6 +50,11 @@ __all__ = [
 ]
 
 ROOT_PUBLIC_FILE = "root.pub"
+#: Under ZIP-215 (docs/signature-rule.md) anyone can sign for a small-order key.
+_SMALL_ORDER = (
+    "not an Ed25519 key of the prime-order subgroup (small-order, mixed-order or"
+    " non-canonical): under the ZIP-215 rule anyone could sign for it"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,8 @@ class TrustList:
     ) -> None:
         if len(root_public_key) != 32:
             raise _bad("the root public key is not 32 bytes", "root_public_key")
+        if not crypto.is_prime_order_point(root_public_key):
+            raise _bad(_SMALL_ORDER, "root_public_key")
         if version < 1:
             raise _bad("version starts at 1", "version")
         self.federation = federation
@@ -174,6 +181,8 @@ class TrustList:
                         )
                     if k.key_id in seen:
                         raise _bad(f"key {k.key_id} listed twice", f"{at}.key_id")
+                    if kind == "signing_keys" and not crypto.is_prime_order_point(k.public_key):
+                        raise _bad(_SMALL_ORDER, f"{at}.public_key")
                     if k.valid_until is not None and k.valid_until <= k.valid_from:
                         raise _bad("valid_until is not after valid_from", f"{at}.valid_until")
                     seen.add(k.key_id)
@@ -414,6 +423,8 @@ class TrustList:
     @classmethod
     def from_signed(cls, data: bytes, root_public_key: bytes) -> TrustList:
         """Verify and parse a trust-list file against the trusted ``root_public_key``."""
+        if not crypto.is_prime_order_point(root_public_key):
+            raise _bad(_SMALL_ORDER, "root_public_key")
         try:
             body, signature, key_id = codec.decode_signed(data)
         except ExchangeError as exc:

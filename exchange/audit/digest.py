@@ -1,6 +1,7 @@
 """Verified records reduced to what the replay keeps: a :data:`Digest` per batch or range.
 
-A verification worker verifies each raw record (:func:`check`) and, rather than one
+A verification worker verifies raw records (:func:`check_many`: parsed and keyed one
+by one, their signatures in one ZIP-215 batch check per :data:`CHUNK`) and, rather than one
 summary per record, hands back a :data:`Digest`: the records that failed verification
 as summary tuples (rare; each becomes a violation), the verified ones as one
 :class:`~exchange.audit.checks.Block` per (sender, topic) (a few ``bytes`` columns:
@@ -12,8 +13,9 @@ cost of a tuple per record, and the checker keeps its columns as they are.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from exchange.audit.checks import HASH, Block, RecordSummary
@@ -24,7 +26,13 @@ from exchange.envelope import decode_envelope
 from exchange.errors import ExchangeError, Reason
 from exchange.fetchguard import UndecodableBatch
 from exchange.models import Tlp
-from exchange.seal import Verified, check_signature, verify_checked
+from exchange.seal import (
+    SignatureChecked,
+    Verified,
+    check_signature,
+    check_signatures,
+    verify_checked,
+)
 from exchange.topics import MessageType
 from exchange.trust import TrustHistory, TrustList
 
@@ -52,11 +60,13 @@ def _claimed(value: bytes) -> tuple[str | None, str | None, str | None, str | No
     return env.sender, env.message_type.value, str(env.message_id), key_id
 
 
-def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSummary:
-    """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal.
+#: Records verified per batch check: ~5x single checks from 256 on (bench zip215).
+CHUNK = 512
 
-    With a :class:`TrustHistory`, against the list in force at the record's append time."""
-    topic, partition, offset, ts, key, value = record
+
+def _value(record: RawRecord) -> bytes | RecordSummary:
+    """The value to verify, or the refusal of a record with none (unreadable, tombstone)."""
+    topic, partition, offset, ts, _key, value = record
     if type(value) is UndecodableBatch:  # a batch the client could not read (fetchguard)
         return RecordSummary(
             topic,
@@ -69,7 +79,6 @@ def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSu
                 f"{value.error}; batch of {value.size} bytes, sha256 {value.sha256}"
             ),
         )
-    trust = judge.at(ts) if isinstance(judge, TrustHistory) else judge
     if value is None:
         return RecordSummary(
             topic,
@@ -79,24 +88,19 @@ def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSu
             error_reason=Reason.MALFORMED.value,
             error_detail="record has no value (a tombstone)",
         )
-    try:
-        # verify_record's two steps, called directly (one call fewer a record); keys and
-        # created_at are judged at the record's append time (the broker's clock)
-        return verify_checked(
-            check_signature(value, trust),
-            topic=topic,
-            key=key,
-            trust=trust,
-            now=now,
-            appended_at=_EPOCH + timedelta(0, 0, 0, ts),
-        )
-    except ExchangeError as exc:
+    return value
+
+
+def _refused(record: RawRecord, exc: Exception) -> RecordSummary:
+    """The summary of a record refused with ``exc``, with what it claims where legible."""
+    if isinstance(exc, ExchangeError):
         reason = exc.reason.value
         detail = f"{exc.field}: {exc.detail}" if exc.field else exc.detail
-    except Exception as exc:  # one odd record must not stop an audit: report it instead
+    else:  # one odd record must not stop an audit: report it instead
         reason = Reason.MALFORMED.value
         detail = f"verification failed unexpectedly: {type(exc).__name__}: {exc}"
-    sender, mtype, mid, key_id = _claimed(value)
+    topic, partition, offset, ts, _key, value = record
+    sender, mtype, mid, key_id = _claimed(value or b"")
     return RecordSummary(
         topic,
         partition,
@@ -109,6 +113,77 @@ def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSu
         error_reason=reason,
         error_detail=detail,
     )
+
+
+def _checked(
+    record: RawRecord, checked: SignatureChecked, trust: TrustList, now: datetime
+) -> Verified | RecordSummary:
+    """Step 2 for a record whose signature held: keys and created_at are judged at the
+    record's append time (the broker's clock)."""
+    topic, _partition, _offset, ts, key, _value = record
+    try:
+        return verify_checked(
+            checked,
+            topic=topic,
+            key=key,
+            trust=trust,
+            now=now,
+            appended_at=_EPOCH + timedelta(0, 0, 0, ts),
+        )
+    except Exception as exc:
+        return _refused(record, exc)
+
+
+def check(record: RawRecord, judge: Judge, now: datetime) -> Verified | RecordSummary:
+    """Verify one record (:func:`exchange.seal.verify_record`): Verified, or the refusal.
+
+    With a :class:`TrustHistory`, against the list in force at the record's append time."""
+    value = _value(record)
+    if isinstance(value, RecordSummary):
+        return value
+    trust = judge.at(record[3]) if isinstance(judge, TrustHistory) else judge
+    try:
+        checked = check_signature(value, trust)
+    except Exception as exc:
+        return _refused(record, exc)
+    return _checked(record, checked, trust, now)
+
+
+def check_many(
+    records: Sequence[RawRecord], judge: Judge, now: datetime
+) -> list[Verified | RecordSummary]:
+    """:func:`check` of each record, in order, the signatures in ONE batch check.
+
+    ``exchange.seal.check_signatures``: under ZIP-215 each verdict is that of the record's
+    own single check, so the refusals (reason, detail, place) are exactly :func:`check`'s.
+    """
+    out: list[Verified | RecordSummary | None] = [None] * len(records)
+    todo: list[int] = []
+    values: list[bytes] = []
+    lists: list[TrustList] = []
+    for i, record in enumerate(records):
+        value = _value(record)
+        if isinstance(value, RecordSummary):
+            out[i] = value
+            continue
+        todo.append(i)
+        values.append(value)
+        lists.append(judge.at(record[3]) if isinstance(judge, TrustHistory) else judge)
+    if todo:
+        try:
+            verdicts = check_signatures(values, lists)
+        except Exception:  # a bug in the batch: each record on its own says which one
+            for i in todo:
+                out[i] = check(records[i], judge, now)
+        else:
+            for i, trust, verdict in zip(todo, lists, verdicts, strict=True):
+                record = records[i]
+                out[i] = (
+                    _refused(record, verdict)
+                    if isinstance(verdict, ExchangeError)
+                    else _checked(record, verdict, trust, now)
+                )
+    return out  # type: ignore[return-value]  # every None was replaced above
 
 
 class _Columns:
@@ -164,15 +239,22 @@ class DigestBuilder:
         self._kinds: dict[tuple[str, str, MessageType, Tlp, tuple[str, ...], int], array[int]] = {}
 
     def add_many(self, records: Iterable[RawRecord]) -> None:
-        """Verify and take in records.
+        """Verify and take in records, :data:`CHUNK` signatures a batch check."""
+        it = iter(records)
+        while chunk := list(islice(it, CHUNK)):
+            self._add_checked(chunk, check_many(chunk, self.trust, self.now))
+
+    def _add_checked(
+        self, records: Sequence[RawRecord], verdicts: Sequence[Verified | RecordSummary]
+    ) -> None:
+        """Take in records with their verdicts.
 
         Per record only appends and look-ups: the kind is keyed by the enum members
         themselves (their ``.value`` is a descriptor call, taken once per kind in
         :meth:`digest`).
         """
-        trust, now, columns, kinds = self.trust, self.now, self._columns, self._kinds
-        for record in records:
-            v = check(record, trust, now)
+        columns, kinds = self._columns, self._kinds
+        for record, v in zip(records, verdicts, strict=True):
             if isinstance(v, RecordSummary):
                 self.tally.add(v)
                 self.failed.append(tuple(v))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exchange.audit.checks import ChainChecker, RecordSummary
-from exchange.audit.digest import digest_batch
+from exchange.audit.digest import check, check_many, digest_batch
 from exchange.audit.reader import RawRecord
 from exchange.audit.verify_pool import Mode, RelayedError, VerifyPool, summarize
 from exchange.errors import Reason, TransientError, TrustListError
@@ -163,3 +163,25 @@ def test_worker_errors_come_back_as_raised() -> None:
     assert type(err) is TransientError
     assert (err.reason, err.detail, err.field) == (Reason.UNAVAILABLE, relayed.args[2], None)
     assert str(err) == str(TransientError("reading records: no answer"))
+
+
+def test_batch_check_gives_each_record_its_single_check_verdict(fed: Federation) -> None:
+    """check_many (one batch signature check) refuses exactly what check refuses, alike."""
+    now = datetime.now(UTC)
+    records = _records(fed, now, 300)
+    topic, partition, offset, ts, key, value = records[10]
+    records[10] = (topic, partition, offset, ts, key, forge(value or b""))
+    records[20] = (topic, partition, 20, ts, key, None)
+    records[30] = (topic, partition, 30, ts, key, b"\x00not a signed envelope")
+    records[40] = (topic, partition, 40, ts, b"another-key", records[40][5])
+    batched = check_many(records, fed.trust, now)
+    assert batched == [check(r, fed.trust, now) for r in records]
+    refused = {
+        i: (v.error_reason, v.offset) for i, v in enumerate(batched) if isinstance(v, RecordSummary)
+    }
+    assert refused == {
+        10: ("bad_signature", 10),
+        20: ("malformed", 20),
+        30: ("malformed", 30),
+        40: ("wrong_key", 40),
+    }

@@ -13,12 +13,14 @@ store is seen to hold all of them (polled every 0.1 s). Latency is per record, f
 round that stored it). Peak RSS is each node's ``VmHWM`` just before it is stopped. A second
 figure isolates DE: ``30,000 * BENCH_SCALE`` distinct sealed alerts put on Kafka first, then
 DE alone drains them (from its first consumer round until all are stored), against the
-serial limit of the consumer's own stages. A third run measures the pipeline's own latency
-without a backlog: ``10,000 * BENCH_SCALE`` alerts enqueued into a running FR at 1,000 a
-second.
+serial limit of the consumer's own stages. Then DE alone again with threads
+(``open_processes = 0``) and with two worker processes, to compare the two. A third run
+measures the pipeline's own latency without a backlog: ``10,000 * BENCH_SCALE`` alerts
+enqueued into a running FR at 1,000 a second.
 
 Baseline, measured in the same run: each stage bare, one thread, on the same alerts -
-sign, encode, produce and consume (raw aiokafka, the same record values), verify, decode
+sign, encode, produce and consume (raw aiokafka, the same record values), verify
+(libsodium's single verify: what the node did before its ZIP-215 batch checks), decode
 (signed envelope, envelope, payload, pydantic), rules (the pipeline's decide: replay check,
 rules, the stored row) and store (``commit_batch`` in batches) - and their serial limit
 ``1 / sum(1 / rate)``: what one core doing every stage back to back would reach.
@@ -37,6 +39,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import nacl.bindings
 
 from exchange import codec, crypto, models
 from exchange.bus import ensure_topics
@@ -91,6 +95,7 @@ CONSUMER_STAGES = ("consume", "verify", "decode", "rules", "store")
 CONSUMER = f"node DE alone{DE_NOTE}: backlog on Kafka -> store (first round -> all stored)"
 CONSUMER_LIMIT = f"serial limit of {', '.join(CONSUMER_STAGES)}"
 RAW = "raw aiokafka produce + consume, same values"
+sodium_open = nacl.bindings.crypto_sign_open
 HANDLING = Handling.model_validate(
     {"tlp": "GREEN", "code": "H0", "source_reliability": "B", "information_reliability": "TWO"}
 )
@@ -158,7 +163,8 @@ async def _stages(fed: Federation, ctx: BenchContext, n: int, folder: Path) -> d
     await create_topics(ctx.bootstrap, [topic], partitions=3)
     rates["produce"] = await raw_produce(ctx.bootstrap, topic, values, keys)
     rates["consume"] = await raw_consume(ctx.bootstrap, topic, n)
-    rates["verify"] = _rate(m, lambda: [crypto.verify(public, sig, env) for env, sig, _ in parts])
+    # libsodium's single verify, the bare reference (the node itself checks ZIP-215 batches)
+    rates["verify"] = _rate(m, lambda: [sodium_open(sig + env, public) for env, sig, _ in parts])
 
     def decode() -> None:
         for s in sealed:
@@ -228,23 +234,34 @@ async def _end_to_end(fed: Federation, n: int, folder: Path) -> tuple[float, lis
     return n / (done - first_signed), latencies, peaks
 
 
-async def _consumer_alone(ctx: BenchContext, folder: Path, n: int) -> float:
-    """DE alone draining ``n`` distinct sealed alerts already on Kafka: messages/s from its
-    first consumer round to all stored."""
+def _zip215_batch_rate(fed: Federation, m: int) -> float:
+    """Signatures a second of ZIP-215 batch checks of 256 (crypto.verify_many), one core."""
+    _, sealed = _sealed_sample(fed, m)
+    public = fed.signer("FR").public_bytes
+    items = [(public, sig, env) for env, sig, _ in (codec.decode_signed(s.value) for s in sealed)]
+    chunks = [items[i : i + 256] for i in range(0, len(items), 256)]
+    return _rate(len(items), lambda: [crypto.verify_many(c) for c in chunks])
+
+
+async def _consumer_alone(
+    ctx: BenchContext, folder: Path, n: int, tables: dict[str, dict[str, Any]], tag: str
+) -> float:
+    """DE alone (config ``tables``) draining ``n`` distinct sealed alerts already on Kafka:
+    messages/s from its first consumer round to all stored."""
     fed = make_federation(
-        folder / "fed-consumer",
+        folder / f"fed-consumer-{tag}",
         ("FR", "DE"),
         datetime.now(UTC),
         bootstrap=ctx.bootstrap,
-        prefix=f"{ctx.prefix}c",
-        per_node={"DE": DE_TABLES},
+        prefix=f"{ctx.prefix}c{tag}",
+        per_node={"DE": tables},
     )
     _, sealed = _sealed_sample(fed, n)
     await ensure_topics(fed.config("DE").kafka.settings(), fed.prefix)
     alerts = fed.topic(TopicKind.ALERTS)
     await raw_produce(ctx.bootstrap, alerts, [s.value for s in sealed], [s.key for s in sealed])
     del sealed
-    de = NodeProcess(fed.config_path("DE"), folder / "de-alone.log")
+    de = NodeProcess(fed.config_path("DE"), folder / f"de-alone-{tag}.log")
     try:
         de.start()
         await wait_for(
@@ -328,7 +345,14 @@ async def run(ctx: BenchContext) -> list[Figure]:
         )
         rates = await _stages(fed, ctx, n, folder)
         e2e, latencies, (de_mb, de_family_mb, fr_mb) = await _end_to_end(fed, n, folder)
-        alone = await _consumer_alone(ctx, folder, ctx.n(N_CONSUMER))
+        alone = await _consumer_alone(ctx, folder, ctx.n(N_CONSUMER), DE_TABLES, "default")
+        modes = {
+            k: await _consumer_alone(
+                ctx, folder, ctx.n(N_CONSUMER), {"consumer": {"open_processes": k}}, str(k)
+            )
+            for k in (0, 2)
+        }
+        zip215_batch = _zip215_batch_rate(fed, min(n, SAMPLE))
         paced = await _paced_latencies(ctx, folder, ctx.n(N_PACED))
     limit = 1 / sum(1 / r for r in rates.values())
     consumer_limit = 1 / sum(1 / rates[stage] for stage in CONSUMER_STAGES)
@@ -345,6 +369,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
         Figure(f"{PACED} p50", _percentile(paced, 50), "ms"),
         Figure(f"{PACED} p99", _percentile(paced, 99), "ms"),
         Figure(CONSUMER, alone, "msg/s", CONSUMER_LIMIT, consumer_limit),
+        Figure(
+            "node DE alone, threads (open_processes=0)",
+            modes[0],
+            "msg/s",
+            "2 worker processes (open_processes=2)",
+            modes[2],
+        ),
         Figure("node DE peak RSS, node process (target < 300)", de_mb, "MB"),
         Figure(
             "node DE peak RSS, with its opening workers (sum; shared pages counted in each)",
@@ -356,4 +387,13 @@ async def run(ctx: BenchContext) -> list[Figure]:
         Figure(RAW, raw, "msg/s"),
     ]
     figures.extend(Figure(f"bare stage: {name}", rate, "msg/s") for name, rate in rates.items())
+    figures.append(
+        Figure(
+            "bare ZIP-215 batch verify, batches of 256 (not in the limits)",
+            zip215_batch,
+            "msg/s",
+            "bare stage: verify (libsodium single)",
+            rates["verify"],
+        )
+    )
     return figures

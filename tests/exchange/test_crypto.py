@@ -13,6 +13,7 @@ from exchange.errors import Reason, VerificationError
 from exchange.ids import Topic
 from exchange.keys import SigningKey
 from exchange.uuid7 import uuid7, uuid7_time_ms
+from tests.exchange.test_zip215_vectors import ALL, EDGE_CASES, SMALL_ORDER
 
 NOW = datetime(2026, 11, 28, 20, 0, tzinfo=UTC)
 
@@ -91,3 +92,41 @@ def test_link_refuses_impossible_positions(sequence: int, previous: bytes | None
     """A link without a hash is sequence 1, and only sequence 1; hashes are 32 bytes."""
     with pytest.raises(ValueError, match=r"sequence|previous_hash"):
         Link(sequence, previous)
+
+
+def test_verify_and_verify_many_follow_the_zip215_rule_on_every_vector() -> None:
+    """crypto.verify and crypto.verify_many give every ZIP-215 vector its verdict."""
+    for v in ALL:
+        try:
+            crypto.verify(v.public_key, v.signature, v.message)
+            verdict = True
+        except VerificationError:
+            verdict = False
+        assert verdict is v.valid, v.case
+    items = [(v.public_key, v.signature, v.message) for v in ALL]
+    assert crypto.verify_many(items) == [v.valid for v in ALL]
+
+
+def test_verify_many_singles_out_exactly_the_bad_items() -> None:
+    """In a batch of good signatures, only the tampered or wrong-sized items are False."""
+    key = SigningKey.generate()
+    items = []
+    for i in range(300):
+        data = os.urandom(100 + i)
+        items.append((key.public_bytes, key.sign(data), data))
+    bad = {7: "flipped", 150: "short", 299: "other key"}
+    public, sig, data = items[7]
+    items[7] = (public, sig, data[:-1] + bytes([data[-1] ^ 1]))
+    items[150] = (items[150][0], items[150][1][:63], items[150][2])
+    items[299] = (SigningKey.generate().public_bytes, items[299][1], items[299][2])
+    assert crypto.verify_many(items) == [i not in bad for i in range(300)]
+    assert crypto.verify_many([]) == []
+
+
+def test_small_order_keys_are_not_prime_order_points() -> None:
+    """is_prime_order_point: honest keys pass; small-order, mixed-order and odd sizes fail."""
+    assert crypto.is_prime_order_point(SigningKey.generate().public_bytes)
+    assert not any(crypto.is_prime_order_point(v.public_key) for v in SMALL_ORDER)
+    mixed = next(v for v in EDGE_CASES if "mixed-order A " in v.case)
+    assert not crypto.is_prime_order_point(mixed.public_key)
+    assert not crypto.is_prime_order_point(b"\x01" * 31)

@@ -21,6 +21,7 @@ from exchange.seal import (
     SignatureChecked,
     Verified,
     check_signature,
+    check_signatures,
     encode_payload,
     open_record,
     seal,
@@ -446,3 +447,31 @@ def test_message_id_time_must_agree_with_created_at(fed: Federation) -> None:
             message_id=mid,
         )
         assert _reason(fed, sealed.value, key=sealed.key) is Reason.ID_TIME_MISMATCH
+
+
+def test_check_signatures_gives_each_value_the_verdict_of_check_signature(
+    fed: Federation,
+) -> None:
+    """One batch check: good values come back SignatureChecked, the rest as the error
+    check_signature raises for them alone (returned, not raised), in order."""
+    values = [fed.seal_alert("FR").value for _ in range(40)]
+    tampered = bytearray(values[3])
+    tampered[-20] ^= 0x01  # inside the signature
+    values[3] = bytes(tampered)
+    values[5] = fed.seal_alert("FR", signer=SigningKey.generate()).value
+    values[7] = b"\x00not a signed envelope"
+    batched = check_signatures(values, fed.trust)
+    for value, verdict in zip(values, batched, strict=True):
+        try:
+            alone: SignatureChecked | Reason = check_signature(value, fed.trust)
+        except ExchangeError as exc:
+            alone = exc.reason
+        if isinstance(verdict, ExchangeError):
+            assert verdict.reason == alone
+        else:
+            assert isinstance(verdict, SignatureChecked)
+            assert verdict == alone
+    reasons = {i: v.reason for i, v in enumerate(batched) if isinstance(v, ExchangeError)}
+    assert reasons == {3: Reason.BAD_SIGNATURE, 5: Reason.UNKNOWN_KEY, 7: Reason.MALFORMED}
+    assert check_signatures(values[:2], [fed.trust, fed.trust]) == batched[:2]
+    assert check_signatures([], fed.trust) == []

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from exchange import codec
+from exchange import codec, crypto
 from exchange.errors import Reason, TrustListError, VerificationError
 from exchange.ids import KeyId, NodeId
-from exchange.keys import EncryptionKey, SigningKey
+from exchange.keys import EncryptionKey, SigningKey, key_id_for
 from exchange.trust import KeyEntry, Member, TrustList, load_trust_list
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -197,3 +197,55 @@ def test_sign_refuses_a_key_other_than_the_root(trust: TrustList) -> None:
     """Only the root key named in the list can sign it."""
     with pytest.raises(TrustListError):
         trust.sign(SigningKey.generate())
+
+
+#: The identity point (small order 1) and a point of order 8 (from the ZIP-215 vectors).
+SMALL_ORDER_KEYS = [
+    bytes.fromhex("0100000000000000000000000000000000000000000000000000000000000000"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+]
+#: A forgery valid under ZIP-215 for any message and any small-order key: R = identity, S = 0.
+FORGED = SMALL_ORDER_KEYS[0] + bytes(32)
+
+
+@pytest.mark.parametrize("public_key", SMALL_ORDER_KEYS)
+def test_small_order_signing_keys_are_refused_when_built(
+    root: SigningKey, public_key: bytes
+) -> None:
+    """A trust list naming a small-order signing key is refused: anyone could sign for it."""
+    crypto.verify(public_key, FORGED, b"any message at all")  # why: the forgery holds
+    member = Member(NodeId("FR"), "x", (KeyEntry.for_key(public_key, T0),), ())
+    with pytest.raises(TrustListError, match="anyone could sign") as caught:
+        TrustList(
+            federation="t",
+            version=1,
+            issued_at=T0,
+            root_public_key=root.public_bytes,
+            members=[member],
+        )
+    assert caught.value.field == "members[0].signing_keys[0].public_key"
+
+
+def test_small_order_signing_key_in_a_signed_file_is_refused_when_loaded(
+    trust: TrustList, root: SigningKey
+) -> None:
+    """A root-signed file naming a small-order signing key is refused on loading too."""
+    record = trust.to_avro()
+    key = SMALL_ORDER_KEYS[1]
+    record["members"][0]["signing_keys"][0].update(public_key=key, key_id=key_id_for(key))
+    body = codec.encode("TrustList", record)
+    data = codec.encode_signed(body, root.sign(body), root.key_id)
+    with pytest.raises(TrustListError, match="anyone could sign"):
+        TrustList.from_signed(data, root.public_bytes)
+
+
+def test_small_order_root_key_is_refused_before_its_forged_signature_counts(
+    trust: TrustList,
+) -> None:
+    """A small-order root key is refused, though a forged root signature would verify."""
+    root_key = SMALL_ORDER_KEYS[0]
+    body = trust.encode()
+    data = codec.encode_signed(body, FORGED, key_id_for(root_key))
+    with pytest.raises(TrustListError, match="anyone could sign") as caught:
+        TrustList.from_signed(data, root_key)
+    assert caught.value.field == "root_public_key"

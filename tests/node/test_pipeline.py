@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from nodes.pipeline import (
     TopicPolicy,
     open_own,
     open_raw,
+    open_raws,
     own_claim,
     own_key_ids,
     process,
@@ -300,3 +302,30 @@ def test_a_record_signed_with_the_own_key_but_never_sent_is_quarantined(
     assert entry.message_id == stolen.envelope.message_id
     bad = RawRecord(ALERTS, 0, 1, b"k", b"junk")
     assert refuse_unsent(bad, open_raw(bad, ctx, NOW), NOW).reason == Reason.MALFORMED.value
+
+
+def test_a_batch_check_quarantines_only_its_bad_records_with_their_reasons(
+    federation: Federation, fr: Member
+) -> None:
+    """open_raws verifies a batch in one check: each record ends as open_raw alone ends it."""
+    ctx = context(federation)
+    stranger = federation.member("FR", SigningKey.generate())  # a key nobody listed
+    raws = [raw(fr.alert(), offset=i) for i in range(300)]
+    value = bytearray(raws[10].value or b"")
+    value[-20] ^= 0x01  # inside the signature
+    raws[10] = replace(raws[10], value=bytes(value))
+    raws[20] = replace(raws[20], value=b"\x00not avro at all")
+    raws[30] = replace(raws[30], value=None)
+    raws[40] = raw(stranger.alert(), offset=40)
+    raws[50] = replace(raws[50], key=b"another-key")
+    batched = open_raws(raws, ctx, NOW)
+    alone = [open_raw(r, ctx, NOW) for r in raws]
+    reasons = {i: o.reason for i, o in enumerate(batched) if isinstance(o, QuarantineEntry)}
+    assert reasons == {
+        10: Reason.BAD_SIGNATURE.value,
+        20: Reason.MALFORMED.value,
+        30: Reason.MALFORMED.value,
+        40: Reason.UNKNOWN_KEY.value,
+        50: Reason.WRONG_KEY.value,
+    }
+    assert batched == alone
