@@ -143,7 +143,10 @@ async def test_a_record_signed_with_a_nodes_key_that_it_never_sent_is_caught_by_
             await producer.send_and_wait(fr.topics[0], forged.value, key=forged.key)
         finally:
             await producer.stop()
-        await asyncio.gather(fr.wait_caught_up(), de.wait_stored(2))
+        await asyncio.gather(
+            fr.wait_until(lambda: fr.metrics.quarantined.value("not_in_own_outbox") >= 1),
+            de.wait_stored(2),
+        )
         [entry] = await fr.store.list_quarantine()
         assert entry.reason == "not_in_own_outbox"
         assert entry.message_id == forged.envelope.message_id
