@@ -258,22 +258,48 @@ def translate(exc: BaseException, action: str) -> ExchangeError:
     return TransientError(f"{action}: {name}: {exc}")
 
 
-async def stop_quietly(client: Any) -> None:
-    """Stop an aiokafka consumer or producer, whatever state the cluster is in.
+#: How long :func:`stop_quietly` lets a client's stop run when its caller is cancelled.
+STOP_GRACE_S = 10.0
 
-    For clean-ups (a ``finally``, a worker exiting) where nothing is left to lose: a
-    failure to stop must not hide the error that ended the work. aiokafka's stop can
-    end in the CancelledError of a fetch it cancelled itself (seen with the broker
-    gone mid-read); a cancellation of the caller itself still goes through.
+
+async def stop_quietly(client: Any) -> None:
+    """Stop an aiokafka consumer or producer, whatever state the cluster is in, and close
+    its connections even when the caller is being cancelled.
+
+    For clean-ups (a ``finally``, a worker exiting, a loop cancelled at shutdown) where
+    nothing is left to lose: a failure to stop must not hide the error that ended the
+    work, and must not leave a connection open. The stop runs shielded from the caller's
+    cancellation (up to :data:`STOP_GRACE_S`); the cancellation goes through once it is
+    done. aiokafka's stop can itself end in the CancelledError of a fetch it cancelled
+    (seen with the broker gone mid-read), leaving its client open: the client is closed
+    then.
     """
-    try:
-        await client.stop()
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-    except (KafkaError, OSError, TimeoutError):
-        return  # the connection is gone already: stopped is what it is
+    stopping = asyncio.ensure_future(client.stop())
+    cancelled = False
+    deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
+    while not stopping.done():
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), left)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                cancelled = True  # the caller's: finish stopping first
+        except (KafkaError, OSError, TimeoutError):
+            break
+    if not stopping.done():  # past the grace time: let it finish on its own
+        stopping.add_done_callback(lambda f: f.cancelled() or f.exception())
+    elif stopping.cancelled():  # aiokafka's own stop was cut short: close what it left open
+        inner = getattr(client, "_client", None) or getattr(client, "client", None)
+        if inner is not None:
+            with contextlib.suppress(Exception):
+                await inner.close()
+    else:
+        stopping.exception()  # retrieved: a failed stop is what it is
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
+from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, stop_quietly
 from exchange.errors import ExchangeError, Reason, TransientError
 from exchange.fetchguard import UndecodableBatch
 from nodes.config import ConsumerConfig, OwnMessages, PublisherConfig
@@ -288,7 +288,7 @@ class Consumer:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
-                await consumer.stop()
+                await stop_quietly(consumer)  # closes it even when this task is cancelled
             except Exception as exc:
                 self.log.debug("consumer stop failed", error=str(exc))
 

@@ -225,7 +225,7 @@ class Publisher:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                await producer.stop()
+                await stop_quietly(producer)  # closes it even when this task is cancelled
             except Exception as exc:  # closing a broken producer must not mask the real error
                 self.log.debug("producer stop failed", error=str(exc))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ssl
 from pathlib import Path
@@ -25,6 +26,7 @@ from exchange.bus import (
     load_settings,
     producer_kwargs,
     ssl_context,
+    stop_quietly,
     translate,
 )
 from exchange.errors import ExchangeError, InputError, Reason, TransientError
@@ -243,3 +245,42 @@ def test_sasl_plain_over_plaintext_is_refused_unless_allowed() -> None:
     assert load_settings({**data, "sasl_mechanism": "SCRAM-SHA-256"}).sasl_username == "fr"
     assert load_settings({**data, "security_protocol": "SASL_SSL"}).sasl_username == "fr"
     assert "allow_plaintext_sasl_plain" not in producer_kwargs(load_settings(BASE))
+
+
+class _SlowClient:
+    """An aiokafka client stand-in whose stop takes a while (or is cut short inside)."""
+
+    def __init__(self, *, stop_s: float = 0.2, cut_short: bool = False) -> None:
+        self.stop_s, self.cut_short = stop_s, cut_short
+        self.stopped = False
+        self._client = self  # the inner client stop_quietly closes when stop is cut short
+        self.inner_closed = False
+
+    async def stop(self) -> None:
+        await asyncio.sleep(self.stop_s)
+        if self.cut_short:
+            raise asyncio.CancelledError  # as aiokafka's stop cancelling its own fetch
+        self.stopped = True
+
+    async def close(self) -> None:
+        self.inner_closed = True
+
+
+async def test_stop_quietly_finishes_the_stop_before_a_cancellation_goes_through() -> None:
+    """A task cancelled while it stops a client still stops it (no connection left open),
+    then ends cancelled."""
+    client = _SlowClient()
+    task = asyncio.create_task(stop_quietly(client))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.stopped
+
+
+async def test_stop_quietly_closes_the_client_when_its_own_stop_is_cut_short() -> None:
+    """A stop ending in aiokafka's own CancelledError is not the caller's: no error, and
+    the client underneath is closed."""
+    client = _SlowClient(stop_s=0.0, cut_short=True)
+    await stop_quietly(client)
+    assert client.inner_closed
