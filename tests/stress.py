@@ -3,7 +3,8 @@
 A race shows on a busy machine and hides on a quiet one. This clones the committed HEAD
 into a temporary folder (so nothing uncommitted or cached here helps), lets the clone set
 itself up as a user's would (``make install``), starts a busy loop on every core, runs
-``make test`` there N times, and prints each test that failed with how often::
+``make test`` there N times, each with a broker of its own on free ports (started and
+wiped by the test session, as in CI), and prints each test that failed with how often::
 
     make test-stress                  # N=5
     make test-stress STRESS_RUNS=10   # or: python -m tests.stress 10 [-- PYTEST ARGS]
@@ -25,6 +26,8 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+from tests.helpers.broker import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -41,9 +44,20 @@ def _failures(report: Path) -> list[str]:
     return failed
 
 
-def _run(cmd: list[str], cwd: Path, log: Path) -> int:
+def _run(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> int:
     with log.open("wb") as out:
-        return subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(
+            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env
+        ).returncode
+
+
+def _own_broker_env() -> dict[str, str]:
+    """The environment of one run: as in CI, the test session starts a broker of its own
+    (on free ports) and wipes it at the end, so no run inherits another's topics."""
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env["NCP_KAFKA_PORT"] = str(free_port())
+    env["NCP_KAFKA_CONTROLLER_PORT"] = str(free_port())
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             started = time.monotonic()
             code = _run(
-                ["make", "test", f"PYTEST_ARGS={pytest_args}"], clone, work / f"run-{run}.log"
+                ["make", "test", f"PYTEST_ARGS={pytest_args}"],
+                clone,
+                work / f"run-{run}.log",
+                _own_broker_env(),
             )
             took = time.monotonic() - started
             failed = _failures(report) if code != 0 else []

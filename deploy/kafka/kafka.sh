@@ -120,7 +120,7 @@ EOF
 }
 
 java_cmd() {
-  java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+  java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$run/log4j2.yaml" -cp "$libs/*" "$@"
 }
 
@@ -165,7 +165,7 @@ print(s)')
   : >"$log"
   # setsid: the broker gets its own session, so a Ctrl-C in the caller's
   # terminal does not reach it; it is stopped by PID only.
-  setsid bash -c "exec java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+  setsid bash -c "exec java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile='$run/log4j2.yaml' -cp '$libs/*' kafka.Kafka '$run/server.properties'" \
     >>"$run/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
