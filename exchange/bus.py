@@ -30,6 +30,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaError,
+    RequestTimedOutError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
@@ -371,7 +372,8 @@ async def ensure_topics(
             created: list[str] = []
             for entry in response.topic_errors:
                 name, code = entry[0], entry[1]
-                if code == 0:
+                if code == 0 or code == RequestTimedOutError.errno:
+                    # timed out: the controller goes on creating it; wait until it is served
                     created.append(name)
                 elif code != TopicAlreadyExistsError.errno:
                     error = for_code(code)
@@ -403,7 +405,14 @@ async def publish_trust_list(
     """Write a signed trust list to ``<prefix>.trust.v1`` (created if missing); its
     (offset, append time ms). The caller has verified the list."""
     topic = trust_topic(prefix)
-    await ensure_topics(s, {topic: 1}, configs=TRUST_TOPIC_CONFIGS)
+    for attempt in range(3):  # an operator's one-off command: a slow broker is worth a retry
+        try:
+            await ensure_topics(s, {topic: 1}, configs=TRUST_TOPIC_CONFIGS)
+            break
+        except TransientError:
+            if attempt == 2:
+                raise
+            await asyncio.sleep(1.0 + attempt)
     producer = AIOKafkaProducer(**producer_kwargs(s))
     try:
         with kafka_errors("publishing the trust list"):
