@@ -4,7 +4,10 @@ Every call runs on ONE dedicated thread that owns the connection, so the event l
 never blocks and sqlite3 releases the GIL while SQLite works (the node's signature
 verification runs meanwhile). Write transactions start with ``BEGIN IMMEDIATE`` and
 wait up to ``busy_timeout`` seconds for the file's write lock, so the consumer, the
-publisher and the CLI can each hold their own instance on the same file.
+publisher and the CLI can each hold their own instance on the same file. SQLite's wait
+is not fair: on a loaded machine a busy daemon can keep retaking the lock, so the wait
+is long (:data:`BUSY_TIMEOUT_S`); an operator's CLI command waiting is better than one
+refused (seen: ``alert publish`` beside a daemon and a CPU hog, refused after 10 s).
 Times are stored as integer microseconds since the epoch (UTC), ids as 16-byte blobs.
 """
 
@@ -46,6 +49,8 @@ from nodes.store.base import (
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
+#: How long a write waits for the file's write lock before it is refused as unavailable.
+BUSY_TIMEOUT_S = 60.0
 
 # Primary result codes that mean "not now" rather than "never": busy, locked, I/O error,
 # disk full, cannot open, lock protocol.
@@ -64,7 +69,7 @@ def parse_sqlite_url(url: str) -> str:
 class SqliteStore:
     """:class:`nodes.store.base.Store` on a SQLite file."""
 
-    def __init__(self, url: str, *, busy_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = parse_sqlite_url(url)
         self.busy_timeout = busy_timeout
         self._executor: ThreadPoolExecutor | None = None
