@@ -295,9 +295,7 @@ def _one(
     return ImportedAlert(str(head.get("id")), payload, _handling(head, labels, d))
 
 
-def objects_to_alerts(
-    objects: Sequence[Any], defaults: Defaults, *, now: datetime
-) -> ImportResult:
+def objects_to_alerts(objects: Sequence[Any], defaults: Defaults, *, now: datetime) -> ImportResult:
     """The alerts that ``objects`` (STIX 2.1 JSON objects) state; each object that cannot be
     imported is refused with its id and the reason, and refuses nothing else."""
     result = ImportResult()

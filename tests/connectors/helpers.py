@@ -22,7 +22,11 @@ EVERY_INDICATOR: list[dict[str, Any]] = [
     {"type": "EMAIL", "value": "refunds@parcel-fee.example.com"},
     {"type": "FILE_HASH", "hash_algorithm": "SHA256", "value": "a" * 64},
     {"type": "FILE_HASH", "hash_algorithm": "MD5", "value": "b" * 32},
-    {"type": "CRYPTO_WALLET", "currency": "BTC", "value": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"},
+    {
+        "type": "CRYPTO_WALLET",
+        "currency": "BTC",
+        "value": "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+    },
     {"type": "ONLINE_HANDLE", "platform": "Telegram", "value": "@parcel_fee_support"},
 ]
 

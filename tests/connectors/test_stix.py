@@ -78,7 +78,10 @@ def _indicator(pattern: str, sid: str) -> dict[str, Any]:
 
 REFUSED = [
     ("[url:value = 'https://a.example/'] WITHIN 300 SECONDS", "qualifiers"),
-    ("[url:value = 'https://a.example/'] FOLLOWEDBY [domain-name:value = 'b.example']", "one observation"),
+    (
+        "[url:value = 'https://a.example/'] FOLLOWEDBY [domain-name:value = 'b.example']",
+        "one observation",
+    ),
     ("[domain-name:value MATCHES '^evil']", "operator 'MATCHES'"),
     ("[domain-name:value != 'good.example']", "operator '!='"),
     ("[process:name = 'evil.exe']", "object type 'process'"),
