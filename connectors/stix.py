@@ -8,9 +8,9 @@ Export (:func:`alert_objects`, :func:`alert_bundle`) turns one stored OffenceAle
   code (ids derived from the code);
 - one ``indicator`` per alert indicator, its pattern from :mod:`connectors.stix_patterns`;
 - a ``report`` whose id is ``report--<alert_id>``, named by the title, describing it, and
-  referring to the indicators. Category, reporting source, country of origin and the 4x4
-  grades (import only) travel as ``labels`` (``ncp-category:FRAUDULENT_SALES``), the language as ``lang``
-  and the case reference as an external reference.
+  referring to the indicators. Category, reporting source, country of origin (and, on
+  import, the 4x4 grades) travel as ``labels`` (``ncp-category:FRAUDULENT_SALES``), the
+  language as ``lang`` and the case reference as an external reference.
 
 Import (:func:`objects_to_alerts`) reads a list of STIX objects: each ``report`` with the
 indicators it names becomes one alert (``alert_id`` from the report's id), each indicator

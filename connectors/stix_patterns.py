@@ -42,7 +42,7 @@ _CANONICAL = re.compile(
 )
 
 
-class PatternRefused(ValueError):
+class PatternRefused(ValueError):  # noqa: N818 - a verdict on input, as RecordRejected
     """A STIX pattern that cannot become alert indicators; the message says why."""
 
 
