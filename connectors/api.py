@@ -46,7 +46,12 @@ from exchange.ids import NodeId
 ENTRY_POINT_GROUP = "exchange.connectors"
 
 #: Connectors shipped with the project (found even when the entry points are not installed).
-BUILTIN: Mapping[str, str] = {"jsonl": "connectors.jsonl:JsonlConnector"}
+BUILTIN: Mapping[str, str] = {
+    "jsonl": "connectors.jsonl:JsonlConnector",
+    "stix": "connectors.stix_files:StixConnector",
+    "misp": "connectors.misp_files:MispConnector",
+    "taxii": "connectors.taxii:TaxiiConnector",
+}
 
 
 @dataclass(frozen=True, slots=True)

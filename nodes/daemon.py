@@ -340,7 +340,7 @@ class Node:
                         allowed_tlp=frozenset(spec.allowed_tlp),
                     )
                 )
-            else:
+            if isinstance(connector, InboundConnector):  # a server (TAXII) can be both
                 inbound.append((spec.name, connector))
         return outbound, inbound
 

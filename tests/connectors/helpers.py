@@ -56,7 +56,7 @@ def record(
     """A stored alert as the node hands it to an outbound connector."""
     return SharedRecord(
         message_id=uuid.uuid4(),
-        topic="ncp.alerts",
+        topic="ncp.alerts.v1",
         message_type="OffenceAlert",
         sender=sender,
         created_at=NOW - timedelta(minutes=30),

@@ -1,0 +1,242 @@
+"""The TAXII 2.1 server in the node, read and written with ``taxii2-client`` against running
+nodes on the real broker: tokens see only what their TLP allows, pages and ``added_after``
+return every object exactly once, and a TAXII POST becomes signed alerts on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+import stix2
+from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
+
+from connectors.taxii import TaxiiConnector
+from connectors.tokens import hash_token
+from nodes.config import load_config
+from nodes.daemon import Node
+from tests.connectors.helpers import assert_valid_stix
+from tests.helpers.broker import free_port
+from tests.helpers.federation import Federation, alert_data
+
+FAST: dict[str, Any] = {
+    "http": {"listen": ""},
+    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 500, "poll_interval_ms": 50},
+    "consumer": {"poll_timeout_ms": 100},
+}
+TOKENS = {
+    "green-reader": {"roles": ["read"], "max_tlp": "GREEN", "max_handling_code": "H1"},
+    "amber-reader": {"roles": ["read"], "max_tlp": "AMBER", "max_handling_code": "H1"},
+    "writer": {"roles": ["submit", "read"], "max_tlp": "AMBER", "max_handling_code": "H1"},
+}
+
+
+class Bearer(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self.token}"
+        return r
+
+
+@dataclass
+class Taxii:
+    """A running DE node serving TAXII, and FR beside it to send alerts."""
+
+    fr: Node
+    de: Node
+    connector: TaxiiConnector
+    url: str
+
+    async def collection(self, token: str) -> Collection:
+        """The alerts collection as ``token`` sees it (the client blocks: run in a thread,
+        the server runs in this loop)."""
+
+        def find() -> Collection:
+            [alerts] = ApiRoot(f"{self.url}/ncp/", auth=Bearer(token)).collections
+            return alerts
+
+        return await asyncio.to_thread(find)
+
+    async def wait_indexed(self, count: int) -> None:
+        de = self.de
+        await de.wait_until(lambda: de.metrics.disclosed.value("taxii") >= count, 30)
+
+
+@pytest.fixture
+async def taxii(live_federation: Federation) -> AsyncIterator[Taxii]:
+    fed = live_federation
+    port = free_port()
+    tokens = [{"name": name, "sha256": hash_token(name), **g} for name, g in TOKENS.items()]
+    spec = {
+        "name": "taxii",
+        "plugin": "taxii",
+        "topics": ["alerts"],
+        "options": {"listen": f"127.0.0.1:{port}", "index": "taxii.db", "tokens": tokens},
+    }
+    fr = Node(load_config(fed.config_path("FR"), **FAST))
+    de = Node(load_config(fed.config_path("DE"), **FAST, connectors=[spec]))
+    await fr.start()
+    await de.start()
+    try:
+        assert de.dispatcher is not None
+        connector = de.dispatcher.outbound[0].connector
+        assert isinstance(connector, TaxiiConnector)
+        await asyncio.wait_for(connector.started.wait(), 20)
+        yield Taxii(fr, de, connector, f"http://127.0.0.1:{port}")
+    finally:
+        await de.stop()
+        await fr.stop()
+
+
+async def send(node: Node, count: int, tlp: str, title: str = "alert") -> None:
+    for i in range(count):
+        data = alert_data(f"{title} {tlp} {i}", observed_at=datetime.now(UTC))
+        await node.submit("OffenceAlert", data, handling={"tlp": tlp, "code": "H1"})
+
+
+def tlp_of(obj: dict[str, Any]) -> set[str]:
+    from connectors.stix import TLP2_IDS
+
+    back = {v: k for k, v in TLP2_IDS.items()}
+    return {back[r] for r in obj.get("object_marking_refs", ()) if r in back}
+
+
+def read_all(collection: Collection, per_request: int, **filters: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for page in as_pages(collection.get_objects, per_request=per_request, **filters):
+        out.extend(page.get("objects", []))
+    return out
+
+
+@pytest.mark.integration
+async def test_a_green_token_never_sees_an_amber_object(taxii: Taxii) -> None:
+    """Two GREEN and two AMBER alerts from FR: the GREEN-only token reads the GREEN ones (and
+    the public identity and markings) and nothing marked AMBER, not even by its id; the AMBER
+    token reads all four. Every object read is valid STIX."""
+    await send(taxii.fr, 2, "GREEN")
+    await send(taxii.fr, 2, "AMBER")
+    await taxii.wait_indexed(4)
+
+    def discover() -> list[str]:
+        server = Server(f"{taxii.url}/taxii2/", auth=Bearer("green-reader"))
+        assert server.default is not None
+        return [c.title for c in server.default.collections]
+
+    assert await asyncio.to_thread(discover) == ["alerts"]
+
+    green = await asyncio.to_thread(read_all, await taxii.collection("green-reader"), 100)
+    amber = await asyncio.to_thread(read_all, await taxii.collection("amber-reader"), 100)
+    assert_valid_stix(
+        {"type": "bundle", "id": f"bundle--{'0' * 8}-0000-4000-8000-{'0' * 12}", "objects": amber}
+    )
+    reports = lambda objs: sorted(o["name"] for o in objs if o["type"] == "report")  # noqa: E731
+    assert reports(green) == ["alert GREEN 0", "alert GREEN 1"]
+    assert reports(amber) == ["alert AMBER 0", "alert AMBER 1", "alert GREEN 0", "alert GREEN 1"]
+    assert all("AMBER" not in tlp_of(o) for o in green)
+    hidden = next(o["id"] for o in amber if o["type"] == "indicator" and "AMBER" in tlp_of(o))
+    with pytest.raises(requests.HTTPError) as refused:
+        await asyncio.to_thread((await taxii.collection("green-reader")).get_object, hidden)
+    assert refused.value.response.status_code == 404
+
+
+@pytest.mark.integration
+async def test_pages_and_added_after_return_every_object_exactly_once(taxii: Taxii) -> None:
+    """Small pages return each object once, in date-added order; reading again from any
+    object's date_added returns exactly those added after it."""
+    await send(taxii.fr, 5, "GREEN")
+    await taxii.wait_indexed(5)
+    collection = await taxii.collection("amber-reader")
+    whole = await asyncio.to_thread(read_all, collection, 1000)
+    paged = await asyncio.to_thread(read_all, collection, 3)
+    ids = [o["id"] for o in paged]
+    assert len(ids) == len(set(ids)) == len(whole) == 2 + 5 * 2 + 1  # marks, identity, 5x2
+    assert ids == [o["id"] for o in whole]
+
+    manifest = await asyncio.to_thread(collection.get_manifest)
+    dates = [m["date_added"] for m in manifest["objects"]]
+    assert dates == sorted(dates) and len(set(dates)) == len(dates)
+    for cut in (0, 4, len(dates) - 1):
+        rest = await asyncio.to_thread(read_all, collection, 2, added_after=dates[cut])
+        assert [o["id"] for o in rest] == ids[cut + 1 :]
+
+
+@pytest.mark.integration
+async def test_a_taxii_post_becomes_signed_alerts_that_come_back_through_taxii(
+    taxii: Taxii,
+) -> None:
+    """The writer POSTs stix2 indicators (one with an unmappable pattern): the status names the
+    refused one with its reason; the others go through the outbox, are signed, come back from
+    the bus into DE's store and are served again. A read-only token may not POST."""
+    indicators = [
+        stix2.v21.Indicator(
+            name=f"phishing {i}",
+            pattern=f"[url:value = 'https://phish-{i}.example.com/login']",
+            pattern_type="stix",
+            valid_from=datetime.now(UTC) - timedelta(minutes=5),
+            object_marking_refs=["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"],
+        )
+        for i in range(3)
+    ]
+    bad = stix2.v21.Indicator(
+        pattern="[process:name = 'evil.exe']", pattern_type="stix", valid_from=datetime.now(UTC)
+    )
+    objects = [json.loads(x.serialize()) for x in [*indicators, bad]]
+    envelope = {"objects": objects}
+
+    reader = await taxii.collection("amber-reader")
+    with pytest.raises(requests.HTTPError) as forbidden:
+        await asyncio.to_thread(reader.add_objects, envelope)
+    assert forbidden.value.response.status_code == 403
+
+    status = await asyncio.to_thread((await taxii.collection("writer")).add_objects, envelope)
+    assert (status.success_count, status.failure_count) == (3, 1)
+    [failure] = status.failures
+    assert failure["id"] == bad.id
+    assert "object type 'process'" in failure["message"]
+
+    await taxii.de.wait_published(3)
+    await taxii.wait_indexed(3)
+    back = await asyncio.to_thread(read_all, reader, 100, type="report")
+    ids = {o["id"].partition("--")[2] for o in back}
+    assert ids == {x.id.partition("--")[2] for x in indicators}
+    assert all(o["created_by_ref"] == back[0]["created_by_ref"] for o in back)
+
+
+@pytest.mark.integration
+async def test_a_retracted_alert_leaves_the_collection(taxii: Taxii) -> None:
+    """FR withdraws one of two alerts: its objects are gone from DE's TAXII collection."""
+    await send(taxii.fr, 2, "GREEN", title="to withdraw")
+    await taxii.wait_indexed(2)
+    collection = await taxii.collection("amber-reader")
+    reports: Callable[[], list[dict[str, Any]]] = lambda: read_all(collection, 100, type="report")  # noqa: E731
+    first = (await asyncio.to_thread(reports))[0]
+    alert_id = first["id"].partition("--")[2]
+    fr = taxii.fr
+    await fr.wait_stored(2)
+    stored = await fr.store.list_records(topic=fr.topics[0])
+    [target] = [r for r in stored if r.payload.get("alert_id") == alert_id]
+    await fr.submit(
+        "Retraction",
+        {"retracted_message_id": str(target.message_id), "reason": "WITHDRAWN"},
+        handling={"tlp": "GREEN", "code": "H0"},
+        topic="alerts",
+        key=target.key,
+    )
+    connector = taxii.connector
+
+    async def gone() -> bool:
+        ids = [o["id"] for o in await asyncio.to_thread(reports)]
+        return first["id"] not in ids and len(ids) == 1
+
+    for _ in range(300):
+        if await gone():
+            break
+        await asyncio.sleep(0.1)
+    assert await gone(), connector
