@@ -32,7 +32,7 @@ the keys or the node's internals.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -98,12 +98,19 @@ class RecordRejected(Exception):  # noqa: N818 - a verdict, not a malfunction
 
 #: ``submit(message_type, payload, handling=..., recipients=...) -> outbox id``
 Submit = Callable[..., Awaitable[int]]
+#: ``submit_many([{"message_type", "payload", "handling", ...}, ...])``: the same for many
+#: messages in one outbox transaction; per message its outbox id or the InputError refusing it.
+SubmitMany = Callable[[Sequence[Mapping[str, Any]]], Awaitable[list[int | InputError]]]
 
 
 async def _no_submit(*_: Any, **__: Any) -> int:
     raise InputError(
         [("connector", "this connector may not submit messages")], reason=Reason.BAD_CONFIG
     )
+
+
+async def _no_submit_many(_: Sequence[Mapping[str, Any]]) -> list[int | InputError]:
+    return [await _no_submit()]
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,7 @@ class ConnectorContext:
     log: Any  # a structlog BoundLogger bound to connector=name
     base_dir: Path  # relative paths in options are relative to this (the config's folder)
     submit: Submit = field(default=_no_submit)
+    submit_many: SubmitMany = field(default=_no_submit_many)
 
     def path(self, option: str, default: str | None = None) -> Path:
         """The option ``option`` as a path, relative ones resolved against ``base_dir``."""

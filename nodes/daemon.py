@@ -46,7 +46,7 @@ from typing import Any
 
 from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
 from exchange.bus import KafkaSettings, ensure_topics
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, InputError
 from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
@@ -63,7 +63,7 @@ from nodes.pipeline import PipelineContext, TopicPolicy
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
-from nodes.store.base import Store, open_store
+from nodes.store.base import OutboxItem, Store, open_store
 from nodes.supervisor import Supervisor
 
 STOP_TIMEOUT_S = 30.0
@@ -327,6 +327,7 @@ class Node:
                 log=get_logger(node=self.config.node_id, connector=spec.name),
                 base_dir=base_dir,
                 submit=self.submit,
+                submit_many=self.submit_many,
             )
             self._contexts[spec.name] = context
             connector = instantiate(spec.plugin, context)
@@ -373,6 +374,38 @@ class Node:
         if self.publisher is not None:
             self.publisher.wake()
         return ids[0]
+
+    async def submit_many(self, messages: Sequence[Mapping[str, Any]]) -> list[int | InputError]:
+        """:meth:`submit` for many messages (each a mapping of its arguments), the valid ones
+        enqueued in one transaction; per message its outbox id or the InputError refusing it."""
+        if self._trust is None:
+            raise RuntimeError("node not started")
+        now = self.clock()
+        results: list[int | InputError] = []
+        items: list[OutboxItem] = []
+        for m in messages:
+            try:
+                item = build_item(
+                    str(m.get("message_type", "OffenceAlert")),
+                    m["payload"],
+                    handling=m.get("handling") or {},
+                    recipients=m.get("recipients") or (),
+                    node=self.config.node,
+                    prefix=self.config.kafka.topic_prefix,
+                    trust=self._trust,
+                    now=now,
+                    topic=m.get("topic"),
+                    key=m.get("key"),
+                )
+            except InputError as exc:
+                results.append(exc)
+                continue
+            results.append(len(items))
+            items.append(item)
+        ids = await self.store.enqueue(items) if items else []
+        if items and self.publisher is not None:
+            self.publisher.wake()
+        return [r if isinstance(r, InputError) else ids[r] for r in results]
 
     # --- waiting, health, metrics --------------------------------------------------------
 

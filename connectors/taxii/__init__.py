@@ -17,7 +17,8 @@ Config::
 - **Inbound** (``run``): serves :mod:`connectors.taxii.app` with uvicorn in the node's event
   loop, on a socket bound here (loopback by default), so a busy port is an error the node's
   supervisor retries, never an exit. A TAXII POST is imported as alerts
-  (:func:`connectors.stix.objects_to_alerts`) and each is filed with ``context.submit``; the
+  (:func:`connectors.stix.objects_to_alerts`) and filed with ``context.submit_many`` (one
+  outbox transaction an envelope); the
   status lists every object accepted or refused, with the reason. A token with the REPORT
   role only may file alerts of its own categories.
 """
@@ -43,7 +44,7 @@ from connectors.stix_patterns import PatternRefused
 from connectors.taxii.app import Collection, build_app
 from connectors.taxii.index import Index, NewObject
 from connectors.tokens import Grant, Role, TokenTable
-from exchange.errors import ExchangeError, InputError, Reason
+from exchange.errors import InputError, Reason
 
 KINDS = ("alerts",)  # topics whose records have a STIX form
 MAX_STATUSES = 1000
@@ -188,19 +189,21 @@ class TaxiiConnector:
         result = await asyncio.to_thread(objects_to_alerts, objects, defaults, now=now)
         successes = [{"id": sid} for sid in result.context]
         failures = [{"id": sid, "message": why} for sid, why in result.refused]
+        accepted = []
         for alert in result.alerts:
             category = alert.payload.get("category")
             if not grant.may(Role.SUBMIT) and not grant.category_allowed(category):
                 failures.append({"id": alert.source, "message": f"category {category} refused"})
-                continue
-            try:
-                await self.context.submit("OffenceAlert", alert.payload, handling=alert.handling)
-            except ExchangeError as exc:
-                problems = exc.problems if isinstance(exc, InputError) else [("", exc.detail)]
-                why = "; ".join(f"{f}: {r}" if f else r for f, r in problems)
+            else:
+                accepted.append(alert)
+        messages = [{"payload": a.payload, "handling": a.handling} for a in accepted]
+        outcomes = await self.context.submit_many(messages) if messages else []
+        for alert, outcome in zip(accepted, outcomes, strict=True):
+            if isinstance(outcome, InputError):
+                why = "; ".join(f"{f}: {r}" for f, r in outcome.problems)
                 failures.append({"id": alert.source, "message": why})
-                continue
-            successes.append({"id": alert.source})
+            else:
+                successes.append({"id": alert.source})
         status_id = str(uuid.uuid4())
         status = {
             "id": status_id,
