@@ -173,9 +173,10 @@ async def test_pages_and_added_after_return_every_object_exactly_once(taxii: Tax
 async def test_a_taxii_post_becomes_signed_alerts_that_come_back_through_taxii(
     taxii: Taxii,
 ) -> None:
-    """The writer POSTs stix2 indicators (one with an unmappable pattern): the status names the
-    refused one with its reason; the others go through the outbox, are signed, come back from
-    the bus into DE's store and are served again. A read-only token may not POST."""
+    """The writer POSTs stix2 indicators (one with an unmappable pattern, one TLP:RED without
+    recipients): the status names each refused one with its reason; the others go through the
+    outbox, are signed, come back from the bus into DE's store and are served again. A
+    read-only token may not POST."""
     indicators = [
         stix2.v21.Indicator(
             name=f"phishing {i}",
@@ -189,7 +190,13 @@ async def test_a_taxii_post_becomes_signed_alerts_that_come_back_through_taxii(
     bad = stix2.v21.Indicator(
         pattern="[process:name = 'evil.exe']", pattern_type="stix", valid_from=datetime.now(UTC)
     )
-    objects = [json.loads(x.serialize()) for x in [*indicators, bad]]
+    red = stix2.v21.Indicator(
+        pattern="[domain-name:value = 'red.example']",
+        pattern_type="stix",
+        valid_from=datetime.now(UTC) - timedelta(minutes=5),
+        object_marking_refs=["marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"],
+    )
+    objects = [json.loads(x.serialize()) for x in [*indicators, bad, red]]
     envelope = {"objects": objects}
 
     reader = await taxii.collection("amber-reader")
@@ -205,10 +212,10 @@ async def test_a_taxii_post_becomes_signed_alerts_that_come_back_through_taxii(
     assert refused.status_code == 403
 
     status = await asyncio.to_thread((await taxii.collection("writer")).add_objects, envelope)
-    assert (status.success_count, status.failure_count) == (3, 1)
-    [failure] = status.failures
-    assert failure["id"] == bad.id
-    assert "object type 'process'" in failure["message"]
+    assert (status.success_count, status.failure_count) == (3, 2)
+    why = {f["id"]: f["message"] for f in status.failures}
+    assert "object type 'process'" in why[bad.id]
+    assert "TLP:RED needs named recipients" in why[red.id]
 
     await taxii.de.wait_published(3)
     await taxii.wait_indexed(3)
