@@ -143,8 +143,12 @@ def medallion(folder: Path, objects: list[dict[str, Any]]) -> tuple[float, float
     }
     (folder / "medallion.json").write_text(json.dumps(config))
     app = f'medallion:load_app("{folder / "medallion.json"}")'
-    gunicorn = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", app]
-    proc = subprocess.Popen(gunicorn, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bind = f"127.0.0.1:{port}"
+    # One worker; no worker timeout: a slow page must not get the worker (and its memory
+    # backend, with every object) killed and restarted.
+    gunicorn = [sys.executable, "-m", "gunicorn", "-w", "1", "-b", bind, "-t", "0", app]
+    log = (folder / "medallion.log").open("wb")
+    proc = subprocess.Popen(gunicorn, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -165,9 +169,14 @@ def medallion(folder: Path, objects: list[dict[str, Any]]) -> tuple[float, float
         assert read(collection) == len(objects)
         read_rate = len(objects) / (time.perf_counter() - started)
         return ingest_rate, read_rate
+    except Exception:
+        log.flush()
+        print((folder / "medallion.log").read_text()[-3000:], file=sys.stderr)
+        raise
     finally:
         proc.terminate()
         proc.wait(30)
+        log.close()
 
 
 # --- ours ------------------------------------------------------------------------------------
