@@ -87,7 +87,12 @@ class TaxiiConnector:
             options.get("tokens"), f"connectors.{context.name}.options.tokens"
         )
         self.root = str(options.get("api_root", "ncp"))
-        self.max_page = int(options.get("max_page", 1000))
+        self.max_page = options.get("max_page", 1000)
+        if not isinstance(self.max_page, int) or not 1 <= self.max_page <= 10_000:
+            raise InputError(
+                [(f"connectors.{context.name}.options.max_page", "an integer, 1 to 10000")],
+                reason=Reason.BAD_CONFIG,
+            )
         self.index = Index(context.path("index", "taxii.db"))
         self.collections = [
             Collection(str(uuid.uuid5(NAMESPACE, f"{context.node_id}:{k}")), k, k) for k in KINDS

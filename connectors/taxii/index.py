@@ -12,6 +12,7 @@ a retraction deletes the message's own objects.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -78,6 +79,10 @@ class Index:
     """The SQLite index (thread-safe: calls are serialised; run them in a worker thread)."""
 
     def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 before SQLite opens it: its WAL and SHM files take the same mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -85,7 +90,6 @@ class Index:
         self._lock = threading.Lock()
         row = self._db.execute("SELECT COALESCE(MAX(added_us), 0) FROM objects").fetchone()
         self._last_added = int(row[0])
-        path.chmod(0o600)  # decrypted content
 
     def close(self) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,3 +257,44 @@ async def test_a_retracted_alert_leaves_the_collection(taxii: Taxii) -> None:
             break
         await asyncio.sleep(0.1)
     assert await gone(), connector
+
+
+@pytest.mark.integration
+async def test_hostile_requests_are_answered_4xx_and_the_server_keeps_serving(
+    taxii: Taxii,
+) -> None:
+    """No token, a wrong token, a wrong media type, a body that is not JSON, a bad
+    added_after, an unknown collection: each a TAXII error with its status; then a valid
+    read still works. The index file is private."""
+    collection = await taxii.collection("writer")
+    objects_url = collection.objects_url
+    taxii_headers = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
+    plain = {"Accept": MEDIA_TYPE, "Content-Type": "text/plain"}
+
+    def call(method: str, url: str, token: str | None, **kw: Any) -> tuple[int, Any]:
+        auth = Bearer(token) if token else None
+        kw.setdefault("headers", taxii_headers)
+        r = requests.request(method, url, auth=auth, timeout=30, **kw)
+        return r.status_code, r.json() if r.content else None
+
+    cases = [
+        (("GET", objects_url, None), 401),
+        (("GET", objects_url, "not-a-token"), 401),
+        (("GET", objects_url, "writer", {"headers": {"Accept": "text/html"}}), 406),
+        (("POST", objects_url, "writer", {"data": b"{not json"}), 400),
+        (("POST", objects_url, "writer", {"json": {"objects": "x"}}), 400),
+        (("POST", objects_url, "writer", {"data": b"{}", "headers": plain}), 415),
+        (("GET", objects_url + "?added_after=yesterday", "writer"), 400),
+        (("GET", objects_url.replace(collection.id, "nope"), "writer"), 404),
+        (("GET", taxii.url + "/ncp/status/" + "0" * 8 + "/", "writer"), 404),
+    ]  # fmt: skip
+    for args, expected in cases:
+        method, url, token, *extra = args
+        status, body = await asyncio.to_thread(
+            call, method, url, token, **(extra[0] if extra else {})
+        )
+        assert status == expected, (args, body)
+        assert body["http_status"] == str(expected)
+    assert await asyncio.to_thread(read_all, collection, 10) == []
+    db = Path(taxii.de.config.keys.signing_key.parent) / "taxii.db"
+    assert db.stat().st_mode & 0o077 == 0
