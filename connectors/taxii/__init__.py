@@ -101,7 +101,6 @@ class TaxiiConnector:
         self._owners: dict[str, str] = {}
         self._server: _Server | None = None
         self.started = asyncio.Event()
-        self._closed = False
 
     # --- outbound ------------------------------------------------------------------------
     async def deliver(self, record: SharedRecord, context: ConnectorContext) -> bool:
@@ -231,9 +230,7 @@ class TaxiiConnector:
     async def close(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-        if not self._closed:
-            self._closed = True
-            await asyncio.to_thread(self.index.close)
+        await asyncio.to_thread(self.index.close)
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:

@@ -83,17 +83,29 @@ class Index:
         # Created 0600 before SQLite opens it: its WAL and SHM files take the same mode.
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         path.chmod(0o600)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self.path = path
         self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
         row = self._db.execute("SELECT COALESCE(MAX(added_us), 0) FROM objects").fetchone()
         self._last_added = int(row[0])
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened again if :meth:`close` came before a last delivery (the
+        node closes inbound sides before its delivery loops finish their page)."""
+        if self._conn is None:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            self._conn = db
+        return self._conn
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def add(
         self,
