@@ -35,6 +35,7 @@ TOKENS = {
     "green-reader": {"roles": ["read"], "max_tlp": "GREEN", "max_handling_code": "H1"},
     "amber-reader": {"roles": ["read"], "max_tlp": "AMBER", "max_handling_code": "H1"},
     "writer": {"roles": ["submit", "read"], "max_tlp": "AMBER", "max_handling_code": "H1"},
+    "bank": {"roles": ["report"], "categories": ["IDENTITY_FRAUD"]},
 }
 
 
@@ -264,8 +265,8 @@ async def test_hostile_requests_are_answered_4xx_and_the_server_keeps_serving(
     taxii: Taxii,
 ) -> None:
     """No token, a wrong token, a wrong media type, a body that is not JSON, a bad
-    added_after, an unknown collection: each a TAXII error with its status; then a valid
-    read still works. The index file is private."""
+    added_after, an unknown collection: each a TAXII error with its status; a REPORT token
+    may not file another category; then a valid read still works. The index is private."""
     collection = await taxii.collection("writer")
     objects_url = collection.objects_url
     taxii_headers = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
@@ -295,6 +296,24 @@ async def test_hostile_requests_are_answered_4xx_and_the_server_keeps_serving(
         )
         assert status == expected, (args, body)
         assert body["http_status"] == str(expected)
+    phish = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": "indicator--3f2b8c1e-9d4a-4e5f-8a7b-6c5d4e3f2a1b",
+        "created": "2026-11-27T10:00:00.000Z",
+        "modified": "2026-11-27T10:00:00.000Z",
+        "pattern": "[domain-name:value = 'phish.example']",
+        "pattern_type": "stix",
+        "valid_from": "2026-11-27T10:00:00Z",
+        "labels": ["ncp-category:FRAUDULENT_SALES"],
+    }
+    status, body = await asyncio.to_thread(
+        call, "POST", objects_url, "bank", json={"objects": [phish]}
+    )
+    assert status == 202, body
+    assert body["failures"] == [
+        {"id": phish["id"], "message": "category FRAUDULENT_SALES refused"}
+    ]  # a victim company files only its own categories
     assert await asyncio.to_thread(read_all, collection, 10) == []
     db = Path(taxii.de.config.keys.signing_key.parent) / "taxii.db"
     assert db.stat().st_mode & 0o077 == 0
