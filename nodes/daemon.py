@@ -63,6 +63,8 @@ from nodes.pipeline import PipelineContext, TopicPolicy
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
+from nodes.blacklist import service as blacklist_service
+from nodes.blacklist.rules import blacklist_rules
 from nodes.store.base import Store, open_store
 from nodes.supervisor import Supervisor
 
@@ -84,7 +86,7 @@ def pipeline_context(
     for kind in TopicKind:
         rules = config.rules.for_kind(kind)
         policies[topic_name(kind, config.kafka.topic_prefix)] = TopicPolicy(
-            chain=build_chain(rules, config.node),
+            chain=build_chain(rules, config.node) + blacklist_rules(kind),
             purge_on_retraction=rules.on_retraction is OnRetraction.PURGE,
         )
     own: frozenset[str] = frozenset()
@@ -189,6 +191,7 @@ class Node:
         spawn("consumer", self._consume)
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
+        spawn("blacklist", functools.partial(blacklist_service.run, self))
         for name, connector in inbound:
             spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
         self._inbound = inbound

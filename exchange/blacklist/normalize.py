@@ -18,26 +18,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
 import idna
 
+from exchange.blacklist.kinds import EntryKind
 from exchange.models import validators
 
 HASH_HEX_LENGTHS = validators.HASH_HEX_LENGTHS
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 _ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
 _HEX = re.compile(r"[0-9a-f]+\Z")
-
-
-class EntryKind(StrEnum):
-    """What a list entry blocks (the wire's BlacklistEntryKind)."""
-
-    URL = "URL"
-    DOMAIN = "DOMAIN"
-    HASH = "HASH"
-    IP = "IP"
 
 
 def domain(value: str) -> str:

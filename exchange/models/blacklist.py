@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, Field, ValidationInfo, field_validator
 
-from exchange.blacklist.normalize import EntryKind
-from exchange.blacklist.normalize import entry as normalize_entry
+from exchange.blacklist.kinds import EntryKind
 from exchange.models import validators
 from exchange.models.common import HashAlgorithm, Model, OffenceCategory, Text, Timestamp
 
@@ -31,6 +30,12 @@ class BlacklistDeltaKind(StrEnum):
 
 
 EntryValue = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def normalize_entry(kind: Any, value: str, algorithm: Any) -> tuple[str, str]:
+    from exchange.blacklist.normalize import entry  # normalize imports the validators
+
+    return entry(kind, value, None if algorithm is None else str(algorithm))
 
 
 def _check(kind: Any, value: str, algorithm: Any) -> None:
