@@ -79,3 +79,8 @@ def delta(
             "removed": [item(k, v) for k, v in removed],
         },
     )
+
+
+from tests.node.conftest import live_federation  # noqa: E402
+
+__all__ += ["live_federation"]
