@@ -425,6 +425,7 @@ class Node:
             problems.append(f"publisher: {self.publisher.last_error}")
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
+        problems.extend(await blacklist_service.problems(self))
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:

@@ -32,6 +32,8 @@ class BlacklistConfig(BaseModel):
     rpz_zone: str = "rpz.ncp.invalid."
     sync_interval_s: float = Field(default=2.0, gt=0, le=3600)
     snapshot_interval_s: float = Field(default=86_400.0, gt=0)
+    #: /healthz names a consumer still on an older export this long after the newer one
+    applied_grace_s: float = Field(default=3600.0, ge=0)
     #: entries per snapshot part (a record holds at most 100,000)
     snapshot_part_entries: int = Field(default=50_000, ge=1, le=100_000)
 

@@ -167,11 +167,11 @@ async def applied(db: BlacklistDB) -> list[dict[str, object]]:
     async with db.transaction() as tx:
         rows = await tx.fetch(
             "SELECT a.consumer, a.export_name, a.serial, a.versions, a.confirmed_at, e.serial,"
-            " e.versions FROM bl_applied a LEFT JOIN bl_exports e ON e.name = a.export_name"
+            " e.versions, e.written_at FROM bl_applied a LEFT JOIN bl_exports e ON e.name = a.export_name"
             " ORDER BY a.consumer"
         )
     out: list[dict[str, object]] = []
-    for consumer, name, serial, vers, at, current, cur_vers in rows:
+    for consumer, name, serial, vers, at, current, cur_vers, written in rows:
         cur = int(current) if current is not None else int(serial)
         out.append(
             {
@@ -183,6 +183,7 @@ async def applied(db: BlacklistDB) -> list[dict[str, object]]:
                 "applied_versions": json.loads(vers),
                 "current_versions": json.loads(cur_vers) if cur_vers else {},
                 "confirmed_at_us": int(at),
+                "current_since_us": int(written) if written is not None else int(at),
             }
         )
     return out

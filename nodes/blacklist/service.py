@@ -16,7 +16,8 @@ from typing import Any
 from exchange.errors import ExchangeError
 from exchange.topics import TopicKind, topic_name
 from nodes.blacklist.config import BlacklistConfig
-from nodes.blacklist.db import BlacklistDB, blacklist_db
+from nodes.blacklist.db import BlacklistDB, blacklist_db, micros
+from nodes.blacklist.export import applied
 from nodes.blacklist.rules import list_owned_by_sender
 from nodes.blacklist.publish import publish_repairs, publish_snapshot, snapshots_due
 from nodes.blacklist.state import sync
@@ -25,6 +26,11 @@ from nodes.logging import get_logger
 log = get_logger(component="blacklist")
 
 __all__ = ["list_owned_by_sender", "run", "step"]
+
+
+def _materialized(node: Any) -> bool:
+    """False for ``sqlite:///:memory:`` (tests only): the joint list needs a store file."""
+    return not str(node.config.store.url).endswith(":memory:")
 
 
 def settings(config: Any) -> BlacklistConfig:
@@ -56,8 +62,10 @@ async def step(db: BlacklistDB, node: Any) -> None:
 
 async def run(node: Any) -> None:
     """Run :func:`step` for the node's life; a failed round is logged and retried."""
-    store = node.store
-    db = blacklist_db(store, node.config.store.url)
+    if not _materialized(node):
+        log.warning("blacklist_not_materialized", reason="an in-memory store has no second connection")
+        return
+    db = blacklist_db(node.store, node.config.store.url)
     interval = settings(node.config).sync_interval_s
     try:
         while True:
@@ -69,3 +77,26 @@ async def run(node: Any) -> None:
                 await asyncio.wait_for(node._committed.wait(), interval)
     finally:
         await db.close()
+
+
+async def problems(node: Any) -> list[str]:
+    """For /healthz: each export consumer still on an older export ``applied_grace_s``
+    after the newer one was written (who lags, by how many serials, on which versions)."""
+    grace_us = int(settings(node.config).applied_grace_s * 1_000_000)
+    now_us = micros(node.clock())
+    if not _materialized(node):
+        return []
+    db = blacklist_db(node.store, node.config.store.url)
+    try:
+        rows = await applied(db)
+    except ExchangeError as exc:
+        return [f"blacklist: applied versions unavailable: {exc}"]
+    finally:
+        await db.close()
+    return [
+        f"blacklist: {r['consumer']} applied {r['export']} serial {r['applied_serial']}"
+        f" {r['applied_versions']}, current serial {r['current_serial']}"
+        f" {r['current_versions']} (lags {r['lag']})"
+        for r in rows
+        if int(str(r["lag"])) > 0 and now_us - int(str(r["current_since_us"])) > grace_us
+    ]

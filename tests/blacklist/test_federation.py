@@ -15,6 +15,7 @@ import pytest
 
 from exchange.blacklist.deltas import Entry
 from nodes.blacklist.db import BlacklistDB, blacklist_db
+from nodes.blacklist.export import confirm_applied
 from nodes.blacklist.publish import publish_delta
 from nodes.blacklist.state import versions
 from nodes.config import load_config
@@ -57,7 +58,7 @@ async def three(fed: Federation, exports: Path) -> AsyncIterator[tuple[Node, Nod
     for name in ("FR", "NL", "DE"):
         extra = "\n[blacklist]\nsync_interval_s = 0.2\n"
         if name == "DE":
-            extra += "\n[blacklist.lists.csam]\nmin_members = 2\n"
+            extra += "applied_grace_s = 0\n\n[blacklist.lists.csam]\nmin_members = 2\n"
         with fed.config_path(name).open("a") as fh:
             fh.write(extra)
     connector = {
@@ -115,6 +116,11 @@ async def test_three_nodes_confirm_remove_refuse_and_repair(
             await wait_for(lambda: body(domains) == ["both.example"], within_s=30,
                            what="DE exports exactly the entry both members list")
             assert rpz_ok(rpz) and "both.example CNAME ." in rpz.read_text()
+            isp_copy = tmp_path / "isp-a.rpz"  # what the ISP loaded, and confirms
+            isp_copy.write_bytes(rpz.read_bytes())
+            await confirm_applied(de_db, consumer="isp-a", export_file=isp_copy,
+                                  now=datetime.now(UTC))
+            assert not [p for p in await de.health() if "isp-a" in p]
 
             async def refused() -> bool:
                 q = await de.store.list_quarantine()
@@ -127,6 +133,8 @@ async def test_three_nodes_confirm_remove_refuse_and_repair(
             await wait_for(lambda: body(domains) == [], within_s=30,
                            what="FR's removal reaches DE's export")
             assert rpz_ok(rpz) and "both.example" not in rpz.read_text()
+            lagging = [p for p in await de.health() if "isp-a" in p]
+            assert lagging and "(lags " in lagging[0], "/healthz names the ISP on the old export"
 
             # v3 is for FR and NL only (DE cannot read it); v4 is for everyone: DE has a gap
             await fr.submit("BlacklistDelta", payload("fr.csam", 2, 3, ["hidden.example"]),
