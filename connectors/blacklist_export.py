@@ -48,8 +48,12 @@ class BlacklistExportConnector:
             self.formats = [ExportFormat(str(f)) for f in raw]
         except ValueError:
             raise InputError(
-                [(f"connectors.{context.name}.options.formats",
-                  f"each one of {[f.value for f in ExportFormat]}")],
+                [
+                    (
+                        f"connectors.{context.name}.options.formats",
+                        f"each one of {[f.value for f in ExportFormat]}",
+                    )
+                ],
                 reason=Reason.BAD_CONFIG,
             ) from None
         self.topic = topic_name(TopicKind.BLACKLIST, self.config.kafka.topic_prefix)
@@ -70,8 +74,13 @@ class BlacklistExportConnector:
         await sync(self._db, self.topic, self.config.node, now)
         for fmt in self.formats:
             await write_export(
-                self._db, joint=self.joint, fmt=fmt, out=self.dir / f"{self.joint}.{fmt.value}",
-                rule=bl.rule(self.joint), now=now, zone=bl.rpz_zone,
+                self._db,
+                joint=self.joint,
+                fmt=fmt,
+                out=self.dir / f"{self.joint}.{fmt.value}",
+                rule=bl.rule(self.joint),
+                now=now,
+                zone=bl.rpz_zone,
             )
 
     async def deliver(self, record: SharedRecord, context: ConnectorContext) -> bool:

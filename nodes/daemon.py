@@ -51,6 +51,8 @@ from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
 from nodes import trustfeed
+from nodes.blacklist import service as blacklist_service
+from nodes.blacklist.rules import blacklist_rules
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
 from nodes.consumer import Consumer, end_offsets
@@ -63,8 +65,6 @@ from nodes.pipeline import PipelineContext, TopicPolicy
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
-from nodes.blacklist import service as blacklist_service
-from nodes.blacklist.rules import blacklist_rules
 from nodes.store.base import Store, open_store
 from nodes.supervisor import Supervisor
 
@@ -279,7 +279,11 @@ class Node:
             if loop.task is None or name.startswith("outbound:"):
                 continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name in ("retention", "trust", "blacklist") or name.startswith("inbound:"):
+            if (
+                waiting
+                or name in ("retention", "trust", "blacklist")
+                or name.startswith("inbound:")
+            ):
                 loop.task.cancel()  # nothing in flight to finish
             tasks.append(loop.task)
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())

@@ -21,7 +21,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from exchange.blacklist.normalize import EntryKind, entry
+from exchange.blacklist.kinds import EntryKind
+from exchange.blacklist.normalize import entry
 
 #: An entry's identity within one list: (kind, canonical value, algorithm or "").
 EntryKey = tuple[str, str, str]
@@ -81,7 +82,7 @@ class Delta:
         return joint_name(self.list_id)
 
 
-class EntryProblem(ValueError):
+class EntryProblem(ValueError):  # noqa: N818 - a verdict on input, like ValueError
     """An entry that cannot be normalized: which one (``where``) and why."""
 
     def __init__(self, where: str, reason: str) -> None:
@@ -194,9 +195,7 @@ def to_payload(delta: Delta) -> dict[str, Any]:
         "parts": delta.parts,
         "reason": delta.reason,
         "added": [entry_payload(e) for e in delta.added],
-        "removed": [
-            {"kind": k, "value": v, "algorithm": a or None} for k, v, a in delta.removed
-        ],
+        "removed": [{"kind": k, "value": v, "algorithm": a or None} for k, v, a in delta.removed],
     }
 
 

@@ -66,8 +66,12 @@ def parse_additions(
             cat = str(data.get("category") or category)
             if cat not in OffenceCategory.__members__:
                 raise ValueError(f"category {cat!r} is not an offence category")
-            data = {**data, "kind": kind, "category": cat,
-                    "added_at": data.get("added_at") or now.isoformat()}
+            data = {
+                **data,
+                "kind": kind,
+                "category": cat,
+                "added_at": data.get("added_at") or now.isoformat(),
+            }
             item = parse_entry(data, str(data.get("reason") or reason))
             if item.added_at > now:
                 raise ValueError("added_at is in the future")

@@ -42,7 +42,9 @@ def domain(value: str) -> str:
         try:
             name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
         except idna.IDNAError as exc:
-            raise ValueError(f"{value!r} is not a valid internationalised domain name: {exc}")
+            raise ValueError(
+                f"{value!r} is not a valid internationalised domain name: {exc}"
+            ) from None
     name = name.lower()
     validators.domain(name)
     if "." not in name:

@@ -128,7 +128,10 @@ class BlacklistDelta(Model):
             for e in info.data.get("added") or ()
         }
         for i, entry in enumerate(value):
-            if (entry.kind.value, *normalize_entry(entry.kind, entry.value, entry.algorithm)) in added:
+            if (
+                entry.kind.value,
+                *normalize_entry(entry.kind, entry.value, entry.algorithm),
+            ) in added:
                 raise ValueError(f"entry {i} ({entry.value}) is both added and removed")
         return value
 
@@ -141,7 +144,9 @@ class BlacklistDelta(Model):
             raise ValueError(f"part {part} is beyond parts {value}")
         if kind is not BlacklistDeltaKind.SNAPSHOT and value != 1:
             raise ValueError("only a SNAPSHOT is cut into parts")
-        if kind is BlacklistDeltaKind.REPAIR_REQUEST and (info.data.get("added") or info.data.get("removed")):
+        if kind is BlacklistDeltaKind.REPAIR_REQUEST and (
+            info.data.get("added") or info.data.get("removed")
+        ):
             raise ValueError("a REPAIR_REQUEST carries no entries")
         if kind is BlacklistDeltaKind.SNAPSHOT and info.data.get("removed"):
             raise ValueError("a SNAPSHOT removes nothing: it is the whole list")

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from exchange.blacklist.deltas import Entry, EntryKey
 from exchange.blacklist.entries_file import parse_additions, parse_removals
 from exchange.blacklist.render import ExportFormat
 from exchange.errors import InputError, Reason
@@ -97,12 +98,12 @@ def _publish(args: argparse.Namespace, removing: bool) -> int:
     check_owner(config.node, args.list)
     now = datetime.now(UTC)
     text = _read(args.file)
+    added: list[Entry] = []
+    removed: list[EntryKey] = []
     if removing:
         removed, problems = parse_removals(text)
-        added = []
     else:
         added, problems = parse_additions(text, category=args.category, reason=args.reason, now=now)
-        removed = []
     if problems:
         raise InputError(
             [(f"{args.file}: {where}", why) for where, why in problems], reason=Reason.BAD_INPUT
@@ -113,8 +114,15 @@ def _publish(args: argparse.Namespace, removing: bool) -> int:
 
     async def work(db: BlacklistDB) -> int:
         return await publish_delta(
-            db, node=config.node, prefix=config.kafka.topic_prefix, trust=trust,
-            list_id=args.list, added=added, removed=removed, reason=args.reason, now=now,
+            db,
+            node=config.node,
+            prefix=config.kafka.topic_prefix,
+            trust=trust,
+            list_id=args.list,
+            added=added,
+            removed=removed,
+            reason=args.reason,
+            now=now,
         )
 
     version = _with_db(config, work)
@@ -136,22 +144,35 @@ def _show(args: argparse.Namespace) -> int:
 
     async def work(db: BlacklistDB) -> dict[str, Any]:
         async with db.transaction() as tx:
+            # a fixed clause, never user text (the joint name is a parameter)
             where, params = ("WHERE joint = ?", [args.joint]) if args.joint else ("", [])
-            lists = await tx.fetch(f"SELECT list_id, version FROM bl_lists {where} ORDER BY 1", *params)  # noqa: S608
+            lists = await tx.fetch(
+                f"SELECT list_id, version FROM bl_lists {where} ORDER BY 1",  # noqa: S608
+                *params,
+            )
             rows = await tx.fetch(
                 "SELECT list_id, kind, value, algorithm, category, owner, added_at, version,"  # noqa: S608
-                f" expires_at FROM bl_entries {where} ORDER BY joint, kind, value, list_id LIMIT ?",
-                *params, max(args.limit, 0),
+                f" expires_at FROM bl_entries {where}"
+                " ORDER BY joint, kind, value, list_id LIMIT ?",
+                *params,
+                max(args.limit, 0),
             )
             held = await tx.fetch("SELECT list_id, version FROM bl_held ORDER BY 1, 2")
         return {
             "versions": {str(k): int(v) for k, v in lists},
             "held": [[str(k), int(v)] for k, v in held],
             "entries": [
-                {"list": r[0], "kind": r[1], "value": r[2], "algorithm": r[3] or None,
-                 "category": r[4], "listed_by": r[5],
-                 "since": str(from_micros(int(r[6]))), "in_version": int(r[7]),
-                 "expires_at": None if r[8] is None else str(from_micros(int(r[8])))}
+                {
+                    "list": r[0],
+                    "kind": r[1],
+                    "value": r[2],
+                    "algorithm": r[3] or None,
+                    "category": r[4],
+                    "listed_by": r[5],
+                    "since": str(from_micros(int(r[6]))),
+                    "in_version": int(r[7]),
+                    "expires_at": None if r[8] is None else str(from_micros(int(r[8]))),
+                }
                 for r in rows
             ],
         }
@@ -168,14 +189,21 @@ def _export(args: argparse.Namespace) -> int:
         joint = args.joint
         if joint is None:
             async with db.transaction() as tx:
-                names = sorted({str(r[0]) for r in await tx.fetch("SELECT joint FROM bl_lists")}
-                               | set(bl.lists))
+                names = sorted(
+                    {str(r[0]) for r in await tx.fetch("SELECT joint FROM bl_lists")}
+                    | set(bl.lists)
+                )
             if len(names) != 1:
                 raise InputError([("--joint", f"name the joint list: one of {names}")])
             joint = names[0]
         return await write_export(
-            db, joint=joint, fmt=ExportFormat(args.format), out=args.out, rule=bl.rule(joint),
-            now=datetime.now(UTC), zone=bl.rpz_zone,
+            db,
+            joint=joint,
+            fmt=ExportFormat(args.format),
+            out=args.out,
+            rule=bl.rule(joint),
+            now=datetime.now(UTC),
+            zone=bl.rpz_zone,
         )
 
     result = _with_db(config, work)
@@ -191,8 +219,12 @@ def _snapshot(args: argparse.Namespace) -> int:
 
     async def work(db: BlacklistDB) -> int:
         return await publish_snapshot(
-            db, node=config.node, prefix=config.kafka.topic_prefix, trust=trust,
-            list_id=args.list, now=datetime.now(UTC),
+            db,
+            node=config.node,
+            prefix=config.kafka.topic_prefix,
+            trust=trust,
+            list_id=args.list,
+            now=datetime.now(UTC),
             part_entries=_settings(config).snapshot_part_entries,
         )
 
@@ -212,8 +244,9 @@ def _confirm(args: argparse.Namespace) -> int:
 
     async def work(db: BlacklistDB) -> tuple[int, dict[str, int]]:
         try:
-            return await confirm_applied(db, consumer=args.consumer, export_file=args.file,
-                                         now=datetime.now(UTC))
+            return await confirm_applied(
+                db, consumer=args.consumer, export_file=args.file, now=datetime.now(UTC)
+            )
         except (OSError, ValueError) as exc:
             raise InputError([("file", str(exc))]) from None
 

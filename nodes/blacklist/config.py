@@ -1,11 +1,11 @@
 """The ``[blacklist]`` section of a node's config: per joint list rules and timings.
 
-    [blacklist]
-    rpz_zone = "rpz.ncp.example."
-    snapshot_interval_s = 86400
-    [blacklist.lists.csam]
-    min_members = 2                         # distinct members that must list an entry
-    owners = { CSAM = ["FR", "NL", "DE"] }  # owners accepted per category ("*": any other)
+[blacklist]
+rpz_zone = "rpz.ncp.example."
+snapshot_interval_s = 86400
+[blacklist.lists.csam]
+min_members = 2                         # distinct members that must list an entry
+owners = { CSAM = ["FR", "NL", "DE"] }  # owners accepted per category ("*": any other)
 """
 
 from __future__ import annotations

@@ -167,7 +167,8 @@ async def applied(db: BlacklistDB) -> list[dict[str, object]]:
     async with db.transaction() as tx:
         rows = await tx.fetch(
             "SELECT a.consumer, a.export_name, a.serial, a.versions, a.confirmed_at, e.serial,"
-            " e.versions, e.written_at FROM bl_applied a LEFT JOIN bl_exports e ON e.name = a.export_name"
+            " e.versions, e.written_at FROM bl_applied a"
+            " LEFT JOIN bl_exports e ON e.name = a.export_name"
             " ORDER BY a.consumer"
         )
     out: list[dict[str, object]] = []

@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from exchange.blacklist.deltas import Delta, DeltaKind, Entry, EntryKey, chunks, owner_of, to_payload
+from exchange.blacklist.deltas import (
+    Delta,
+    DeltaKind,
+    Entry,
+    EntryKey,
+    chunks,
+    owner_of,
+    to_payload,
+)
 from exchange.errors import InputError, Reason
 from exchange.topics import MessageType
 from exchange.trust import TrustList
@@ -27,16 +35,29 @@ HANDLING = {"tlp": "GREEN", "code": "H0"}
 def check_owner(node: str, list_id: str) -> None:
     if owner_of(list_id) != node:
         raise InputError(
-            [("list", f"{list_id} is owned by {owner_of(list_id)}; {node} may change only its own lists (ids starting '{node.lower()}.')")],
+            [
+                (
+                    "list",
+                    f"{list_id} is owned by {owner_of(list_id)}; {node} may change only its"
+                    f" own lists (ids starting '{node.lower()}.')",
+                )
+            ],
             reason=Reason.BAD_INPUT,
         )
 
 
-def _item(payload: dict[str, Any], node: str, prefix: str, trust: TrustList | None,
-          now: datetime) -> OutboxItem:
+def _item(
+    payload: dict[str, Any], node: str, prefix: str, trust: TrustList | None, now: datetime
+) -> OutboxItem:
     return build_item(
-        MessageType.BLACKLIST_DELTA.value, payload, handling=HANDLING, node=node,  # type: ignore[arg-type]
-        prefix=prefix, trust=trust, now=now, key=str(payload["list_id"]),
+        MessageType.BLACKLIST_DELTA.value,
+        payload,
+        handling=HANDLING,
+        node=node,  # type: ignore[arg-type]
+        prefix=prefix,
+        trust=trust,
+        now=now,
+        key=str(payload["list_id"]),
     )
 
 
@@ -48,21 +69,37 @@ async def next_version(db: BlacklistDB, list_id: str) -> int:
 
 
 async def publish_delta(
-    db: BlacklistDB, *, node: str, prefix: str, trust: TrustList | None, list_id: str,
-    added: Sequence[Entry], removed: Sequence[EntryKey], reason: str, now: datetime,
+    db: BlacklistDB,
+    *,
+    node: str,
+    prefix: str,
+    trust: TrustList | None,
+    list_id: str,
+    added: Sequence[Entry],
+    removed: Sequence[EntryKey],
+    reason: str,
+    now: datetime,
 ) -> int:
     """Enqueue the next delta of ``list_id``; its version."""
     check_owner(node, list_id)
     base = await next_version(db, list_id)
-    delta = Delta(node, list_id, DeltaKind.DELTA, base, base + 1, tuple(added), tuple(removed), reason)
+    delta = Delta(
+        node, list_id, DeltaKind.DELTA, base, base + 1, tuple(added), tuple(removed), reason
+    )
     item = _item(to_payload(delta), node, prefix, trust, now)
     await _enqueue(db, [item], list_id, base + 1, None)
     return base + 1
 
 
 async def publish_snapshot(
-    db: BlacklistDB, *, node: str, prefix: str, trust: TrustList | None, list_id: str,
-    now: datetime, part_entries: int = 50_000,
+    db: BlacklistDB,
+    *,
+    node: str,
+    prefix: str,
+    trust: TrustList | None,
+    list_id: str,
+    now: datetime,
+    part_entries: int = 50_000,
 ) -> int:
     """Enqueue a full snapshot of ``list_id`` at its current version (in parts if large)."""
     check_owner(node, list_id)
@@ -73,55 +110,94 @@ async def publish_snapshot(
         raise InputError([("list", f"{list_id} has no applied version to snapshot yet")])
     parts = chunks(entries, part_entries)
     items = [
-        _item(to_payload(Delta(node, list_id, DeltaKind.SNAPSHOT, 0, version, part, (),
-                                "snapshot", i + 1, len(parts))), node, prefix, trust, now)
+        _item(
+            to_payload(
+                Delta(
+                    node,
+                    list_id,
+                    DeltaKind.SNAPSHOT,
+                    0,
+                    version,
+                    part,
+                    (),
+                    "snapshot",
+                    i + 1,
+                    len(parts),
+                )
+            ),
+            node,
+            prefix,
+            trust,
+            now,
+        )
         for i, part in enumerate(parts)
     ]
     await _enqueue(db, items, list_id, version, micros(now))
     return version
 
 
-async def _enqueue(db: BlacklistDB, items: list[OutboxItem], list_id: str, version: int,
-                   snapshot_at: int | None) -> None:
+async def _enqueue(
+    db: BlacklistDB, items: list[OutboxItem], list_id: str, version: int, snapshot_at: int | None
+) -> None:
     await db.store.enqueue(items)
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO bl_published (list_id, version, snapshot_at) VALUES (?, ?, ?)"
             " ON CONFLICT (list_id) DO UPDATE SET version = excluded.version,"
             " snapshot_at = COALESCE(excluded.snapshot_at, bl_published.snapshot_at)",
-            list_id, version, snapshot_at,
+            list_id,
+            version,
+            snapshot_at,
         )
         if snapshot_at is not None:
             await tx.execute("DELETE FROM bl_snapshot_due WHERE list_id = ?", list_id)
 
 
-async def publish_repairs(db: BlacklistDB, *, node: str, prefix: str, trust: TrustList | None,
-                          now: datetime) -> int:
+async def publish_repairs(
+    db: BlacklistDB, *, node: str, prefix: str, trust: TrustList | None, now: datetime
+) -> int:
     """Enqueue a REPAIR_REQUEST for each gap not yet asked about; how many."""
     async with db.transaction() as tx:
         rows = await tx.fetch("SELECT list_id, held_version FROM bl_repairs WHERE sent_at IS NULL")
     items = [
-        _item({"list_id": str(lst), "kind": DeltaKind.REPAIR_REQUEST.value,
-               "base_version": int(held), "version": int(held) + 1, "added": [],
-               "removed": [], "reason": f"gap after version {int(held)}"},
-              node, prefix, trust, now)
+        _item(
+            {
+                "list_id": str(lst),
+                "kind": DeltaKind.REPAIR_REQUEST.value,
+                "base_version": int(held),
+                "version": int(held) + 1,
+                "added": [],
+                "removed": [],
+                "reason": f"gap after version {int(held)}",
+            },
+            node,
+            prefix,
+            trust,
+            now,
+        )
         for lst, held in rows
     ]
     if items:
         await db.store.enqueue(items)
         async with db.transaction() as tx:
-            await tx.executemany("UPDATE bl_repairs SET sent_at = ? WHERE list_id = ?",
-                                 [(micros(now), str(lst)) for lst, _ in rows])
+            await tx.executemany(
+                "UPDATE bl_repairs SET sent_at = ? WHERE list_id = ?",
+                [(micros(now), str(lst)) for lst, _ in rows],
+            )
     return len(items)
 
 
-async def snapshots_due(db: BlacklistDB, *, node: str, interval_s: float, now: datetime) -> list[str]:
+async def snapshots_due(
+    db: BlacklistDB, *, node: str, interval_s: float, now: datetime
+) -> list[str]:
     """Own lists that owe a snapshot: asked for, or none published for ``interval_s``."""
     cutoff = micros(now) - int(interval_s * 1_000_000)
     async with db.transaction() as tx:
         asked = await tx.fetch("SELECT list_id FROM bl_snapshot_due")
         stale = await tx.fetch(
             "SELECT l.list_id FROM bl_lists l LEFT JOIN bl_published p ON p.list_id = l.list_id"
-            " WHERE l.owner = ? AND COALESCE(p.snapshot_at, l.updated_at) < ?", node, cutoff,
+            " WHERE l.owner = ? AND COALESCE(p.snapshot_at, l.updated_at) < ?",
+            node,
+            cutoff,
         )
     return sorted({str(r[0]) for r in asked} | {str(r[0]) for r in stale})

@@ -18,8 +18,8 @@ from exchange.topics import TopicKind, topic_name
 from nodes.blacklist.config import BlacklistConfig
 from nodes.blacklist.db import BlacklistDB, blacklist_db, micros
 from nodes.blacklist.export import applied
-from nodes.blacklist.rules import list_owned_by_sender
 from nodes.blacklist.publish import publish_repairs, publish_snapshot, snapshots_due
+from nodes.blacklist.rules import list_owned_by_sender
 from nodes.blacklist.state import sync
 from nodes.logging import get_logger
 
@@ -52,7 +52,12 @@ async def step(db: BlacklistDB, node: Any) -> None:
         db, node=config.node, interval_s=bl.snapshot_interval_s, now=now
     ):
         await publish_snapshot(
-            db, node=config.node, prefix=prefix, trust=node._trust, list_id=list_id, now=now,
+            db,
+            node=config.node,
+            prefix=prefix,
+            trust=node._trust,
+            list_id=list_id,
+            now=now,
             part_entries=bl.snapshot_part_entries,
         )
         sent += 1
@@ -63,7 +68,9 @@ async def step(db: BlacklistDB, node: Any) -> None:
 async def run(node: Any) -> None:
     """Run :func:`step` for the node's life; a failed round is logged and retried."""
     if not _materialized(node):
-        log.warning("blacklist_not_materialized", reason="an in-memory store has no second connection")
+        log.warning(
+            "blacklist_not_materialized", reason="an in-memory store has no second connection"
+        )
         return
     db = blacklist_db(node.store, node.config.store.url)
     interval = settings(node.config).sync_interval_s

@@ -149,8 +149,16 @@ async def receive(tx: Tx, delta: Delta, now: datetime, report: SyncReport) -> No
             report.add("snapshot_part")
             return
         added = tuple(e for p in sorted(parts, key=lambda d: d.part) for e in p.added)
-        delta = Delta(delta.sender, delta.list_id, DeltaKind.SNAPSHOT, 0, delta.version,
-                      added, (), delta.reason)
+        delta = Delta(
+            delta.sender,
+            delta.list_id,
+            DeltaKind.SNAPSHOT,
+            0,
+            delta.version,
+            added,
+            (),
+            delta.reason,
+        )
     what = verdict(delta, held)
     report.add(what.value)
     if what is Verdict.HOLD:
@@ -209,15 +217,26 @@ async def _held(tx: Tx, list_id: str, kind: DeltaKind, version: int | None) -> l
 
 def _entry_row(delta: Delta, e: Entry, now_us: int) -> tuple[Any, ...]:
     return (
-        delta.list_id, e.kind, e.value, e.algorithm, delta.owner, delta.joint, e.category,
-        e.reason, micros(e.added_at), None if e.expires_at is None else micros(e.expires_at),
-        delta.version, now_us, delta.version,
+        delta.list_id,
+        e.kind,
+        e.value,
+        e.algorithm,
+        delta.owner,
+        delta.joint,
+        e.category,
+        e.reason,
+        micros(e.added_at),
+        None if e.expires_at is None else micros(e.expires_at),
+        delta.version,
+        now_us,
+        delta.version,
     )
 
 
 UPSERT = (
     "INSERT INTO bl_entries (list_id, kind, value, algorithm, owner, joint, category, reason,"
-    " added_at, expires_at, version, listed_at, mark) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " added_at, expires_at, version, listed_at, mark)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (list_id, kind, value, algorithm) DO UPDATE SET category = excluded.category,"
     " reason = excluded.reason, expires_at = excluded.expires_at, mark = excluded.mark"
 )
@@ -228,8 +247,7 @@ async def apply(tx: Tx, delta: Delta, now: datetime) -> None:
     now_us = micros(now)
     for i in range(0, len(delta.removed), ENTRY_ROWS):
         await tx.executemany(
-            "DELETE FROM bl_entries WHERE list_id = ? AND kind = ? AND value = ?"
-            " AND algorithm = ?",
+            "DELETE FROM bl_entries WHERE list_id = ? AND kind = ? AND value = ? AND algorithm = ?",
             [(delta.list_id, k, v, a) for k, v, a in delta.removed[i : i + ENTRY_ROWS]],
         )
     for i in range(0, len(delta.added), ENTRY_ROWS):
@@ -277,8 +295,17 @@ async def list_entries(tx: Tx, list_id: str) -> list[Entry]:
     for kind, value, algorithm, category, reason, added, expires in rows:
         added_at = from_micros(int(added))
         assert added_at is not None
-        out.append(Entry(str(kind), str(value), str(algorithm), str(category), str(reason),
-                         added_at, from_micros(None if expires is None else int(expires))))
+        out.append(
+            Entry(
+                str(kind),
+                str(value),
+                str(algorithm),
+                str(category),
+                str(reason),
+                added_at,
+                from_micros(None if expires is None else int(expires)),
+            )
+        )
     return out
 
 

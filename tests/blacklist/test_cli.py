@@ -39,12 +39,24 @@ def test_a_file_with_bad_entries_is_refused_whole_with_every_problem_listed(
 ) -> None:
     entries = tmp_path / "add.txt"
     entries.write_text("DOMAIN good.example\nDOMAIN bad..example\nHASH SHA1 abc\nIP 10.0.0.1/8\n")
-    code = main(["blacklist", "add", "-c", str(fed.config_path("FR")), "--list", "fr.csam",
-                 "--file", str(entries)])
+    code = main(
+        [
+            "blacklist",
+            "add",
+            "-c",
+            str(fed.config_path("FR")),
+            "--list",
+            "fr.csam",
+            "--file",
+            str(entries),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
-    assert all(f"line {n}" in err for n in (2, 3, 4)) and "line 1" not in err
-    assert "bad..example" in err and "host bits" in err
+    assert all(f"line {n}" in err for n in (2, 3, 4))
+    assert "line 1" not in err
+    assert "bad..example" in err
+    assert "host bits" in err
     assert outbox(fed, "FR") == []
 
 
@@ -54,10 +66,15 @@ def test_a_good_file_publishes_the_next_version_of_ones_own_list(
     entries = tmp_path / "add.txt"
     entries.write_text('DOMAIN Good.Example.\n{"kind": "URL", "value": "HTTP://x.example:80/a"}\n')
     config = str(fed.config_path("FR"))
-    assert main(["blacklist", "add", "-c", config, "--list", "fr.csam", "--file", str(entries)]) == 0
+    assert (
+        main(["blacklist", "add", "-c", config, "--list", "fr.csam", "--file", str(entries)]) == 0
+    )
     removal = tmp_path / "rm.txt"
     removal.write_text("DOMAIN good.example\n")
-    assert main(["blacklist", "remove", "-c", config, "--list", "fr.csam", "--file", str(removal)]) == 0
+    assert (
+        main(["blacklist", "remove", "-c", config, "--list", "fr.csam", "--file", str(removal)])
+        == 0
+    )
     first, second = outbox(fed, "FR")
     assert (first["base_version"], first["version"]) == (0, 1)
     assert (second["base_version"], second["version"]) == (1, 2)
@@ -70,9 +87,20 @@ def test_a_member_cannot_change_another_members_list(
 ) -> None:
     removal = tmp_path / "rm.txt"
     removal.write_text("DOMAIN good.example\n")
-    code = main(["blacklist", "remove", "-c", str(fed.config_path("NL")), "--list", "fr.csam",
-                 "--file", str(removal)])
-    assert code == 2 and "owned by FR" in capsys.readouterr().err
+    code = main(
+        [
+            "blacklist",
+            "remove",
+            "-c",
+            str(fed.config_path("NL")),
+            "--list",
+            "fr.csam",
+            "--file",
+            str(removal),
+        ]
+    )
+    assert code == 2
+    assert "owned by FR" in capsys.readouterr().err
     assert outbox(fed, "NL") == []
 
 
@@ -81,12 +109,30 @@ def test_export_writes_a_checked_rpz_and_applied_shows_who_lags(
 ) -> None:
     config = str(fed.config_path("DE"))
     rpz = tmp_path / "out" / "csam.rpz"
-    assert main(["blacklist", "export", "-c", config, "--joint", "csam", "--format", "rpz",
-                 "--out", str(rpz)]) == 0
+    assert (
+        main(
+            [
+                "blacklist",
+                "export",
+                "-c",
+                config,
+                "--joint",
+                "csam",
+                "--format",
+                "rpz",
+                "--out",
+                str(rpz),
+            ]
+        )
+        == 0
+    )
     checked = subprocess.run(["named-checkzone", "rpz.ncp.invalid", str(rpz)], capture_output=True)
     assert checked.returncode == 0
-    assert main(["blacklist", "confirm", "-c", config, "--consumer", "isp-a", "--file", str(rpz)]) == 0
+    assert (
+        main(["blacklist", "confirm", "-c", config, "--consumer", "isp-a", "--file", str(rpz)]) == 0
+    )
     capsys.readouterr()
     assert main(["blacklist", "applied", "-c", config]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["consumer"] == "isp-a" and row["lag"] == 0
+    assert row["consumer"] == "isp-a"
+    assert row["lag"] == 0

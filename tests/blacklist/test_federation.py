@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from exchange.blacklist.deltas import Entry
-from nodes.blacklist.db import BlacklistDB, blacklist_db
+from nodes.blacklist.db import blacklist_db
 from nodes.blacklist.export import confirm_applied
 from nodes.blacklist.publish import publish_delta
 from nodes.blacklist.state import versions
@@ -47,9 +47,13 @@ def body(path: Path) -> list[str]:
 def payload(list_id: str, base: int, version: int, added: list[str], **kw: Any) -> dict[str, Any]:
     now = datetime.now(UTC).isoformat()
     return {
-        "list_id": list_id, "base_version": base, "version": version, "reason": "test",
+        "list_id": list_id,
+        "base_version": base,
+        "version": version,
+        "reason": "test",
         "added": [{"kind": "DOMAIN", "value": v, "category": CSAM, "added_at": now} for v in added],
-        "removed": kw.pop("removed", []), **kw,
+        "removed": kw.pop("removed", []),
+        **kw,
     }
 
 
@@ -62,9 +66,15 @@ async def three(fed: Federation, exports: Path) -> AsyncIterator[tuple[Node, Nod
         with fed.config_path(name).open("a") as fh:
             fh.write(extra)
     connector = {
-        "name": "isp-exports", "plugin": "blacklist-export", "topics": ["blacklist"],
-        "options": {"config": str(fed.config_path("DE")), "joint": "csam",
-                    "dir": str(exports), "formats": ["rpz", "domains"]},
+        "name": "isp-exports",
+        "plugin": "blacklist-export",
+        "topics": ["blacklist"],
+        "options": {
+            "config": str(fed.config_path("DE")),
+            "joint": "csam",
+            "dir": str(exports),
+            "formats": ["rpz", "domains"],
+        },
     }
     nodes = [
         Node(load_config(fed.config_path("FR"), **FAST)),
@@ -84,9 +94,15 @@ async def publish(node: Node, list_id: str, added: list[str], removed: list[str]
     db = blacklist_db(node.store, node.config.store.url)
     try:
         version = await publish_delta(
-            db, node=node.config.node, prefix=node.config.kafka.topic_prefix, trust=node._trust,
-            list_id=list_id, added=[entry(v) for v in added],
-            removed=[("DOMAIN", v, "") for v in removed], reason="test", now=datetime.now(UTC),
+            db,
+            node=node.config.node,
+            prefix=node.config.kafka.topic_prefix,
+            trust=node._trust,
+            list_id=list_id,
+            added=[entry(v) for v in added],
+            removed=[("DOMAIN", v, "") for v in removed],
+            reason="test",
+            now=datetime.now(UTC),
         )
     finally:
         await db.close()
@@ -111,15 +127,24 @@ async def test_three_nodes_confirm_remove_refuse_and_repair(
             await publish(fr, "fr.csam", ["both.example", "fr-only.example"])
             await publish(nl, "nl.csam", ["Both.Example.", "nl-only.example"])
             # NL, a member but not the owner, tries to take FR's entry off FR's list
-            await nl.submit("BlacklistDelta", payload("fr.csam", 1, 2, [], removed=[
-                {"kind": "DOMAIN", "value": "both.example"}]), handling=GREEN, key="fr.csam")
-            await wait_for(lambda: body(domains) == ["both.example"], within_s=30,
-                           what="DE exports exactly the entry both members list")
-            assert rpz_ok(rpz) and "both.example CNAME ." in rpz.read_text()
+            await nl.submit(
+                "BlacklistDelta",
+                payload("fr.csam", 1, 2, [], removed=[{"kind": "DOMAIN", "value": "both.example"}]),
+                handling=GREEN,
+                key="fr.csam",
+            )
+            await wait_for(
+                lambda: body(domains) == ["both.example"],
+                within_s=30,
+                what="DE exports exactly the entry both members list",
+            )
+            assert rpz_ok(rpz)
+            assert "both.example CNAME ." in rpz.read_text()
             isp_copy = tmp_path / "isp-a.rpz"  # what the ISP loaded, and confirms
             isp_copy.write_bytes(rpz.read_bytes())
-            await confirm_applied(de_db, consumer="isp-a", export_file=isp_copy,
-                                  now=datetime.now(UTC))
+            await confirm_applied(
+                de_db, consumer="isp-a", export_file=isp_copy, now=datetime.now(UTC)
+            )
             assert not [p for p in await de.health() if "isp-a" in p]
 
             async def refused() -> bool:
@@ -130,17 +155,29 @@ async def test_three_nodes_confirm_remove_refuse_and_repair(
             assert (await versions(de_db))["fr.csam"] == 1
 
             await publish(fr, "fr.csam", [], ["both.example"])
-            await wait_for(lambda: body(domains) == [], within_s=30,
-                           what="FR's removal reaches DE's export")
-            assert rpz_ok(rpz) and "both.example" not in rpz.read_text()
+            await wait_for(
+                lambda: body(domains) == [], within_s=30, what="FR's removal reaches DE's export"
+            )
+            assert rpz_ok(rpz)
+            assert "both.example" not in rpz.read_text()
             lagging = [p for p in await de.health() if "isp-a" in p]
-            assert lagging and "(lags " in lagging[0], "/healthz names the ISP on the old export"
+            assert lagging, "/healthz names the ISP still on the old export"
+            assert "(lags " in lagging[0]
 
             # v3 is for FR and NL only (DE cannot read it); v4 is for everyone: DE has a gap
-            await fr.submit("BlacklistDelta", payload("fr.csam", 2, 3, ["hidden.example"]),
-                            handling=GREEN, key="fr.csam", recipients=["FR", "NL"])
-            await fr.submit("BlacklistDelta", payload("fr.csam", 3, 4, ["four.example"]),
-                            handling=GREEN, key="fr.csam")
+            await fr.submit(
+                "BlacklistDelta",
+                payload("fr.csam", 2, 3, ["hidden.example"]),
+                handling=GREEN,
+                key="fr.csam",
+                recipients=["FR", "NL"],
+            )
+            await fr.submit(
+                "BlacklistDelta",
+                payload("fr.csam", 3, 4, ["four.example"]),
+                handling=GREEN,
+                key="fr.csam",
+            )
             assert fr.publisher is not None
             fr.publisher.wake()
 
@@ -149,8 +186,12 @@ async def test_three_nodes_confirm_remove_refuse_and_repair(
 
             await wait_for(repaired, within_s=45, what="DE's gap repaired by FR's snapshot")
             async with de_db.transaction() as tx:
-                values = {r[0] for r in await tx.fetch(
-                    "SELECT value FROM bl_entries WHERE list_id = 'fr.csam'")}
+                values = {
+                    r[0]
+                    for r in await tx.fetch(
+                        "SELECT value FROM bl_entries WHERE list_id = 'fr.csam'"
+                    )
+                }
                 held = await tx.fetch("SELECT list_id FROM bl_held")
             assert values == {"fr-only.example", "hidden.example", "four.example"}
             assert held == []

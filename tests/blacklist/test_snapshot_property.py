@@ -18,15 +18,25 @@ from tests.blacklist.conftest import delta
 from tests.helpers.federation import NOW
 
 NAMES = [f"d{i}.example" for i in range(8)]
-change = st.tuples(st.sets(st.sampled_from(NAMES), max_size=4), st.sets(st.sampled_from(NAMES), max_size=3))
+change = st.tuples(
+    st.sets(st.sampled_from(NAMES), max_size=4), st.sets(st.sampled_from(NAMES), max_size=3)
+)
 
 
 def history(changes: list[tuple[set[str], set[str]]]) -> list[Delta]:
     out = []
     for v, (add, rem) in enumerate(changes, start=1):
         rem = rem - add
-        out.append(delta("FR", "fr.csam", v - 1, v, [("DOMAIN", d) for d in sorted(add)],
-                         [("DOMAIN", d) for d in sorted(rem)]))
+        out.append(
+            delta(
+                "FR",
+                "fr.csam",
+                v - 1,
+                v,
+                [("DOMAIN", d) for d in sorted(add)],
+                [("DOMAIN", d) for d in sorted(rem)],
+            )
+        )
     return out
 
 
@@ -36,9 +46,11 @@ async def run(deltas: list[Delta], cut: int, known: int, folder: Path) -> None:
             for d in items:
                 await receive(tx, d, NOW, SyncReport())
 
-    async with opened(f"sqlite:///{folder / 'all.db'}") as every, \
-            opened(f"sqlite:///{folder / 'owner.db'}") as owner, \
-            opened(f"sqlite:///{folder / 'new.db'}") as newcomer:
+    async with (
+        opened(f"sqlite:///{folder / 'all.db'}") as every,
+        opened(f"sqlite:///{folder / 'owner.db'}") as owner,
+        opened(f"sqlite:///{folder / 'new.db'}") as newcomer,
+    ):
         await feed(every, deltas)
         await feed(owner, deltas[:cut])
         async with owner.transaction() as tx:

@@ -34,8 +34,13 @@ def check_rpz(path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-async def export(db: BlacklistDB, tmp_path: Path, fmt: ExportFormat = ExportFormat.DOMAINS,
-                 rule: ListRule = RULE2, at=NOW) -> list[str]:  # type: ignore[no-untyped-def]
+async def export(
+    db: BlacklistDB,
+    tmp_path: Path,
+    fmt: ExportFormat = ExportFormat.DOMAINS,
+    rule: ListRule = RULE2,
+    at=NOW,
+) -> list[str]:  # type: ignore[no-untyped-def]
     out = tmp_path / f"csam.{fmt.value}"
     await write_export(db, joint="csam", fmt=fmt, out=out, rule=rule, now=at)
     if fmt is ExportFormat.RPZ:
@@ -61,16 +66,36 @@ async def test_a_removal_by_the_owner_leaves_the_next_export_of_every_format(
 ) -> None:
     await feed(
         db,
-        delta("FR", "fr.csam", 0, 1, [("DOMAIN", "gone.example"), ("URL", "http://gone.example/a"),
-                                      ("HASH", "SHA256:" + "ab" * 32), ("IP", "192.0.2.0/24")]),
+        delta(
+            "FR",
+            "fr.csam",
+            0,
+            1,
+            [
+                ("DOMAIN", "gone.example"),
+                ("URL", "http://gone.example/a"),
+                ("HASH", "SHA256:" + "ab" * 32),
+                ("IP", "192.0.2.0/24"),
+            ],
+        ),
     )
     rule = ListRule()
     before = {f: await export(db, tmp_path, f, rule) for f in ExportFormat}
     assert all(before[f] for f in ExportFormat)
     await feed(
         db,
-        delta("FR", "fr.csam", 1, 2, removed=[("DOMAIN", "GONE.example"), ("URL", "HTTP://gone.example:80/a"),
-                                              ("HASH", "SHA256:" + "AB" * 32), ("IP", "192.0.2.0/24")]),
+        delta(
+            "FR",
+            "fr.csam",
+            1,
+            2,
+            removed=[
+                ("DOMAIN", "GONE.example"),
+                ("URL", "HTTP://gone.example:80/a"),
+                ("HASH", "SHA256:" + "AB" * 32),
+                ("IP", "192.0.2.0/24"),
+            ],
+        ),
     )
     for fmt in ExportFormat:
         body = await export(db, tmp_path, fmt, rule)
@@ -80,14 +105,28 @@ async def test_a_removal_by_the_owner_leaves_the_next_export_of_every_format(
 async def test_an_rpz_export_passes_named_checkzone_and_its_serial_grows_only_with_change(
     db: BlacklistDB, tmp_path: Path
 ) -> None:
-    await feed(db, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "xn--bcher-kva.example"),
-                                                 ("IP", "2001:db8::/32"), ("IP", "198.51.100.7")]))
+    await feed(
+        db,
+        delta(
+            "FR",
+            "fr.csam",
+            0,
+            1,
+            [("DOMAIN", "xn--bcher-kva.example"), ("IP", "2001:db8::/32"), ("IP", "198.51.100.7")],
+        ),
+    )
     out = tmp_path / "csam.rpz"
-    first = await write_export(db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW)
+    first = await write_export(
+        db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW
+    )
     check_rpz(out)
-    same = await write_export(db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW)
+    same = await write_export(
+        db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW
+    )
     await feed(db, delta("FR", "fr.csam", 1, 2, [("DOMAIN", "new.example")]))
-    changed = await write_export(db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW)
+    changed = await write_export(
+        db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW
+    )
     check_rpz(out)
     assert (first.serial, same.serial, changed.serial) == (1, 1, 2)
     assert "; versions: fr.csam=2" in out.read_text()
@@ -118,8 +157,17 @@ async def test_a_snapshot_repairs_a_gap_and_held_later_deltas_then_apply(db: Bla
         delta("FR", "fr.csam", 0, 1, [("DOMAIN", "one.example"), ("DOMAIN", "dropped.example")]),
         delta("FR", "fr.csam", 3, 4, [("DOMAIN", "four.example")]),
     )
-    await feed(db, delta("FR", "fr.csam", 0, 3, [("DOMAIN", "one.example"),
-                                                 ("DOMAIN", "three.example")], kind="SNAPSHOT"))
+    await feed(
+        db,
+        delta(
+            "FR",
+            "fr.csam",
+            0,
+            3,
+            [("DOMAIN", "one.example"), ("DOMAIN", "three.example")],
+            kind="SNAPSHOT",
+        ),
+    )
     assert await versions(db) == {"fr.csam": 4}
     values = {r[2] for r in await state_rows(db) if len(r) > 2}
     assert values == {"one.example", "three.example", "four.example"}
@@ -129,15 +177,25 @@ async def test_replayed_and_straddling_deltas_change_nothing(db: BlacklistDB) ->
     first = delta("FR", "fr.csam", 0, 1, [("DOMAIN", "one.example")])
     await feed(db, first, delta("FR", "fr.csam", 1, 2, removed=[("DOMAIN", "one.example")]))
     report = await feed(db, first, delta("FR", "fr.csam", 0, 5, [("DOMAIN", "x.example")]))
-    assert report.counts["stale"] == 1 and report.counts["conflict"] == 1
+    assert report.counts["stale"] == 1
+    assert report.counts["conflict"] == 1
     assert [r for r in await state_rows(db) if len(r) > 2] == []
 
 
 async def test_expired_entries_leave_the_export_at_their_expiry(
     db: BlacklistDB, tmp_path: Path
 ) -> None:
-    await feed(db, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "brief.example")],
-                         expires_at=NOW + timedelta(hours=1)))
+    await feed(
+        db,
+        delta(
+            "FR",
+            "fr.csam",
+            0,
+            1,
+            [("DOMAIN", "brief.example")],
+            expires_at=NOW + timedelta(hours=1),
+        ),
+    )
     assert await export(db, tmp_path, rule=ListRule()) == ["brief.example"]
     assert await export(db, tmp_path, rule=ListRule(), at=NOW + timedelta(hours=1)) == []
 
@@ -169,4 +227,5 @@ async def test_a_consumer_that_confirmed_an_older_export_is_shown_lagging(
     await feed(db, delta("FR", "fr.csam", 1, 2, removed=[("DOMAIN", "a.example")]))
     await write_export(db, joint="csam", fmt=ExportFormat.RPZ, out=out, rule=ListRule(), now=NOW)
     (row,) = await applied(db)
-    assert row["lag"] == 1 and row["current_versions"] == {"fr.csam": 2}
+    assert row["lag"] == 1
+    assert row["current_versions"] == {"fr.csam": 2}
