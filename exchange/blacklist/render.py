@@ -99,12 +99,22 @@ def rpz_ip_owner(network: str) -> str:
 def render(fmt: ExportFormat, header: Header, keys: Iterable[EntryKey]) -> Iterator[str]:
     """The export's lines (no newlines), header first; ``keys`` are the confirmed entries
     (any kinds: those the format cannot carry are left out)."""
+    yield from render_head(fmt, header)
+    yield from render_entries(fmt, keys)
+
+
+def render_head(fmt: ExportFormat, header: Header) -> Iterator[str]:
+    """The comment header (and, for RPZ, the zone's TTL, SOA with the serial, and NS)."""
     yield from _comment(fmt, header)
-    kinds = KINDS[fmt]
     if fmt is ExportFormat.RPZ:
         yield "$TTL 300"
         yield f"@ IN SOA localhost. hostmaster.localhost. {header.serial} 3600 600 86400 300"
         yield "@ IN NS localhost."
+
+
+def render_entries(fmt: ExportFormat, keys: Iterable[EntryKey]) -> Iterator[str]:
+    """The lines for ``keys`` alone."""
+    kinds = KINDS[fmt]
     for kind, value, algorithm in keys:
         if kind not in kinds:
             continue

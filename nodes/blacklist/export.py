@@ -13,16 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from exchange.blacklist.deltas import EntryKey
 from exchange.blacklist.policy import Listing, ListRule, confirmed
-from exchange.blacklist.render import ExportFormat, Header, parse_header, render
+from exchange.blacklist.render import (
+    ExportFormat,
+    Header,
+    parse_header,
+    render_entries,
+    render_head,
+)
 from nodes.blacklist.db import BlacklistDB, Tx, micros
 
 FETCH = 50_000
@@ -36,34 +42,55 @@ class ExportResult:
     entries: int
 
 
+async def confirmed_pages(
+    tx: Tx, joint: str, rule: ListRule, now: datetime
+) -> AsyncIterator[list[EntryKey]]:
+    """The entries of ``joint`` its rule exports at ``now``, in key order, a page at a time
+    (keyset paging on the entry key and list id: a million entries never sit in memory; the
+    listings of the key at a page's end are carried into the next page)."""
+    now_us = micros(now)
+    carry: list[Listing] = []
+    after: tuple[Any, ...] | None = None
+    while True:
+        if after is None:
+            rows = await tx.fetch(SELECT_LISTINGS + ORDER, joint, FETCH)
+        else:
+            rows = await tx.fetch(
+                SELECT_LISTINGS + " AND (kind, value, algorithm, list_id) > (?, ?, ?, ?)" + ORDER,
+                joint,
+                *after,
+                FETCH,
+            )
+        listings = carry + [
+            Listing((str(k), str(v), str(a)), str(o), str(c), None if e is None else int(e))
+            for k, v, a, _l, o, c, e in rows
+        ]
+        if len(rows) < FETCH:
+            yield [key for key, _ in confirmed(listings, rule, now_us)]
+            return
+        last = listings[-1].key
+        cut = len(listings)
+        while cut > 0 and listings[cut - 1].key == last:
+            cut -= 1
+        carry = listings[cut:]
+        yield [key for key, _ in confirmed(listings[:cut], rule, now_us)]
+        after = tuple(rows[-1][:4])
+
+
+SELECT_LISTINGS = (
+    "SELECT kind, value, algorithm, list_id, owner, category, expires_at FROM bl_entries"
+    " WHERE joint = ?"
+)
+ORDER = " ORDER BY kind, value, algorithm, list_id LIMIT ?"
+
+
 async def confirmed_keys(tx: Tx, joint: str, rule: ListRule, now: datetime) -> list[EntryKey]:
-    """The entries of ``joint`` its rule exports at ``now``, in key order."""
-    rows = await tx.fetch(
-        "SELECT kind, value, algorithm, owner, category, expires_at FROM bl_entries"
-        " WHERE joint = ? ORDER BY kind, value, algorithm",
-        joint,
-    )
-    listings = (
-        Listing((str(k), str(v), str(a)), str(o), str(c), None if e is None else int(e))
-        for k, v, a, o, c, e in rows
-    )
-    return [key for key, _ in confirmed(listings, rule, micros(now))]
-
-
-def _body(fmt: ExportFormat, header: Header, keys: list[EntryKey]) -> Iterator[str]:
-    lines = render(fmt, header, keys)
-    for _ in range(4):  # the comment header: written apart, not hashed
-        next(lines)
-    if fmt is ExportFormat.RPZ:  # the SOA carries the serial: not part of the content
-        next(lines)
-        yield "$TTL 300"
-        next(lines)
-        next(lines)
-        yield "@ IN NS localhost."
-    yield from lines
+    """Every confirmed entry of ``joint`` at ``now`` (small lists; exports page instead)."""
+    return [key async for page in confirmed_pages(tx, joint, rule, now) for key in page]
 
 
 def atomic_write(path: Path, chunks: Iterator[str]) -> None:
+    """Write ``chunks`` to a temporary file beside ``path``, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -91,33 +118,30 @@ async def write_export(
 ) -> ExportResult:
     """Render ``joint`` as ``fmt`` into ``out`` atomically; the serial grows with changes."""
     name = f"{joint}:{fmt.value}"
+    count = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
     async with db.transaction() as tx:
-        keys = await confirmed_keys(tx, joint, rule, now)
         vrows = await tx.fetch("SELECT list_id, version FROM bl_lists WHERE joint = ?", joint)
         versions = {str(k): int(v) for k, v in vrows}
         last = await tx.fetch("SELECT serial, digest FROM bl_exports WHERE name = ?", name)
-        probe = Header(joint, 0, versions, now, zone)
-        digest = hashlib.sha256()
-        digest.update(json.dumps(sorted(versions.items())).encode())
-        out.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(json.dumps(sorted(versions.items())).encode())
         with tempfile.TemporaryFile("w+", encoding="utf-8", dir=out.parent) as body:
-            for line in _body(fmt, probe, keys):
-                text = line + "\n"
+            async for page in confirmed_pages(tx, joint, rule, now):
+                count += len(page)
+                text = "".join(line + "\n" for line in render_entries(fmt, page))
                 digest.update(text.encode())
                 body.write(text)
             hexdigest = digest.hexdigest()
             serial = int(last[0][0]) if last else 0
             if not last or str(last[0][1]) != hexdigest:
                 serial += 1
-            header = Header(joint, serial, versions, now, zone)
-            head = list(render(fmt, header, []))
+            head = "".join(
+                line + "\n" for line in render_head(fmt, Header(joint, serial, versions, now, zone))
+            )
             body.seek(0)
 
             def chunks() -> Iterator[str]:
-                yield "\n".join(head) + "\n"
-                if fmt is ExportFormat.RPZ:  # the SOA and NS lines came with the head
-                    body.readline()
-                    body.readline()
+                yield head
                 while block := body.read(1 << 20):
                     yield block
 
@@ -133,7 +157,7 @@ async def write_export(
             json.dumps(versions, sort_keys=True),
             micros(now),
         )
-    return ExportResult(out, serial, versions, len(keys))
+    return ExportResult(out, serial, versions, count)
 
 
 async def confirm_applied(
@@ -188,6 +212,3 @@ async def applied(db: BlacklistDB) -> list[dict[str, object]]:
             }
         )
     return out
-
-
-__all__ = ["shutil"]

@@ -7,9 +7,12 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from exchange.blacklist.deltas import Delta
 from exchange.blacklist.policy import ListRule
 from exchange.blacklist.render import ExportFormat
+from nodes.blacklist import export as export_module
 from nodes.blacklist.db import BlacklistDB
 from nodes.blacklist.export import applied, confirm_applied, write_export
 from nodes.blacklist.state import SyncReport, receive, state_rows, versions
@@ -229,3 +232,16 @@ async def test_a_consumer_that_confirmed_an_older_export_is_shown_lagging(
     (row,) = await applied(db)
     assert row["lag"] == 1
     assert row["current_versions"] == {"fr.csam": 2}
+
+
+async def test_paged_exports_count_listings_that_straddle_a_page_boundary(
+    db: BlacklistDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"d{i}.example" for i in range(7)]
+    await feed(
+        db,
+        delta("FR", "fr.csam", 0, 1, [("DOMAIN", d) for d in names]),
+        delta("NL", "nl.csam", 0, 1, [("DOMAIN", d) for d in names[::2]]),
+    )
+    monkeypatch.setattr(export_module, "FETCH", 3)  # pages of 3 listings: pairs get cut
+    assert await export(db, tmp_path) == names[::2]

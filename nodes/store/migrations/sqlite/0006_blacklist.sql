@@ -31,7 +31,7 @@ CREATE TABLE bl_entries (
     mark        BIGINT  NOT NULL,
     PRIMARY KEY (list_id, kind, value, algorithm)
 );
-CREATE INDEX bl_entries_joint ON bl_entries (joint, kind, value, algorithm);
+CREATE INDEX bl_entries_joint ON bl_entries (joint, kind, value, algorithm, list_id);
 
 -- Deltas held back by a gap, and snapshot parts waiting for the others (JSON payloads).
 CREATE TABLE bl_held (
