@@ -32,6 +32,10 @@ class BlacklistConfig(BaseModel):
     rpz_zone: str = "rpz.ncp.invalid."
     sync_interval_s: float = Field(default=2.0, gt=0, le=3600)
     snapshot_interval_s: float = Field(default=86_400.0, gt=0)
+    #: a repair request is answered with at most one snapshot of a list per this interval
+    snapshot_min_interval_s: float = Field(default=60.0, ge=0)
+    #: a gap still open this long after its repair request is asked about again
+    repair_retry_s: float = Field(default=300.0, gt=0)
     #: /healthz names a consumer still on an older export this long after the newer one
     applied_grace_s: float = Field(default=3600.0, ge=0)
     #: entries per snapshot part (a record holds at most 100,000)

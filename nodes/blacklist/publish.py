@@ -17,7 +17,6 @@ from exchange.blacklist.deltas import (
     DeltaKind,
     Entry,
     EntryKey,
-    chunks,
     owner_of,
     to_payload,
 )
@@ -101,49 +100,38 @@ async def publish_snapshot(
     now: datetime,
     part_entries: int = 50_000,
 ) -> int:
-    """Enqueue a full snapshot of ``list_id`` at its current version (in parts if large)."""
+    """Enqueue a full snapshot of ``list_id`` at its current version, in parts of
+    ``part_entries`` (read and enqueued a part at a time: a large list never sits whole in
+    memory); its version."""
     check_owner(node, list_id)
     async with db.transaction() as tx:
         version = await held_version(tx, list_id)
-        entries = await list_entries(tx, list_id)
+        rows = await tx.fetch("SELECT COUNT(*) FROM bl_entries WHERE list_id = ?", list_id)
     if version == 0:
         raise InputError([("list", f"{list_id} has no applied version to snapshot yet")])
-    parts = chunks(entries, part_entries)
-    items = [
-        _item(
-            to_payload(
-                Delta(
-                    node,
-                    list_id,
-                    DeltaKind.SNAPSHOT,
-                    0,
-                    version,
-                    part,
-                    (),
-                    "snapshot",
-                    i + 1,
-                    len(parts),
-                )
-            ),
-            node,
-            prefix,
-            trust,
-            now,
-        )
-        for i, part in enumerate(parts)
-    ]
-    await _enqueue(db, items, list_id, version, micros(now))
+    total = int(rows[0][0])
+    parts = max(1, -(-total // part_entries))
+    after: EntryKey | None = None
+    for number in range(1, parts + 1):
+        async with db.transaction() as tx:
+            entries = await list_entries(tx, list_id, after, part_entries)
+        if entries:
+            after = entries[-1].key
+        snap = Delta(
+            node, list_id, DeltaKind.SNAPSHOT, 0, version, tuple(entries), (), "snapshot",
+            number, parts,
+        )  # fmt: skip
+        await db.store.enqueue([_item(to_payload(snap), node, prefix, trust, now)])
+    await _published(db, list_id, version, micros(now))
     return version
 
 
-async def _enqueue(
-    db: BlacklistDB, items: list[OutboxItem], list_id: str, version: int, snapshot_at: int | None
-) -> None:
-    await db.store.enqueue(items)
+async def _published(db: BlacklistDB, list_id: str, version: int, snapshot_at: int | None) -> None:
     async with db.transaction() as tx:
         await tx.execute(
             "INSERT INTO bl_published (list_id, version, snapshot_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (list_id) DO UPDATE SET version = excluded.version,"
+            " ON CONFLICT (list_id) DO UPDATE SET version = CASE WHEN excluded.version >"
+            " bl_published.version THEN excluded.version ELSE bl_published.version END,"
             " snapshot_at = COALESCE(excluded.snapshot_at, bl_published.snapshot_at)",
             list_id,
             version,
@@ -153,12 +141,29 @@ async def _enqueue(
             await tx.execute("DELETE FROM bl_snapshot_due WHERE list_id = ?", list_id)
 
 
+async def _enqueue(
+    db: BlacklistDB, items: list[OutboxItem], list_id: str, version: int, snapshot_at: int | None
+) -> None:
+    await db.store.enqueue(items)
+    await _published(db, list_id, version, snapshot_at)
+
+
 async def publish_repairs(
-    db: BlacklistDB, *, node: str, prefix: str, trust: TrustList | None, now: datetime
+    db: BlacklistDB,
+    *,
+    node: str,
+    prefix: str,
+    trust: TrustList | None,
+    now: datetime,
+    retry_s: float = 300.0,
 ) -> int:
-    """Enqueue a REPAIR_REQUEST for each gap not yet asked about; how many."""
+    """Enqueue a REPAIR_REQUEST for each gap not yet asked about, or asked about more than
+    ``retry_s`` ago and still open; how many."""
     async with db.transaction() as tx:
-        rows = await tx.fetch("SELECT list_id, held_version FROM bl_repairs WHERE sent_at IS NULL")
+        rows = await tx.fetch(
+            "SELECT list_id, held_version FROM bl_repairs WHERE sent_at IS NULL OR sent_at < ?",
+            micros(now) - int(retry_s * 1_000_000),
+        )
     items = [
         _item(
             {
@@ -188,12 +193,20 @@ async def publish_repairs(
 
 
 async def snapshots_due(
-    db: BlacklistDB, *, node: str, interval_s: float, now: datetime
+    db: BlacklistDB, *, node: str, interval_s: float, now: datetime, min_interval_s: float = 60.0
 ) -> list[str]:
-    """Own lists that owe a snapshot: asked for, or none published for ``interval_s``."""
+    """Own lists that owe a snapshot: asked for (but at most one snapshot of a list per
+    ``min_interval_s``, so a flood of repair requests costs one snapshot), or none
+    published for ``interval_s``."""
     cutoff = micros(now) - int(interval_s * 1_000_000)
+    recent = micros(now) - int(min_interval_s * 1_000_000)
     async with db.transaction() as tx:
-        asked = await tx.fetch("SELECT list_id FROM bl_snapshot_due")
+        asked = await tx.fetch(
+            "SELECT d.list_id FROM bl_snapshot_due d"
+            " LEFT JOIN bl_published p ON p.list_id = d.list_id"
+            " WHERE COALESCE(p.snapshot_at, 0) < ?",
+            recent,
+        )
         stale = await tx.fetch(
             "SELECT l.list_id FROM bl_lists l LEFT JOIN bl_published p ON p.list_id = l.list_id"
             " WHERE l.owner = ? AND COALESCE(p.snapshot_at, l.updated_at) < ?",

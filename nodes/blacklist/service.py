@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, InputError
 from exchange.topics import TopicKind, topic_name
 from nodes.blacklist.config import BlacklistConfig
 from nodes.blacklist.db import BlacklistDB, blacklist_db, micros
@@ -47,19 +47,31 @@ async def step(db: BlacklistDB, node: Any) -> None:
     report = await sync(db, topic_name(TopicKind.BLACKLIST, prefix), config.node, now)
     if report.counts:
         log.info("blacklist_synced", **{k: int(v) for k, v in report.counts.items()})
-    sent = await publish_repairs(db, node=config.node, prefix=prefix, trust=node._trust, now=now)
+    sent = await publish_repairs(
+        db, node=config.node, prefix=prefix, trust=node._trust, now=now, retry_s=bl.repair_retry_s
+    )
     for list_id in await snapshots_due(
-        db, node=config.node, interval_s=bl.snapshot_interval_s, now=now
+        db,
+        node=config.node,
+        interval_s=bl.snapshot_interval_s,
+        now=now,
+        min_interval_s=bl.snapshot_min_interval_s,
     ):
-        await publish_snapshot(
-            db,
-            node=config.node,
-            prefix=prefix,
-            trust=node._trust,
-            list_id=list_id,
-            now=now,
-            part_entries=bl.snapshot_part_entries,
-        )
+        try:
+            await publish_snapshot(
+                db,
+                node=config.node,
+                prefix=prefix,
+                trust=node._trust,
+                list_id=list_id,
+                now=now,
+                part_entries=bl.snapshot_part_entries,
+            )
+        except InputError as exc:  # asked for a list this node does not hold: drop the ask
+            log.warning("blacklist_snapshot_refused", list_id=list_id, detail=str(exc))
+            async with db.transaction() as tx:
+                await tx.execute("DELETE FROM bl_snapshot_due WHERE list_id = ?", list_id)
+            continue
         sent += 1
     if sent and node.publisher is not None:
         node.publisher.wake()

@@ -28,6 +28,7 @@ from exchange.blacklist.deltas import (
     Delta,
     DeltaKind,
     Entry,
+    EntryKey,
     EntryProblem,
     Verdict,
     joint_name,
@@ -282,15 +283,24 @@ async def versions(db: BlacklistDB, joint: str | None = None) -> dict[str, int]:
     return {str(k): int(v) for k, v in rows}
 
 
-async def list_entries(tx: Tx, list_id: str) -> list[Entry]:
-    """Every entry of one member list (for a snapshot), in key order."""
+async def list_entries(
+    tx: Tx, list_id: str, after: EntryKey | None = None, limit: int = 2**62
+) -> list[Entry]:
+    """The entries of one member list (for a snapshot) in key order: those after ``after``,
+    at most ``limit`` (keyset paging, so a large list is read a part at a time)."""
     from nodes.blacklist.db import from_micros
 
-    rows = await tx.fetch(
+    select = (
         "SELECT kind, value, algorithm, category, reason, added_at, expires_at FROM bl_entries"
-        " WHERE list_id = ? ORDER BY kind, value, algorithm",
-        list_id,
+        " WHERE list_id = ?"
     )
+    order = " ORDER BY kind, value, algorithm LIMIT ?"
+    if after is None:
+        rows = await tx.fetch(select + order, list_id, limit)
+    else:
+        rows = await tx.fetch(
+            select + " AND (kind, value, algorithm) > (?, ?, ?)" + order, list_id, *after, limit
+        )
     out: list[Entry] = []
     for kind, value, algorithm, category, reason, added, expires in rows:
         added_at = from_micros(int(added))
