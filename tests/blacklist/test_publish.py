@@ -32,10 +32,12 @@ async def test_a_large_snapshot_goes_in_parts_and_a_new_node_rebuilds_the_list(
 ) -> None:
     names = [f"d{i}.example" for i in range(5)]
     async with db.transaction() as tx:
-        await receive(tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", d) for d in names]), NOW,
-                      SyncReport())  # fmt: skip
-        await receive(tx, delta("FR", "fr.csam", 1, 2, removed=[("DOMAIN", "d0.example")]), NOW,
-                      SyncReport())  # fmt: skip
+        await receive(
+            tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", d) for d in names]), NOW, SyncReport()
+        )
+        await receive(
+            tx, delta("FR", "fr.csam", 1, 2, removed=[("DOMAIN", "d0.example")]), NOW, SyncReport()
+        )
     version = await publish_snapshot(
         db, node="FR", prefix="ncp", trust=None, list_id="fr.csam", now=NOW, part_entries=2
     )
@@ -52,20 +54,25 @@ async def test_a_large_snapshot_goes_in_parts_and_a_new_node_rebuilds_the_list(
 
 async def test_repair_requests_get_at_most_one_snapshot_per_interval(db: BlacklistDB) -> None:
     async with db.transaction() as tx:
-        await receive(tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "a.example")]), NOW,
-                      SyncReport())  # fmt: skip
+        await receive(
+            tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "a.example")]), NOW, SyncReport()
+        )
         await tx.execute(
             "INSERT INTO bl_snapshot_due (list_id, asked_by, asked_at) VALUES (?, ?, ?)",
-            "fr.csam", "NL", micros(NOW),
-        )  # fmt: skip
+            "fr.csam",
+            "NL",
+            micros(NOW),
+        )
     due = await snapshots_due(db, node="FR", interval_s=86400, now=NOW)
     assert due == ["fr.csam"]
     await publish_snapshot(db, node="FR", prefix="ncp", trust=None, list_id="fr.csam", now=NOW)
     async with db.transaction() as tx:  # a flood of requests right after
         await tx.execute(
             "INSERT INTO bl_snapshot_due (list_id, asked_by, asked_at) VALUES (?, ?, ?)",
-            "fr.csam", "NL", micros(NOW),
-        )  # fmt: skip
+            "fr.csam",
+            "NL",
+            micros(NOW),
+        )
     assert await snapshots_due(db, node="FR", interval_s=86400, now=NOW) == []
     later = NOW + timedelta(seconds=61)
     assert await snapshots_due(db, node="FR", interval_s=86400, now=later) == ["fr.csam"]
@@ -73,26 +80,59 @@ async def test_repair_requests_get_at_most_one_snapshot_per_interval(db: Blackli
 
 async def test_an_open_gap_is_asked_about_again_after_the_retry_interval(db: BlacklistDB) -> None:
     async with db.transaction() as tx:
-        await receive(tx, delta("FR", "fr.csam", 3, 4, [("DOMAIN", "a.example")]), NOW,
-                      SyncReport())  # fmt: skip
+        await receive(
+            tx, delta("FR", "fr.csam", 3, 4, [("DOMAIN", "a.example")]), NOW, SyncReport()
+        )
     assert await publish_repairs(db, node="DE", prefix="ncp", trust=None, now=NOW) == 1
     assert await publish_repairs(db, node="DE", prefix="ncp", trust=None, now=NOW) == 0
     later = NOW + timedelta(seconds=301)
     assert await publish_repairs(db, node="DE", prefix="ncp", trust=None, now=later) == 1
     (first, _again) = await outbox(db)
     assert (first["kind"], first["list_id"], first["base_version"]) == (
-        "REPAIR_REQUEST", "fr.csam", 0,
-    )  # fmt: skip
+        "REPAIR_REQUEST",
+        "fr.csam",
+        0,
+    )
 
 
 async def test_a_snapshot_never_lowers_the_next_version_to_publish(db: BlacklistDB) -> None:
     async with db.transaction() as tx:
-        await receive(tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "a.example")]), NOW,
-                      SyncReport())  # fmt: skip
-    added = [parse_delta("FR", {"list_id": "fr.csam", "base_version": 0, "version": 1,
-             "reason": "r", "added": [{"kind": "DOMAIN", "value": "b.example",
-             "category": "OTHER", "added_at": NOW.isoformat()}], "removed": []}).added[0]]  # fmt: skip
-    assert await publish_delta(db, node="FR", prefix="ncp", trust=None, list_id="fr.csam",
-                               added=added, removed=[], reason="r", now=NOW) == 2  # fmt: skip
+        await receive(
+            tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "a.example")]), NOW, SyncReport()
+        )
+    added = [
+        parse_delta(
+            "FR",
+            {
+                "list_id": "fr.csam",
+                "base_version": 0,
+                "version": 1,
+                "reason": "r",
+                "added": [
+                    {
+                        "kind": "DOMAIN",
+                        "value": "b.example",
+                        "category": "OTHER",
+                        "added_at": NOW.isoformat(),
+                    }
+                ],
+                "removed": [],
+            },
+        ).added[0]
+    ]
+    assert (
+        await publish_delta(
+            db,
+            node="FR",
+            prefix="ncp",
+            trust=None,
+            list_id="fr.csam",
+            added=added,
+            removed=[],
+            reason="r",
+            now=NOW,
+        )
+        == 2
+    )
     await publish_snapshot(db, node="FR", prefix="ncp", trust=None, list_id="fr.csam", now=NOW)
     assert await next_version(db, "fr.csam") == 2

@@ -19,21 +19,39 @@ TOPIC = "ncp.blacklist.v1"
 
 def record(offset: int, sender: str, payload: dict[str, Any]) -> StoredRecord:
     return StoredRecord(
-        message_id=uuid7(NOW), topic=TOPIC, partition=0, offset=offset, sender=sender,
-        message_type="BlacklistDelta", key=payload["list_id"], sequence=offset + 1,
-        created_at=NOW, received_at=NOW, category=None, tlp="GREEN", handling_code="H0",
-        recipients=(), payload=payload, envelope_hash=os.urandom(32), expires_at=None,
-    )  # fmt: skip
+        message_id=uuid7(NOW),
+        topic=TOPIC,
+        partition=0,
+        offset=offset,
+        sender=sender,
+        message_type="BlacklistDelta",
+        key=payload["list_id"],
+        sequence=offset + 1,
+        created_at=NOW,
+        received_at=NOW,
+        category=None,
+        tlp="GREEN",
+        handling_code="H0",
+        recipients=(),
+        payload=payload,
+        envelope_hash=os.urandom(32),
+        expires_at=None,
+    )
 
 
 def payload(list_id: str, base: int, version: int, added: list[str]) -> dict[str, Any]:
     at = NOW.isoformat()
     return {
-        "list_id": list_id, "base_version": base, "version": version, "reason": "t",
-        "kind": "DELTA", "removed": [],
-        "added": [{"kind": "DOMAIN", "value": v, "category": "OTHER", "added_at": at}
-                  for v in added],
-    }  # fmt: skip
+        "list_id": list_id,
+        "base_version": base,
+        "version": version,
+        "reason": "t",
+        "kind": "DELTA",
+        "removed": [],
+        "added": [
+            {"kind": "DOMAIN", "value": v, "category": "OTHER", "added_at": at} for v in added
+        ],
+    }
 
 
 async def store_records(db: BlacklistDB, records: list[StoredRecord], end: int) -> None:
@@ -46,12 +64,16 @@ async def test_stored_deltas_are_applied_once_across_rounds(
     db: BlacklistDB, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(state, "PAGE", 2)  # several rounds for four records
-    await store_records(db, [
-        record(0, "FR", payload("fr.csam", 0, 1, ["a.example"])),
-        record(1, "NL", payload("fr.csam", 1, 2, ["forged.example"])),  # not NL's list
-        record(2, "FR", payload("fr.csam", 1, 2, ["b.example"])),
-        record(3, "NL", payload("nl.csam", 0, 1, ["a.example"])),
-    ], 4)  # fmt: skip
+    await store_records(
+        db,
+        [
+            record(0, "FR", payload("fr.csam", 0, 1, ["a.example"])),
+            record(1, "NL", payload("fr.csam", 1, 2, ["forged.example"])),  # not NL's list
+            record(2, "FR", payload("fr.csam", 1, 2, ["b.example"])),
+            record(3, "NL", payload("nl.csam", 0, 1, ["a.example"])),
+        ],
+        4,
+    )
     report = await sync(db, TOPIC, "DE", NOW)
     assert report.counts["apply"] == 3
     assert report.counts["not_owned"] == 1
