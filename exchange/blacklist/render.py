@@ -100,7 +100,7 @@ def render(fmt: ExportFormat, header: Header, keys: Iterable[EntryKey]) -> Itera
     """The export's lines (no newlines), header first; ``keys`` are the confirmed entries
     (any kinds: those the format cannot carry are left out)."""
     yield from render_head(fmt, header)
-    yield from render_entries(fmt, keys)
+    yield from render_entries(fmt, keys, header.zone)
 
 
 def render_head(fmt: ExportFormat, header: Header) -> Iterator[str]:
@@ -112,14 +112,29 @@ def render_head(fmt: ExportFormat, header: Header) -> Iterator[str]:
         yield "@ IN NS localhost."
 
 
-def render_entries(fmt: ExportFormat, keys: Iterable[EntryKey]) -> Iterator[str]:
-    """The lines for ``keys`` alone."""
+#: The longest DNS name, in presentation form without the final dot.
+MAX_NAME = 253
+
+
+def fits_zone(name: str, zone: str) -> bool:
+    """Whether ``*.name`` under ``zone`` is a legal DNS name: a domain too long for it would
+    make BIND refuse the whole zone, so one listing must never break every ISP's RPZ."""
+    return len(f"*.{name}.{zone.rstrip('.')}") <= MAX_NAME
+
+
+def render_entries(
+    fmt: ExportFormat, keys: Iterable[EntryKey], zone: str = "rpz.ncp.invalid."
+) -> Iterator[str]:
+    """The lines for ``keys`` alone (RPZ: under ``zone``; a domain too long to fit under it
+    is left out of the RPZ, and stays in the other formats)."""
     kinds = KINDS[fmt]
     for kind, value, algorithm in keys:
         if kind not in kinds:
             continue
         if fmt is ExportFormat.RPZ:
             if kind == "DOMAIN":
+                if not fits_zone(value, zone):
+                    continue
                 yield f"{value} CNAME ."
                 yield f"*.{value} CNAME ."
             else:

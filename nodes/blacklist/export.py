@@ -128,7 +128,7 @@ async def write_export(
         with tempfile.TemporaryFile("w+", encoding="utf-8", dir=out.parent) as body:
             async for page in confirmed_pages(tx, joint, rule, now):
                 count += len(page)
-                text = "".join(line + "\n" for line in render_entries(fmt, page))
+                text = "".join(line + "\n" for line in render_entries(fmt, page, zone))
                 digest.update(text.encode())
                 body.write(text)
             hexdigest = digest.hexdigest()

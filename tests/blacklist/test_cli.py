@@ -3,6 +3,7 @@ one's own lists changed, exports written and checked, consumers' applied version
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import subprocess
@@ -13,6 +14,9 @@ from typing import Any
 import pytest
 
 from exchange.cli import main
+from nodes.config import load_config
+from nodes.store.base import open_store
+from tests.blacklist.test_sync import TOPIC, payload, record
 from tests.helpers.federation import NOW, Federation, make_federation
 
 
@@ -136,3 +140,37 @@ def test_export_writes_a_checked_rpz_and_applied_shows_who_lags(
     (row,) = json.loads(capsys.readouterr().out)
     assert row["consumer"] == "isp-a"
     assert row["lag"] == 0
+
+
+def test_show_gives_each_entry_with_who_listed_it_since_when_and_in_which_version(
+    fed: Federation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = load_config(fed.config_path("DE"))
+
+    async def stored() -> None:
+        store = open_store(config.store.url)
+        await store.open()
+        try:
+            records = [
+                record(0, "FR", payload("fr.csam", 0, 1, ["a.example"])),
+                record(1, "NL", payload("nl.csam", 0, 1, ["A.Example."])),
+                record(2, "NL", payload("nl.csam", 1, 2, ["b.example"])),
+            ]
+            await store.commit_batch(
+                "g",
+                records=records,
+                quarantined=[],
+                retractions=[],
+                audit=[],
+                offsets={(TOPIC, 0): 3},
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(stored())
+    assert main(["blacklist", "show", "-c", str(fed.config_path("DE")), "--joint", "csam"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["versions"] == {"fr.csam": 1, "nl.csam": 2}
+    listed = {(e["value"], e["listed_by"], e["in_version"]) for e in shown["entries"]}
+    assert listed == {("a.example", "FR", 1), ("a.example", "NL", 1), ("b.example", "NL", 2)}
+    assert all(e["since"].startswith("2026-11-28") for e in shown["entries"])

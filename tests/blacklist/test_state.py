@@ -245,3 +245,14 @@ async def test_paged_exports_count_listings_that_straddle_a_page_boundary(
     )
     monkeypatch.setattr(export_module, "FETCH", 3)  # pages of 3 listings: pairs get cut
     assert await export(db, tmp_path) == names[::2]
+
+
+async def test_a_domain_too_long_for_the_zone_cannot_break_the_rpz(
+    db: BlacklistDB, tmp_path: Path
+) -> None:
+    """A member listing a 251-character name: the RPZ leaves it out and stays loadable."""
+    long_name = ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 60, "example"])
+    await feed(db, delta("FR", "fr.csam", 0, 1, [("DOMAIN", long_name), ("DOMAIN", "ok.example")]))
+    rpz = await export(db, tmp_path, ExportFormat.RPZ, ListRule())
+    assert rpz[-2:] == ["ok.example CNAME .", "*.ok.example CNAME ."]
+    assert long_name in await export(db, tmp_path, ExportFormat.DOMAINS, ListRule())
