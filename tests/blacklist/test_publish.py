@@ -136,3 +136,21 @@ async def test_a_snapshot_never_lowers_the_next_version_to_publish(db: Blacklist
     )
     await publish_snapshot(db, node="FR", prefix="ncp", trust=None, list_id="fr.csam", now=NOW)
     assert await next_version(db, "fr.csam") == 2
+
+
+async def test_an_owned_list_is_due_a_scheduled_snapshot_after_the_interval(
+    db: BlacklistDB,
+) -> None:
+    async with db.transaction() as tx:
+        await receive(
+            tx, delta("FR", "fr.csam", 0, 1, [("DOMAIN", "a.example")]), NOW, SyncReport()
+        )
+        await receive(
+            tx, delta("NL", "nl.csam", 0, 1, [("DOMAIN", "a.example")]), NOW, SyncReport()
+        )
+    day = 86400
+    assert await snapshots_due(db, node="FR", interval_s=day, now=NOW) == []
+    later = NOW + timedelta(seconds=day + 1)
+    assert await snapshots_due(db, node="FR", interval_s=day, now=later) == ["fr.csam"]
+    await publish_snapshot(db, node="FR", prefix="ncp", trust=None, list_id="fr.csam", now=later)
+    assert await snapshots_due(db, node="FR", interval_s=day, now=later) == []

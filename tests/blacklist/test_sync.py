@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from exchange.uuid7 import uuid7
 from nodes.blacklist import state
 from nodes.blacklist.db import BlacklistDB
@@ -85,3 +87,35 @@ async def test_stored_deltas_are_applied_once_across_rounds(
     async with db.transaction() as tx:
         rows = await tx.fetch("SELECT value FROM bl_entries WHERE list_id = 'fr.csam'")
     assert sorted(r[0] for r in rows) == ["a.example", "b.example", "c.example"]
+
+
+async def test_a_sync_that_fails_midway_keeps_nothing_and_the_next_one_applies_all(
+    db: BlacklistDB, monkeypatch: Any
+) -> None:
+    await store_records(
+        db,
+        [
+            record(0, "FR", payload("fr.csam", 0, 1, ["a.example"])),
+            record(1, "FR", payload("fr.csam", 1, 2, ["b.example"])),
+        ],
+        2,
+    )
+    real_apply = state.apply
+    calls = 0
+
+    async def crash_on_second(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("power cut")
+        await real_apply(*args)
+
+    monkeypatch.setattr(state, "apply", crash_on_second)
+    with pytest.raises(RuntimeError, match="power cut"):
+        await sync(db, TOPIC, "DE", NOW)
+    assert await versions(db) == {}
+    async with db.transaction() as tx:
+        assert await tx.fetch("SELECT * FROM bl_cursor") == []
+    monkeypatch.setattr(state, "apply", real_apply)
+    assert (await sync(db, TOPIC, "DE", NOW)).counts["apply"] == 2
+    assert await versions(db) == {"fr.csam": 2}
