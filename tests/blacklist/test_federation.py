@@ -58,7 +58,16 @@ def payload(list_id: str, base: int, version: int, added: list[str], **kw: Any) 
 
 
 @asynccontextmanager
-async def three(fed: Federation, exports: Path) -> AsyncIterator[tuple[Node, Node, Node]]:
+async def three(
+    fed: Federation, exports: Path, de_store: str | None = None
+) -> AsyncIterator[tuple[Node, Node, Node]]:
+    """FR, NL and DE running; DE exports ``csam`` under a two-member rule through the
+    ``blacklist-export`` connector, from its SQLite store or the one at ``de_store``."""
+    if de_store is not None:
+        path = fed.config_path("DE")
+        text = path.read_text()
+        assert 'url = "sqlite:///node.db"' in text
+        path.write_text(text.replace('url = "sqlite:///node.db"', f'url = "{de_store}"', 1))
     for name in ("FR", "NL", "DE"):
         extra = "\n[blacklist]\nsync_interval_s = 0.2\n"
         if name == "DE":
@@ -195,5 +204,29 @@ async def test_three_nodes_confirm_remove_refuse_and_repair(
                 held = await tx.fetch("SELECT list_id FROM bl_held")
             assert values == {"fr-only.example", "hidden.example", "four.example"}
             assert held == []
+        finally:
+            await de_db.close()
+
+
+@pytest.mark.postgres
+async def test_a_node_on_postgresql_materializes_and_exports_the_joint_list(
+    live_federation: Federation, tmp_path: Path, postgres_url: str
+) -> None:
+    """DE keeps its store in PostgreSQL: the daemon's task and the export connector run
+    there too (advisory lock, jsonb payloads), with the same outcome."""
+    exports = tmp_path / "exports"
+    domains = exports / "csam.domains"
+    async with three(live_federation, exports, de_store=postgres_url) as (fr, nl, de):
+        assert de.config.store.url.startswith("postgresql")
+        await publish(fr, "fr.csam", ["both.example", "fr-only.example"])
+        await publish(nl, "nl.csam", ["both.example"])
+        await wait_for(
+            lambda: body(domains) == ["both.example"], within_s=30, what="DE's export on PG"
+        )
+        await publish(fr, "fr.csam", [], ["both.example"])
+        await wait_for(lambda: body(domains) == [], within_s=30, what="the removal on PG")
+        de_db = blacklist_db(de.store, de.config.store.url)
+        try:
+            assert await versions(de_db) == {"fr.csam": 2, "nl.csam": 1}
         finally:
             await de_db.close()
