@@ -46,7 +46,10 @@ from exchange.ids import NodeId
 ENTRY_POINT_GROUP = "exchange.connectors"
 
 #: Connectors shipped with the project (found even when the entry points are not installed).
-BUILTIN: Mapping[str, str] = {"jsonl": "connectors.jsonl:JsonlConnector"}
+BUILTIN: Mapping[str, str] = {
+    "jsonl": "connectors.jsonl:JsonlConnector",
+    "blacklist-export": "connectors.blacklist_export:BlacklistExportConnector",
+}
 
 
 @dataclass(frozen=True, slots=True)

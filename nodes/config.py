@@ -47,6 +47,7 @@ from exchange.bus import KafkaSettings
 from exchange.errors import InputError, Reason
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.topics import DEFAULT_PREFIX, TopicKind
+from nodes.blacklist.config import BlacklistConfig
 from nodes.retry import RetryPolicy
 
 #: The folder relative paths are resolved against, while a config is being validated.
@@ -404,6 +405,7 @@ class NodeConfig(BaseSettings):
     keys: KeysConfig
     kafka: KafkaConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
+    blacklist: BlacklistConfig = Field(default_factory=BlacklistConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)

@@ -51,6 +51,8 @@ from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
 from nodes import trustfeed
+from nodes.blacklist import service as blacklist_service
+from nodes.blacklist.rules import blacklist_rules
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
 from nodes.consumer import Consumer, end_offsets
@@ -84,7 +86,7 @@ def pipeline_context(
     for kind in TopicKind:
         rules = config.rules.for_kind(kind)
         policies[topic_name(kind, config.kafka.topic_prefix)] = TopicPolicy(
-            chain=build_chain(rules, config.node),
+            chain=build_chain(rules, config.node) + blacklist_rules(kind),
             purge_on_retraction=rules.on_retraction is OnRetraction.PURGE,
         )
     own: frozenset[str] = frozenset()
@@ -189,6 +191,7 @@ class Node:
         spawn("consumer", self._consume)
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
+        spawn("blacklist", functools.partial(blacklist_service.run, self))
         for name, connector in inbound:
             spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
         self._inbound = inbound
@@ -276,7 +279,11 @@ class Node:
             if loop.task is None or name.startswith("outbound:"):
                 continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name in ("retention", "trust") or name.startswith("inbound:"):
+            if (
+                waiting
+                or name in ("retention", "trust", "blacklist")
+                or name.startswith("inbound:")
+            ):
                 loop.task.cancel()  # nothing in flight to finish
             tasks.append(loop.task)
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())
@@ -422,6 +429,7 @@ class Node:
             problems.append(f"publisher: {self.publisher.last_error}")
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
+        problems.extend(await blacklist_service.problems(self))
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:
