@@ -46,7 +46,12 @@ from exchange.ids import NodeId
 ENTRY_POINT_GROUP = "exchange.connectors"
 
 #: Connectors shipped with the project (found even when the entry points are not installed).
-BUILTIN: Mapping[str, str] = {"jsonl": "connectors.jsonl:JsonlConnector"}
+BUILTIN: Mapping[str, str] = {
+    "jsonl": "connectors.jsonl:JsonlConnector",
+    "http-inbound": "connectors.http_inbound:HttpInboundConnector",
+    "webhook": "connectors.webhook:WebhookConnector",
+    "file-drop": "connectors.file_drop:FileDropConnector",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +100,34 @@ class RecordRejected(Exception):  # noqa: N818 - a verdict, not a malfunction
 Submit = Callable[..., Awaitable[int]]
 
 
+@dataclass(frozen=True, slots=True)
+class SubmissionStatus:
+    """What became of a submitted message (read only): ``status`` is ``pending`` (accepted,
+    not yet signed), ``signed`` (signed, on its way to Kafka) or ``sent`` (acknowledged by
+    Kafka); ``message_id`` is the id it travels under."""
+
+    outbox_id: int
+    status: str
+    message_id: UUID | None
+    message_type: str
+    topic: str
+    created_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+#: ``submission_status(outbox id) -> SubmissionStatus | None`` (None: no such submission).
+StatusLookup = Callable[[int], Awaitable[SubmissionStatus | None]]
+
+
 async def _no_submit(*_: Any, **__: Any) -> int:
     raise InputError(
         [("connector", "this connector may not submit messages")], reason=Reason.BAD_CONFIG
     )
+
+
+async def _no_status(_outbox_id: int) -> SubmissionStatus | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,6 +141,8 @@ class ConnectorContext:
     log: Any  # a structlog BoundLogger bound to connector=name
     base_dir: Path  # relative paths in options are relative to this (the config's folder)
     submit: Submit = field(default=_no_submit)
+    #: Read-only: the status of a message this node accepted (inbound connectors' GETs).
+    submission_status: StatusLookup = field(default=_no_status)
 
     def path(self, option: str, default: str | None = None) -> Path:
         """The option ``option`` as a path, relative ones resolved against ``base_dir``."""

@@ -44,7 +44,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
+from connectors.api import (
+    ConnectorContext,
+    InboundConnector,
+    OutboundConnector,
+    SubmissionStatus,
+    instantiate,
+)
 from exchange.bus import KafkaSettings, ensure_topics
 from exchange.errors import ExchangeError
 from exchange.keys import EncryptionKey, SigningKey
@@ -190,7 +196,7 @@ class Node:
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
         for name, connector in inbound:
-            spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
+            spawn(f"inbound:{name}", functools.partial(self._run_inbound, name, connector))
         self._inbound = inbound
         listen = config.http.host_port
         if listen is not None:
@@ -327,6 +333,7 @@ class Node:
                 log=get_logger(node=self.config.node_id, connector=spec.name),
                 base_dir=base_dir,
                 submit=self.submit,
+                submission_status=self.submission_status,
             )
             self._contexts[spec.name] = context
             connector = instantiate(spec.plugin, context)
@@ -338,11 +345,42 @@ class Node:
                         connector,
                         context,
                         allowed_tlp=frozenset(spec.allowed_tlp),
+                        timeout_s=spec.timeout_s,
                     )
                 )
             else:
                 inbound.append((spec.name, connector))
         return outbound, inbound
+
+    async def _run_inbound(self, name: str, connector: InboundConnector) -> None:
+        """One run of an inbound connector; a failure is put in the node status (``node
+        status``) before the supervisor restarts it with backoff."""
+        await self.store.set_status(f"connector.{name}.state", "up")
+        try:
+            await connector.run(self._contexts[name])
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                await self.store.set_status(
+                    f"connector.{name}.state",
+                    f"down since {self.clock().isoformat()}: {type(exc).__name__}: {exc}",
+                )
+            raise
+
+    async def submission_status(self, outbox_id: int) -> SubmissionStatus | None:
+        """What became of outbox item ``outbox_id`` (inbound connectors' status queries)."""
+        item = await self.store.outbox_item(outbox_id)
+        if item is None:
+            return None
+        return SubmissionStatus(
+            outbox_id=item.id,
+            status=item.status.value,
+            message_id=item.message_id,
+            message_type=item.message_type,
+            topic=item.topic,
+            created_at=item.created_at,
+            attempts=item.attempts,
+            last_error=item.last_error,
+        )
 
     async def submit(
         self,
