@@ -160,12 +160,16 @@ class Metrics:
             r, "exchange_store_commit_seconds", "Time of one store commit_batch."
         )
         self.connector_up = Gauge(
-            r, "exchange_connector_up", "1 while a connector delivers, 0 while it fails.",
+            r,
+            "exchange_connector_up",
+            "1 while a connector delivers, 0 while it fails.",
             "connector",
         )
         self.connector_failures = Counter(
-            r, "exchange_connector_failures_total",
-            "Connector calls that raised or timed out (each retried with backoff).", "connector",
+            r,
+            "exchange_connector_failures_total",
+            "Connector calls that raised or timed out (each retried with backoff).",
+            "connector",
         )
         self.task_up = Gauge(
             r,

@@ -371,6 +371,41 @@ class Dispatcher:
             connector_allows=target.allowed_tlp,
         )
 
+    async def backfill(self, records: Sequence[StoredRecord], lane: int = 0) -> tuple[int, int]:
+        """Hand ``records`` (the store's history) to connector ``lane`` under the same rules
+        as live deliveries, auditing each page it confirms as one DISCLOSURE; the counts of
+        records delivered and withheld. The cursor is not moved. Raises what the connector
+        raises (the progress before it is audited)."""
+        target = self.lanes[lane].target
+        delivered_total = withheld_total = 0
+        for start in range(0, len(records), PAGE):
+            delivered: list[str] = []
+            withheld: list[str] = []
+            try:
+                for record in records[start : start + PAGE]:
+                    event = ConnectorEvent(
+                        0, EventKind.DELIVER, record.message_id, record.topic, record
+                    )
+                    if await self._hand_over(target, event, withheld):
+                        delivered.append(str(record.message_id))
+            finally:
+                if delivered:
+                    await self.store.append_audit([self._disclosure(target.name, delivered)])
+                    self.metrics.disclosed.inc(len(delivered), target.name)
+            delivered_total += len(delivered)
+            withheld_total += len(withheld)
+        return delivered_total, withheld_total
+
+    def _disclosure(self, name: str, delivered: list[str]) -> AuditEvent:
+        return AuditEvent(
+            at=self.clock(),
+            action=AuditAction.DISCLOSURE,
+            actor=self.actor,
+            justification="onward sharing allowed by the records' handling codes",
+            recipients=(f"connector:{name}",),
+            details={"message_ids": delivered},
+        )
+
     async def _rejected(self, target: Outbound, event: ConnectorEvent, exc: RecordRejected) -> None:
         at = self.clock()
         self.log.error(
@@ -387,18 +422,7 @@ class Dispatcher:
 
     async def _advance(self, lane: _Lane, last: int, delivered: list[str]) -> None:
         at = self.clock()
-        audit = []
-        if delivered:
-            audit.append(
-                AuditEvent(
-                    at=at,
-                    action=AuditAction.DISCLOSURE,
-                    actor=self.actor,
-                    justification="onward sharing allowed by the records' handling codes",
-                    recipients=(f"connector:{lane.target.name}",),
-                    details={"message_ids": delivered},
-                )
-            )
+        audit = [self._disclosure(lane.target.name, delivered)] if delivered else []
         await self.store.advance_cursor(lane.target.name, last, at, audit)
         lane.cursor = last
         if delivered:  # counted once audited
