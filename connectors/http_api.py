@@ -23,8 +23,6 @@ and only hand them to ``submit``: the semantics of both are being reworked, and 
 are kept to a few lines so they follow.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -67,10 +65,15 @@ class HandlingIn(BaseModel):
 
 
 def _payload_field(model: str) -> Any:
-    return Field(
-        description=f"The {model} (see components.schemas.{model}).",
-        json_schema_extra={"$ref": f"#/components/schemas/{model}"},
-    )
+    return Field(description=f"The {model} (see components.schemas.{model}).")
+
+
+#: Each body model's payload, pointed at its message model in the OpenAPI document.
+PAYLOAD_MODELS = {
+    "AlertSubmission": OffenceAlert,
+    "BlacklistSubmission": BlacklistDelta,
+    "PseudonymQuerySubmission": PseudonymQuery,
+}
 
 
 class _Submission(BaseModel):
@@ -282,10 +285,14 @@ def build_app(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
-            for model in (OffenceAlert, BlacklistDelta, PseudonymQuery):
+            for body, model in PAYLOAD_MODELS.items():
                 schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 schemas.update(schema.pop("$defs", {}))
                 schemas[model.__name__] = schema
+                payload = schemas[body]["properties"]["payload"]
+                payload.pop("additionalProperties", None)
+                payload.pop("type", None)
+                payload["$ref"] = f"#/components/schemas/{model.__name__}"
             app.openapi_schema = doc
         return app.openapi_schema
 

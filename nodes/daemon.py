@@ -352,6 +352,14 @@ class Node:
                 inbound.append((spec.name, connector))
         return outbound, inbound
 
+    def connector(self, name: str) -> object | None:
+        """The running instance of connector ``name`` (for tests and tools), or None."""
+        for inbound_name, inbound in self._inbound:
+            if inbound_name == name:
+                return inbound
+        targets = self.dispatcher.outbound if self.dispatcher is not None else []
+        return next((t.connector for t in targets if t.name == name), None)
+
     async def _run_inbound(self, name: str, connector: InboundConnector) -> None:
         """One run of an inbound connector; a failure is put in the node status (``node
         status``) before the supervisor restarts it with backoff."""
