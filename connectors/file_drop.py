@@ -33,7 +33,7 @@ and the rejected rows go beside it in ``<that name>.rejected.jsonl``, one line e
 
 **Crashes.** The line numbers already submitted are appended to
 ``processed/.<name>.progress`` as they are submitted; a restart skips them, so a crash in
-the middle of a file neither loses nor repeats a row.
+the middle of a file loses no row, and repeats at most the one row in flight when it came.
 """
 
 from __future__ import annotations

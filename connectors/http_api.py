@@ -69,7 +69,7 @@ def _payload_field(model: str) -> Any:
 
 
 #: Each body model's payload, pointed at its message model in the OpenAPI document.
-PAYLOAD_MODELS = {
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "AlertSubmission": OffenceAlert,
     "BlacklistSubmission": BlacklistDelta,
     "PseudonymQuerySubmission": PseudonymQuery,
