@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.api import ConnectorContext, SubmissionStatus
 from connectors.tokens import Grant, Role, TokenTable
@@ -41,6 +42,8 @@ from exchange.models import BlacklistDelta, OffenceAlert, PseudonymQuery
 from exchange.topics import MessageType
 
 PROBLEM = "application/problem+json"
+#: Outbox ids remembered per token in a run, for REPORT tokens reading their own statuses.
+MAX_REMEMBERED = 100_000
 
 
 class Problem(BaseModel):
@@ -183,15 +186,12 @@ def build_app(
     #: per token name: the outbox ids it filed in this run (REPORT tokens see only those)
     filed: dict[str, set[int]] = {}
 
-    async def grant_of(request: Request, authorization: str | None = Header(default=None)) -> Grant:
+    async def grant_of(authorization: str | None = Header(default=None)) -> Grant:
         grant = tokens.authenticate(authorization)
         if grant is None:
             raise Refused(
                 401, "unauthorised", [("authorization", "a valid bearer token is required")]
             )
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            raise Refused(413, "too large", [("body", f"at most {max_body_bytes} bytes")])
         return grant
 
     Authorised = Annotated[Grant, Depends(grant_of)]  # noqa: N806 - a type alias
@@ -227,7 +227,10 @@ def build_app(
             handling=body.handling.model_dump(),
             recipients=body.recipients,
         )
-        filed.setdefault(grant.name, set()).add(outbox_id)
+        mine = filed.setdefault(grant.name, set())
+        if len(mine) >= MAX_REMEMBERED:
+            mine.clear()  # older submissions stay readable by submit/read tokens
+        mine.add(outbox_id)
         context.log.info(
             "submission accepted", client=grant.name, type=message_type.value, outbox_id=outbox_id
         )
@@ -297,4 +300,51 @@ def build_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app
+
+
+class BodyLimit:
+    """Reads the whole request body before the application, answering 413 as soon as it
+    passes ``limit`` bytes (with or without a Content-Length: chunked bodies too)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            if declared.isdigit() and int(declared) > self.limit:
+                size = int(declared)
+                break
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                break
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        if size > self.limit:
+            too_large = problem(413, "too large", [("body", f"at most {self.limit} bytes")])
+            await too_large(scope, receive, send)
+            return
+        whole = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": whole, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

@@ -44,13 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from connectors.api import (
-    ConnectorContext,
-    InboundConnector,
-    OutboundConnector,
-    SubmissionStatus,
-    instantiate,
-)
+from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
 from exchange.bus import KafkaSettings, ensure_topics
 from exchange.errors import ExchangeError
 from exchange.keys import EncryptionKey, SigningKey
@@ -59,6 +53,7 @@ from exchange.trust import TrustList
 from nodes import trustfeed
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
+from nodes.connector_host import connector_context, run_inbound
 from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
 from nodes.inbound import build_item
@@ -132,6 +127,7 @@ class Node:
         )
         self._inbound: list[tuple[str, InboundConnector]] = []
         self._contexts: dict[str, ConnectorContext] = {}
+        self.connectors: dict[str, object] = {}  # the instances by name (tests, tools)
         self._committed = asyncio.Event()
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
@@ -196,7 +192,10 @@ class Node:
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
         for name, connector in inbound:
-            spawn(f"inbound:{name}", functools.partial(self._run_inbound, name, connector))
+            spawn(
+                f"inbound:{name}",
+                functools.partial(run_inbound, self, self._contexts[name], connector),
+            )
         self._inbound = inbound
         listen = config.http.host_port
         if listen is not None:
@@ -326,17 +325,9 @@ class Node:
         for spec in self.config.connectors:
             if not spec.enabled:
                 continue
-            context = ConnectorContext(
-                node_id=self.config.node,
-                name=spec.name,
-                options=spec.options,
-                log=get_logger(node=self.config.node_id, connector=spec.name),
-                base_dir=base_dir,
-                submit=self.submit,
-                submission_status=self.submission_status,
-            )
+            context = connector_context(self.config, spec, base_dir, self.submit, self.store)
             self._contexts[spec.name] = context
-            connector = instantiate(spec.plugin, context)
+            connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
                 outbound.append(
                     Outbound(
@@ -351,44 +342,6 @@ class Node:
             else:
                 inbound.append((spec.name, connector))
         return outbound, inbound
-
-    def connector(self, name: str) -> object | None:
-        """The running instance of connector ``name`` (for tests and tools), or None."""
-        for inbound_name, inbound in self._inbound:
-            if inbound_name == name:
-                return inbound
-        targets = self.dispatcher.outbound if self.dispatcher is not None else []
-        return next((t.connector for t in targets if t.name == name), None)
-
-    async def _run_inbound(self, name: str, connector: InboundConnector) -> None:
-        """One run of an inbound connector; a failure is put in the node status (``node
-        status``) before the supervisor restarts it with backoff."""
-        await self.store.set_status(f"connector.{name}.state", "up")
-        try:
-            await connector.run(self._contexts[name])
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                await self.store.set_status(
-                    f"connector.{name}.state",
-                    f"down since {self.clock().isoformat()}: {type(exc).__name__}: {exc}",
-                )
-            raise
-
-    async def submission_status(self, outbox_id: int) -> SubmissionStatus | None:
-        """What became of outbox item ``outbox_id`` (inbound connectors' status queries)."""
-        item = await self.store.outbox_item(outbox_id)
-        if item is None:
-            return None
-        return SubmissionStatus(
-            outbox_id=item.id,
-            status=item.status.value,
-            message_id=item.message_id,
-            message_type=item.message_type,
-            topic=item.topic,
-            created_at=item.created_at,
-            attempts=item.attempts,
-            last_error=item.last_error,
-        )
 
     async def submit(
         self,

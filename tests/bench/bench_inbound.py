@@ -71,7 +71,7 @@ async def _ingest(ctx: BenchContext, folder: Path, n: int, width: int) -> float:
     ]
     await node.start()
     try:
-        server = node.connector("rest")
+        server = node.connectors["rest"]
         assert isinstance(server, HttpInboundConnector)
         await asyncio.wait_for(server.listening.wait(), 30)
         base = f"http://127.0.0.1:{server.port}"

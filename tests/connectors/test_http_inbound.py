@@ -76,7 +76,7 @@ async def api(live_federation: Federation) -> AsyncIterator[Api]:
     )
     await node.start()
     try:
-        rest = node.connector("rest")
+        rest = node.connectors["rest"]
         assert isinstance(rest, HttpInboundConnector)
         await asyncio.wait_for(rest.listening.wait(), 30)
         async with httpx.AsyncClient(
@@ -165,6 +165,22 @@ async def test_bad_input_is_answered_422_naming_each_field_and_reason(api: Api) 
     assert shapeless.status_code == 422
     assert "payload" in problems(shapeless)
     assert await api.node.store.outbox_depth() == 0
+
+
+async def test_a_body_over_the_limit_is_refused_413_before_it_is_read_whole(api: Api) -> None:
+    """A body past max_body_bytes (1 MiB by default), declared or chunked, is answered 413."""
+    big = {"payload": alert_data(description="x" * (1 << 20))}
+    assert (await api.post("/v1/alerts", big)).status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 65536
+
+    chunked = await api.client.post(
+        "/v1/alerts", content=chunks(), headers={"Authorization": f"Bearer {TOKENS['officer']}"}
+    )
+    assert chunked.status_code == 413
+    assert "body" in problems(chunked)
 
 
 async def test_blacklist_changes_and_pseudonym_queries_are_accepted_with_todays_models(

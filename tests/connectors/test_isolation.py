@@ -108,7 +108,7 @@ async def test_a_hanging_or_raising_connector_stops_neither_the_node_nor_the_oth
             )
         await de.wait_stored(2)
         await de.wait_until(lambda: de.metrics.disclosed.value("file") == 2)
-        flaky = de.connector("flaky")
+        flaky = de.connectors["flaky"]
         assert isinstance(flaky, Flaky)
         await de.wait_until(lambda: len(flaky.got) == 2)
         stored = {str(r.message_id) for r in await de.store.list_records(topic=de.topics[0])}
