@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -128,3 +130,14 @@ async def test_a_hanging_or_raising_connector_stops_neither_the_node_nor_the_oth
         await fr.stop()
         await asyncio.wait_for(de.stop(), 60)
     assert de.supervisor.fatal is None
+    command = [sys.executable, "-m", "exchange.cli", "node", "status", "--json", "--config"]
+    status = await asyncio.to_thread(
+        subprocess.run,
+        [*command, str(fed.config_path("DE"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shown = json.loads(status.stdout)["status"]
+    assert shown["connector.hangs.state"].startswith("down since")
+    assert shown["connector.file.state"] == "up"
