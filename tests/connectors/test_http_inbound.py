@@ -5,9 +5,11 @@ document, and a submission followed until it is signed, sent and stored by anoth
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from connectors.tokens import hash_token
 from exchange.topics import MessageType
 from nodes.config import load_config
 from nodes.daemon import Node
+from tests.connectors.tls import make_pki
 from tests.helpers.federation import Federation, alert_data, sample_payloads
 
 pytestmark = pytest.mark.integration
@@ -224,3 +227,37 @@ async def test_the_openapi_document_is_served_valid_with_every_route_and_model(a
     ]
     assert alert_body["schema"]["$ref"] == "#/components/schemas/AlertSubmission"
     assert set(document["paths"]["/v1/alerts"]["post"]["responses"]) >= {"202", "401", "403", "422"}
+
+
+async def test_with_mutual_tls_only_clients_with_a_certificate_of_the_ca_get_in(
+    live_federation: Federation, tmp_path: Path
+) -> None:
+    """Configured with tls.client_ca, the API answers a client presenting a certificate
+    that CA signed (and its token), and refuses the TLS handshake of one without."""
+    pki = make_pki(tmp_path)
+    spec = rest_connector()
+    spec["options"]["tls"] = {
+        "cert": str(pki["server"]),
+        "key": str(pki["server_key"]),
+        "client_ca": str(pki["ca"]),
+    }
+    node = Node(load_config(live_federation.config_path("FR"), **FAST, connectors=[spec]))
+    await node.start()
+    try:
+        rest = node.connectors["rest"]
+        assert isinstance(rest, HttpInboundConnector)
+        await asyncio.wait_for(rest.listening.wait(), 30)
+        url = f"https://127.0.0.1:{rest.port}/v1/alerts"
+        body = {"payload": alert_data()}
+        headers = {"Authorization": f"Bearer {TOKENS['officer']}"}
+        with_cert = ssl.create_default_context(cafile=str(pki["ca"]))
+        with_cert.load_cert_chain(str(pki["client"]), str(pki["client_key"]))
+        async with httpx.AsyncClient(verify=with_cert, timeout=30) as client:
+            answer = await client.post(url, json=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        without = ssl.create_default_context(cafile=str(pki["ca"]))
+        async with httpx.AsyncClient(verify=without, timeout=30) as client:
+            with pytest.raises(httpx.TransportError):
+                await client.post(url, json=body, headers=headers)
+    finally:
+        await node.stop()
