@@ -32,7 +32,7 @@ the keys or the node's internals.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -120,10 +120,31 @@ class SubmissionStatus:
 StatusLookup = Callable[[int], Awaitable[SubmissionStatus | None]]
 
 
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One message of a :attr:`ConnectorContext.submit_many` batch (``submit``'s arguments)."""
+
+    message_type: str
+    payload: Mapping[str, Any]
+    handling: Mapping[str, Any] = field(default_factory=dict)
+    recipients: tuple[str, ...] = ()
+    topic: str | None = None
+    key: str | None = None
+
+
+#: ``submit_many(submissions) -> [(outbox id, message id), ...]``: all or none; InputError
+#: lists every problem as ``items[i].<field>``.
+SubmitMany = Callable[[Sequence[Submission]], Awaitable[list[tuple[int, UUID]]]]
+
+
 async def _no_submit(*_: Any, **__: Any) -> int:
     raise InputError(
         [("connector", "this connector may not submit messages")], reason=Reason.BAD_CONFIG
     )
+
+
+async def _no_submit_many(_: Sequence[Submission]) -> list[tuple[int, UUID]]:
+    return [(await _no_submit(), UUID(int=0))]
 
 
 async def _no_status(_outbox_id: int) -> SubmissionStatus | None:
@@ -143,6 +164,8 @@ class ConnectorContext:
     submit: Submit = field(default=_no_submit)
     #: Read-only: the status of a message this node accepted (inbound connectors' GETs).
     submission_status: StatusLookup = field(default=_no_status)
+    #: Many messages in one store transaction (validated off the event loop): all or none.
+    submit_many: SubmitMany = field(default=_no_submit_many)
 
     def path(self, option: str, default: str | None = None) -> Path:
         """The option ``option`` as a path, relative ones resolved against ``base_dir``."""

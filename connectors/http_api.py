@@ -3,6 +3,7 @@
 Routes (all JSON; every request carries ``Authorization: Bearer <token>``)::
 
     POST /v1/alerts              an OffenceAlert          roles: submit, or report (its categories)
+    POST /v1/alerts/batch        up to 1,000 of them, in one transaction: all or none
     POST /v1/blacklist           a BlacklistDelta         role: submit
     POST /v1/pseudonym-queries   a PseudonymQuery         role: submit
     GET  /v1/submissions/{id}    pending / signed / sent, with the message id
@@ -35,7 +36,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.api import ConnectorContext, SubmissionStatus
+from connectors.api import ConnectorContext, Submission, SubmissionStatus
 from connectors.tokens import Grant, Role, TokenTable
 from exchange.errors import ExchangeError, InputError
 from exchange.models import BlacklistDelta, OffenceAlert, PseudonymQuery
@@ -98,6 +99,22 @@ class PseudonymQuerySubmission(_Submission):
     payload: dict[str, Any] = _payload_field("PseudonymQuery")
 
 
+class AlertBatch(BaseModel):
+    """Up to MAX_BATCH alerts filed together: all accepted, or none (every problem listed
+    as ``items[i].<field>``)."""
+
+    items: list[AlertSubmission] = Field(min_length=1, max_length=1000)
+
+
+class Accepted(BaseModel):
+    outbox_id: int
+    message_id: UUID = Field(description="The id the message travels under.")
+
+
+class BatchOut(BaseModel):
+    accepted: list[Accepted]
+
+
 class SubmissionOut(BaseModel):
     outbox_id: int
     status: Literal["pending", "signed", "sent"]
@@ -153,9 +170,11 @@ def _categories(message_type: MessageType, payload: Mapping[str, Any]) -> list[t
     return [("payload.category", payload.get("category"))]
 
 
-def authorise(grant: Grant, message_type: MessageType, payload: Mapping[str, Any]) -> None:
+def authorise(
+    grant: Grant, message_type: MessageType, payload: Mapping[str, Any], where: str = ""
+) -> None:
     """Refused(403) unless ``grant`` may file this message: SUBMIT files any type, REPORT only
-    alerts; either only of its categories."""
+    alerts; either only of its categories. ``where`` prefixes the field named."""
     may = grant.may(Role.SUBMIT) or (
         grant.may(Role.REPORT) and message_type is MessageType.OFFENCE_ALERT
     )
@@ -164,12 +183,11 @@ def authorise(grant: Grant, message_type: MessageType, payload: Mapping[str, Any
         raise Refused(
             403, "forbidden", [("authorization", f"roles {roles} may not file a {message_type}")]
         )
-    for where, category in _categories(message_type, payload):
+    for field, category in _categories(message_type, payload):
         if not grant.category_allowed(category if isinstance(category, str) else None):
             allowed = sorted(grant.categories)
-            raise Refused(
-                403, "forbidden", [(where, f"{category!r} is not among this token's {allowed}")]
-            )
+            reason = f"{category!r} is not among this token's {allowed}"
+            raise Refused(403, "forbidden", [(where + field, reason)])
 
 
 def build_app(
@@ -217,6 +235,12 @@ def build_app(
         status = 503 if exc.retriable else 500
         return problem(status, "not accepted", [("node", exc.detail)])
 
+    def remember(grant: Grant, outbox_ids: list[int]) -> None:
+        mine = filed.setdefault(grant.name, set())
+        if len(mine) + len(outbox_ids) > MAX_REMEMBERED:
+            mine.clear()  # older submissions stay readable by submit/read tokens
+        mine.update(outbox_ids)
+
     async def accept(
         grant: Grant, message_type: MessageType, body: _Submission, payload: dict[str, Any]
     ) -> JSONResponse:
@@ -227,10 +251,7 @@ def build_app(
             handling=body.handling.model_dump(),
             recipients=body.recipients,
         )
-        mine = filed.setdefault(grant.name, set())
-        if len(mine) >= MAX_REMEMBERED:
-            mine.clear()  # older submissions stay readable by submit/read tokens
-        mine.add(outbox_id)
+        remember(grant, [outbox_id])
         context.log.info(
             "submission accepted", client=grant.name, type=message_type.value, outbox_id=outbox_id
         )
@@ -256,6 +277,27 @@ def build_app(
     async def post_alert(body: AlertSubmission, grant: Authorised) -> JSONResponse:
         """File an offence alert."""
         return await accept(grant, MessageType.OFFENCE_ALERT, body, body.payload)
+
+    @app.post("/v1/alerts/batch", status_code=202, response_model=BatchOut, responses=responses)
+    async def post_alerts(body: AlertBatch, grant: Authorised) -> JSONResponse:
+        """File up to 1,000 offence alerts at once, in one transaction: all or none."""
+        for i, item in enumerate(body.items):
+            authorise(grant, MessageType.OFFENCE_ALERT, item.payload, f"items[{i}].")
+        done = await context.submit_many(
+            [
+                Submission(
+                    MessageType.OFFENCE_ALERT.value,
+                    item.payload,
+                    item.handling.model_dump(),
+                    tuple(item.recipients),
+                )
+                for item in body.items
+            ]
+        )
+        remember(grant, [outbox_id for outbox_id, _ in done])
+        context.log.info("batch accepted", client=grant.name, count=len(done))
+        accepted = [{"outbox_id": o, "message_id": str(m)} for o, m in done]
+        return JSONResponse({"accepted": accepted}, status_code=202)
 
     @app.post("/v1/blacklist", **accepted)
     async def post_blacklist(body: BlacklistSubmission, grant: Authorised) -> JSONResponse:

@@ -1,37 +1,88 @@
-"""What the node offers its connectors beyond ``submit``: a read-only status of submissions,
-and the run of an inbound connector with its state kept in the node status.
+"""What the node offers its connectors: their context (``submit``, ``submit_many`` for a
+batch in one transaction, a read-only status of submissions), and the run of an inbound
+connector with its state kept in the node status.
 
 Kept apart from :mod:`nodes.daemon` so the daemon only wires them in."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from uuid import UUID
 
-from connectors.api import ConnectorContext, InboundConnector, SubmissionStatus, Submit
+from connectors.api import ConnectorContext, InboundConnector, Submission, SubmissionStatus
+from exchange.errors import InputError
+from exchange.trust import TrustList
 from nodes.config import ConnectorConfig, NodeConfig
+from nodes.inbound import build_item
 from nodes.logging import get_logger
-from nodes.store.base import Store
+from nodes.store.base import OutboxItem, Store
 
 if TYPE_CHECKING:
     from nodes.daemon import Node
 
 
-def connector_context(
-    config: NodeConfig, spec: ConnectorConfig, base_dir: Path, submit: Submit, store: Store
-) -> ConnectorContext:
+def connector_context(node: Node, spec: ConnectorConfig, base_dir: Path) -> ConnectorContext:
     """The context a connector instance is built with (all it may use of the node)."""
     return ConnectorContext(
-        node_id=config.node,
+        node_id=node.config.node,
         name=spec.name,
         options=spec.options,
-        log=get_logger(node=config.node_id, connector=spec.name),
+        log=get_logger(node=node.config.node_id, connector=spec.name),
         base_dir=base_dir,
-        submit=submit,
-        submission_status=functools.partial(submission_status, store),
+        submit=node.submit,
+        submission_status=functools.partial(submission_status, node.store),
+        submit_many=functools.partial(submit_many, node),
     )
+
+
+def build_items(
+    config: NodeConfig, trust: TrustList, now: datetime, entries: Sequence[Submission]
+) -> list[OutboxItem]:
+    """Every entry as an outbox item, or InputError listing every problem (``items[i].``)."""
+    items: list[OutboxItem] = []
+    problems: list[tuple[str, str]] = []
+    for i, entry in enumerate(entries):
+        try:
+            items.append(
+                build_item(
+                    entry.message_type,
+                    entry.payload,
+                    handling=entry.handling,
+                    recipients=entry.recipients,
+                    node=config.node,
+                    prefix=config.kafka.topic_prefix,
+                    trust=trust,
+                    now=now,
+                    topic=entry.topic,
+                    key=entry.key,
+                    where=f"items[{i}].",
+                )
+            )
+        except InputError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InputError(problems)
+    return items
+
+
+async def submit_many(node: Node, entries: Sequence[Submission]) -> list[tuple[int, UUID]]:
+    """Validate every entry (in a worker thread: a batch is CPU work), then enqueue them all
+    in one store transaction; their (outbox id, message id). All or none."""
+    publisher = node.publisher
+    if publisher is None:
+        raise RuntimeError("node not started")
+    items = await asyncio.to_thread(
+        build_items, node.config, publisher.trust, node.clock(), entries
+    )
+    ids = await node.store.enqueue(items) if items else []
+    publisher.wake()
+    return [(i, item.message_id or UUID(int=0)) for i, item in zip(ids, items, strict=True)]
 
 
 async def submission_status(store: Store, outbox_id: int) -> SubmissionStatus | None:

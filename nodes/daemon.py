@@ -325,7 +325,7 @@ class Node:
         for spec in self.config.connectors:
             if not spec.enabled:
                 continue
-            context = connector_context(self.config, spec, base_dir, self.submit, self.store)
+            context = connector_context(self, spec, base_dir)
             self._contexts[spec.name] = context
             connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):

@@ -170,6 +170,30 @@ async def test_bad_input_is_answered_422_naming_each_field_and_reason(api: Api) 
     assert await api.node.store.outbox_depth() == 0
 
 
+async def test_a_batch_is_queued_whole_or_refused_whole_naming_the_item(api: Api) -> None:
+    """POST /v1/alerts/batch queues every alert in one go and names each message id; one bad
+    item refuses the batch (422, items[i].field) and one outside a report token's categories
+    forbids it (403): nothing of a refused batch is queued."""
+    good = [{"payload": alert_data(title=f"batch {i}")} for i in range(3)]
+    bad = [good[0], {"payload": {**alert_data(), "title": ""}}]
+    refused = await api.post("/v1/alerts/batch", {"items": bad})
+    assert refused.status_code == 422
+    assert "items[1].payload.title" in problems(refused)
+    theirs = [{"payload": alert_data(category="IDENTITY_FRAUD")}, good[1]]
+    forbidden = await api.post("/v1/alerts/batch", {"items": theirs}, "bank")
+    assert forbidden.status_code == 403
+    assert "items[1].payload.category" in problems(forbidden)
+    assert await api.node.store.outbox_depth() == 0
+    answer = await api.post("/v1/alerts/batch", {"items": good})
+    assert answer.status_code == 202, answer.text
+    accepted = answer.json()["accepted"]
+    assert len(accepted) == 3
+    await api.node.wait_published(3)
+    for each in accepted:
+        status = await api.status(each["outbox_id"])
+        assert (status["status"], status["message_id"]) == ("sent", each["message_id"])
+
+
 async def test_a_body_over_the_limit_is_refused_413_before_it_is_read_whole(api: Api) -> None:
     """A body past max_body_bytes (1 MiB by default), declared or chunked, is answered 413."""
     big = {"payload": alert_data(description="x" * (1 << 20))}
@@ -208,6 +232,7 @@ async def test_the_openapi_document_is_served_valid_with_every_route_and_model(a
     validate(document)
     assert {
         "/v1/alerts",
+        "/v1/alerts/batch",
         "/v1/blacklist",
         "/v1/pseudonym-queries",
         "/v1/submissions/{outbox_id}",
@@ -218,6 +243,7 @@ async def test_the_openapi_document_is_served_valid_with_every_route_and_model(a
         "BlacklistDelta",
         "PseudonymQuery",
         "AlertSubmission",
+        "AlertBatch",
         "SubmissionOut",
         "ProblemReport",
     ):
