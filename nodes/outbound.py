@@ -265,9 +265,15 @@ class Dispatcher:
                 await self._sleep(self._stopping, backoff.next_delay())
 
     async def _state(self, lane: _Lane, state: str) -> None:
-        """Publish a connector's state: metrics, and the store's status for ``node status``."""
-        self.metrics.connector_up.set(1.0 if state == "up" else 0.0, lane.target.name)
+        """Publish a connector's state: metrics, and the store's status for ``node status``.
+        Down shows in the metrics even when the store is what failed; up only once the
+        status says so too."""
+        up = state == "up"
+        if not up:
+            self.metrics.connector_up.set(0.0, lane.target.name)
         await self.store.set_status(f"connector.{lane.target.name}.state", state)
+        if up:
+            self.metrics.connector_up.set(1.0, lane.target.name)
 
     async def _prune_only(self) -> None:
         while not self._stopping.is_set():

@@ -122,7 +122,8 @@ async def test_a_hanging_or_raising_connector_stops_neither_the_node_nor_the_oth
         assert de.metrics.connector_up.value("hangs") == 0
         status = await de.store.get_status()
         assert "did not return within 0.3 s" in status["connector.hangs.state"]
-        assert status["connector.flaky.state"] == "up"
+        await de.wait_until(lambda: de.metrics.connector_up.value("flaky") == 1)  # recovered
+        assert (await de.store.get_status())["connector.flaky.state"] == "up"
         await de.wait_until(lambda: de.supervisor.loops["inbound:crashes"].restarts >= 2)
         assert "feed broken" in (await de.store.get_status())["connector.crashes.state"]
         assert de.metrics.disclosed.value("hangs") == 0
