@@ -8,17 +8,22 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aiohttp import web
 
-from connectors.webhook import verify_signature
+from connectors.api import ConnectorContext, RecordRejected, SharedRecord
+from connectors.webhook import WebhookConnector, verify_signature
+from exchange.ids import NodeId
 from exchange.topics import TopicKind
 from nodes.config import load_config
 from nodes.daemon import Node
+from nodes.logging import get_logger
 from nodes.store.base import AuditAction
-from tests.helpers.federation import Federation, alert_data
+from tests.helpers.federation import NOW, Federation, alert_data
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +220,36 @@ async def test_records_not_yet_posted_when_the_node_stops_are_posted_after_its_r
         assert titles == {"kept", "too"}
     finally:
         await again.stop()
+
+
+async def test_a_permanent_refusal_is_a_rejection_and_an_outage_a_retry(tmp_path: Path) -> None:
+    """A case system answering 422 refuses the record for good (RecordRejected, the node
+    moves on); 503 or a closed port is transient (an exception: the node retries)."""
+    answers = iter([422, 503])
+
+    async def handle(_: web.Request) -> web.Response:
+        return web.Response(status=next(answers), text="no")
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
+    options = {"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET}
+    ctx = ConnectorContext(NodeId("DE"), "case", options, get_logger(), tmp_path)
+    hook = WebhookConnector(ctx)
+    record = SharedRecord(
+        uuid4(), "ncp.alerts.v1", "OffenceAlert", "FR", NOW, NOW, None, "GREEN", "H0", (), {}
+    )
+    try:
+        with pytest.raises(RecordRejected, match="422"):
+            await hook.deliver(record, ctx)
+        with pytest.raises(ConnectionError, match="503"):
+            await hook.deliver(record, ctx)
+        await runner.cleanup()
+        with pytest.raises(ConnectionError):
+            await hook.retract(record.message_id, ctx)
+    finally:
+        await hook.close()
+        await runner.cleanup()
