@@ -92,6 +92,7 @@ class HttpInboundConnector:
                 self.tls["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         self.app = build_app(context, self.tokens, max_body_bytes=max_body)
         self.server: uvicorn.Server | None = None
+        self._closing = False
         #: set once the socket listens (``port`` is then the bound one, also for port 0)
         self.listening = asyncio.Event()
 
@@ -122,6 +123,10 @@ class HttpInboundConnector:
         self.listening.set()
         try:
             await server.serve(sockets=[sock])
+            if not self._closing:  # it stopped by itself: let the supervisor restart it
+                raise RuntimeError("the REST server stopped")
+        except SystemExit as exc:  # uvicorn exits the process on a failed start-up: not ours
+            raise RuntimeError(f"the REST server failed to start (exit {exc.code})") from None
         except asyncio.CancelledError:  # the node stops: close the connections, then go
             server.should_exit = True
             with contextlib.suppress(Exception):
@@ -132,5 +137,6 @@ class HttpInboundConnector:
             sock.close()
 
     async def close(self) -> None:
+        self._closing = True
         if self.server is not None:
             self.server.should_exit = True

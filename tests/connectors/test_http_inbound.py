@@ -5,6 +5,7 @@ document, and a submission followed until it is signed, sent and stored by anoth
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -287,3 +288,26 @@ async def test_with_mutual_tls_only_clients_with_a_certificate_of_the_ca_get_in(
                 await client.post(url, json=body, headers=headers)
     finally:
         await node.stop()
+
+
+async def test_a_taken_port_leaves_the_node_running_and_the_api_restarting(
+    live_federation: Federation,
+) -> None:
+    """When its port is taken the REST API does not start; the node runs on, the
+    supervisor restarts the connector with backoff and the node status names the cause."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        spec = rest_connector()
+        spec["options"]["listen"] = f"127.0.0.1:{taken.getsockname()[1]}"
+        node = Node(load_config(live_federation.config_path("FR"), **FAST, connectors=[spec]))
+        await node.start()
+        try:
+            await node.wait_until(lambda: node.supervisor.loops["inbound:rest"].restarts >= 2)
+            state = (await node.store.get_status())["connector.rest.state"]
+            assert "Address already in use" in state
+            await node.submit("OffenceAlert", alert_data(), handling={"tlp": "GREEN"})
+            await node.wait_published(1)
+        finally:
+            await node.stop()
+        assert node.supervisor.fatal is None
