@@ -288,6 +288,9 @@ class ConnectorConfig(_Section):
     #: other level only needs the topic's ``onward_sharing_max_tlp``).
     allowed_tlp: list[TlpName] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Outbound: the longest one ``deliver``/``retract`` call may take; past it the call is
+    #: abandoned and retried with backoff (a hanging connector never stalls the node).
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("allowed_tlp", mode="before")
     @classmethod

@@ -55,6 +55,7 @@ from nodes.blacklist import service as blacklist_service
 from nodes.blacklist.rules import blacklist_rules
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
+from nodes.connector_host import connector_context, run_inbound
 from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
 from nodes.inbound import build_item
@@ -128,6 +129,7 @@ class Node:
         )
         self._inbound: list[tuple[str, InboundConnector]] = []
         self._contexts: dict[str, ConnectorContext] = {}
+        self.connectors: dict[str, object] = {}  # the instances by name (tests, tools)
         self._committed = asyncio.Event()
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
@@ -193,7 +195,10 @@ class Node:
         spawn("trust", functools.partial(self._follow_trust, kafka))
         spawn("blacklist", functools.partial(blacklist_service.run, self))
         for name, connector in inbound:
-            spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
+            spawn(
+                f"inbound:{name}",
+                functools.partial(run_inbound, self, self._contexts[name], connector),
+            )
         self._inbound = inbound
         listen = config.http.host_port
         if listen is not None:
@@ -327,16 +332,9 @@ class Node:
         for spec in self.config.connectors:
             if not spec.enabled:
                 continue
-            context = ConnectorContext(
-                node_id=self.config.node,
-                name=spec.name,
-                options=spec.options,
-                log=get_logger(node=self.config.node_id, connector=spec.name),
-                base_dir=base_dir,
-                submit=self.submit,
-            )
+            context = connector_context(self, spec, base_dir)
             self._contexts[spec.name] = context
-            connector = instantiate(spec.plugin, context)
+            connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
                 outbound.append(
                     Outbound(
@@ -345,6 +343,7 @@ class Node:
                         connector,
                         context,
                         allowed_tlp=frozenset(spec.allowed_tlp),
+                        timeout_s=spec.timeout_s,
                     )
                 )
             else:
