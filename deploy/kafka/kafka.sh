@@ -3,6 +3,7 @@
 #
 #   deploy/kafka/kafka.sh start    fetch (once), format (once) and start; wait until it answers
 #   deploy/kafka/kafka.sh stop     stop the broker this script started, by its PID
+#   deploy/kafka/kafka.sh kill     kill it at once (SIGKILL), as a crash would
 #   deploy/kafka/kafka.sh status   say whether it runs, and where
 #   deploy/kafka/kafka.sh fetch    only fetch the jars
 #
@@ -333,6 +334,21 @@ status() {
   fi
 }
 
+# Kill the broker at once (SIGKILL), as a crash would: for failure tests.
+kill_now() {
+  if ! running; then
+    rm -f "$pidfile"
+    echo "kafka.sh: not running"
+    return 0
+  fi
+  local pid
+  pid=$(cat "$pidfile")
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$pidfile"
+  echo "kafka.sh: killed (pid $pid)"
+}
+
 reset() {
   running && die "stop it first"
   rm -rf "$run"
@@ -342,8 +358,9 @@ reset() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  kill) kill_now ;;
   status) status ;;
   fetch) fetch ;;
   reset) reset ;;
-  *) echo "usage: $0 start|stop|status|fetch|reset" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|status|fetch|reset" >&2; exit 2 ;;
 esac
