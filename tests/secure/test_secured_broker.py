@@ -259,3 +259,18 @@ async def test_nodes_configured_for_sasl_ssl_run_the_full_exchange_fr_to_de(
     finally:
         await fr.stop()
         await de.stop()
+
+
+async def test_the_operator_publishes_the_trust_list_over_sasl_ssl_and_members_read_it(
+    tmp_path: Path, secure_broker: SecureBroker, fed: Federation
+) -> None:
+    """`exchange trust publish --kafka-config` with the operator's principal writes the trust
+    topic, which FR may read (and, above, may not write)."""
+    config = tmp_path / "operator.toml"
+    table = secure_broker.kafka_table(OPERATOR)
+    config.write_text("[kafka]\n" + "".join(f'{k} = "{v}"\n' for k, v in table.items()))
+    args = ["trust", "publish", str(fed.trust_path), "--kafka-config", str(config),
+            "--prefix", fed.prefix]  # fmt: skip
+    assert await asyncio.to_thread(exchange_main, args) == 0
+    lists = await read_trust_lists(secure_broker.settings("FR"), fed.prefix)
+    assert [value for _, value in lists] == [fed.trust_path.read_bytes()]
