@@ -135,8 +135,7 @@ class KafkaSettings(BaseModel):
                     raise ValueError(f"sasl_password_file: no such file: {self.sasl_password_file}")
             elif self.sasl_password is None or not self.sasl_password.get_secret_value():
                 raise ValueError(
-                    f"sasl_password: required with {self.security_protocol}"
-                    " (or sasl_password_file)"
+                    f"sasl_password: required with {self.security_protocol} (or sasl_password_file)"
                 )
         files = {
             "ssl_cafile": self.ssl_cafile,

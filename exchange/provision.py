@@ -161,29 +161,29 @@ def desired_acls(
     prefix = policy.prefix
     data = [topic_name(kind, prefix) for kind in TopicKind]
     trust = trust_topic(prefix)
-    T, G, X = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
-    LIT, PRE = PatternType.LITERAL, PatternType.PREFIXED
+    t, g, x = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
+    lit, pre = PatternType.LITERAL, PatternType.PREFIXED
     out: set[Acl] = set()
     for node in members:
         who = policy.principal(node)
         for topic in data:
             for op in (Operation.READ, Operation.WRITE, Operation.DESCRIBE):
-                out.add(Acl(T, topic, LIT, who, op))
-            out.add(Acl(T, topic, LIT, who, Operation.DESCRIBE_CONFIGS))
+                out.add(Acl(t, topic, lit, who, op))
+            out.add(Acl(t, topic, lit, who, Operation.DESCRIBE_CONFIGS))
         for op in (Operation.READ, Operation.DESCRIBE, Operation.DESCRIBE_CONFIGS):
-            out.add(Acl(T, trust, LIT, who, op))
+            out.add(Acl(t, trust, lit, who, op))
         group = member_group(prefix, node)
-        for name, pattern in ((group, LIT), (f"{group}.", PRE)):
+        for name, pattern in ((group, lit), (f"{group}.", pre)):
             for op in (Operation.READ, Operation.DESCRIBE):
-                out.add(Acl(G, name, pattern, who, op))
+                out.add(Acl(g, name, pattern, who, op))
             for op in (Operation.WRITE, Operation.DESCRIBE):
-                out.add(Acl(X, name, pattern, who, op))
+                out.add(Acl(x, name, pattern, who, op))
     for who in readers:
         for topic in [*data, trust]:
             for op in (Operation.READ, Operation.DESCRIBE, Operation.DESCRIBE_CONFIGS):
-                out.add(Acl(T, topic, LIT, who, op))
+                out.add(Acl(t, topic, lit, who, op))
         for op in (Operation.READ, Operation.DESCRIBE):
-            out.add(Acl(G, f"{prefix}.audit.", PRE, who, op))
+            out.add(Acl(g, f"{prefix}.audit.", pre, who, op))
     return out
 
 

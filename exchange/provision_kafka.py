@@ -44,7 +44,7 @@ def _check(code: int, message: str | None, action: str) -> None:
 
 
 async def _send(admin: AIOKafkaAdminClient, request: Any) -> Any:
-    return await admin._send_request(request)  # noqa: SLF001 - no public ACL API in aiokafka
+    return await admin._send_request(request)
 
 
 async def read_topics(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[str, ExistingTopic]:
@@ -65,15 +65,13 @@ async def read_topics(admin: AIOKafkaAdminClient, names: Sequence[str]) -> dict[
         for resource in response.resources:
             _check(resource[0], resource[1], f"describing configs of {resource[3]}")
             configs[resource[3]] = {e[0]: e[1] for e in resource[4] if e[1] is not None}
-    return {
-        n: ExistingTopic(n, shape[n][0], shape[n][1], configs[n]) for n in wanted if n in shape
-    }
+    return {n: ExistingTopic(n, shape[n][0], shape[n][1], configs[n]) for n in wanted if n in shape}
 
 
 async def read_acls(admin: AIOKafkaAdminClient) -> list[Acl]:
     """Every ALLOW ACL for any host on topics, groups and transactional ids (others, such
     as DENY rules an operator made by hand, are not provisioning's and are left alone)."""
-    request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)  # type: ignore[arg-type]
+    request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
     response = await _send(admin, request)
     _check(response.error_code, response.error_message, "describing ACLs")
     out: list[Acl] = []

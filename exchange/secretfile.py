@@ -13,7 +13,9 @@ def read_secret(path: Path, field: str) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([(field, f"cannot read {path}: {exc}")], reason=Reason.BAD_CONFIG) from None
+        raise InputError(
+            [(field, f"cannot read {path}: {exc}")], reason=Reason.BAD_CONFIG
+        ) from None
     secret = text.splitlines()[0].strip() if text.strip() else ""
     if not secret:
         raise InputError([(field, f"{path} is empty")], reason=Reason.BAD_CONFIG)

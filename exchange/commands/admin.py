@@ -58,9 +58,7 @@ def _policy(args: argparse.Namespace, settings: KafkaSettings) -> Policy:
     if args.partitions < 1:
         problems.append(("--partitions", f"must be >= 1, got {args.partitions}"))
     if args.min_insync_replicas is not None and not 1 <= args.min_insync_replicas <= rf:
-        problems.append(
-            ("--min-insync-replicas", f"must be 1..{rf} (the replication factor)")
-        )
+        problems.append(("--min-insync-replicas", f"must be 1..{rf} (the replication factor)"))
     if args.retention_days is not None and args.retention_days < 1:
         problems.append(("--retention-days", "must be >= 1 (omit it to keep every record)"))
     if "{node}" not in args.principal_format:
