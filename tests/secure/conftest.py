@@ -12,13 +12,14 @@ from tests.helpers.secure import SecureBroker
 
 @pytest.fixture(scope="session")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    """A secured broker on free ports with users FR, DE, NL, an outsider and the operator;
+    """A secured broker on free ports with users FR, DE, NL, an outsider (XX), an auditor and
+    the operator;
     stopped and wiped at the end."""
     broker = SecureBroker(
         tmp_path_factory.mktemp("secure"),
         free_port(),
         free_port(),
-        users=("FR", "DE", "NL", "XX"),
+        users=("FR", "DE", "NL", "XX", "auditor"),
     )
     broker.start()
     try:

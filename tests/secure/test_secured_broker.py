@@ -4,6 +4,7 @@ provisioned by ``exchange admin provision`` get in, and only to what is theirs."
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ async def fed(tmp_path: Path, secure_broker: SecureBroker) -> Federation:
         valid_from=NOW - timedelta(days=30),
     )
     operator = secure_broker.settings(OPERATOR)
-    await provision(operator, policy(federation.prefix), federation.trust, [])
+    await provision(operator, policy(federation.prefix), federation.trust, ["User:auditor"])
     return federation
 
 
@@ -219,10 +220,11 @@ async def _produce(settings: KafkaSettings, topic: str, value: bytes) -> None:
 
 
 async def test_nodes_configured_for_sasl_ssl_run_the_full_exchange_fr_to_de(
-    secure_broker: SecureBroker, fed: Federation
+    tmp_path: Path, secure_broker: SecureBroker, fed: Federation
 ) -> None:
     """FR and DE, each with its own SCRAM user (password from a file) over TLS, exchange
-    alerts through the provisioned topics: DE stores what FR sent."""
+    alerts through the provisioned topics: DE stores what FR sent, and the auditor's
+    replay over SASL_SSL (a read-only principal) finds it clean."""
     fast: dict[str, Any] = {
         "http": {"listen": ""},
         "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
@@ -247,6 +249,14 @@ async def test_nodes_configured_for_sasl_ssl_run_the_full_exchange_fr_to_de(
     finally:
         await fr.stop()
         await de.stop()
+    config = tmp_path / "auditor.toml"
+    table = secure_broker.kafka_table("auditor")
+    config.write_text("[kafka]\n" + "".join(f'{k} = "{v}"\n' for k, v in table.items()))
+    report = tmp_path / "audit.json"
+    args = ["audit", "replay", "--kafka-config", str(config), "--prefix", fed.prefix,
+            "--trust", str(fed.trust_path), "--report", str(report)]  # fmt: skip
+    assert await asyncio.to_thread(exchange_main, args) == 0
+    assert json.loads(report.read_text())["violations"] == []
 
 
 async def test_the_operator_publishes_the_trust_list_over_sasl_ssl_and_members_read_it(
