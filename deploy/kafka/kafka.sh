@@ -34,8 +34,9 @@
 # NCP_KAFKA_CLUSTER_ID (the same on every node), NCP_KAFKA_REPLICATION (replication of
 # Kafka's internal topics and the default RF: 1), NCP_KAFKA_MIN_ISR (1).
 #
-# Topic auto-creation: NCP_KAFKA_AUTO_CREATE (true|false). Off for a secured broker and a
-# cluster node (topics come from `exchange admin provision`, or a node's ensure_topics).
+# Topic auto-creation: NCP_KAFKA_AUTO_CREATE (default false, as on the federation's
+# cluster): topics come from `exchange admin provision`, a node's ensure_topics, or a
+# test's create_topics. A typo in a topic name is then an error, not a new topic.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,11 +62,7 @@ case "$security" in
   plaintext | sasl_ssl) ;;
   *) echo "kafka.sh: NCP_KAFKA_SECURITY must be plaintext or sasl_ssl, not $security" >&2; exit 2 ;;
 esac
-if [ "$security" = sasl_ssl ] || [ -n "$voters" ]; then
-  auto_create=${NCP_KAFKA_AUTO_CREATE:-false}
-else
-  auto_create=${NCP_KAFKA_AUTO_CREATE:-true}
-fi
+auto_create=${NCP_KAFKA_AUTO_CREATE:-false}
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
 

@@ -190,7 +190,8 @@ async def test_a_member_removed_from_the_trust_list_loses_its_acls(
     data = fed.trust.to_avro()
     data["members"] = [m for m in data["members"] if m["node_id"] != "NL"]
     without_nl = TrustList.from_avro({**data, "version": data["version"] + 1})
-    changes = await provision(secure_broker.settings(OPERATOR), policy(fed.prefix), without_nl, [])
+    operator = secure_broker.settings(OPERATOR)
+    changes = await provision(operator, policy(fed.prefix), without_nl, ["User:auditor"])
     assert changes.delete_acls
     assert all(a.principal == "User:NL" for a in changes.delete_acls)
     with pytest.raises(TopicAuthorizationFailedError):
