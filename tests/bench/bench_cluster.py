@@ -84,7 +84,7 @@ async def failover_ms(directory: Path, cluster: LocalCluster, n: int) -> float:
         state = await partition_state(cluster.bootstrap, topic)
         victim = Counter(lead for lead, _ in state.values()).most_common(1)[0][0]
         led = sorted(p for p, (lead, _) in state.items() if lead == victim)
-        killed_ms = time.time() * 1000
+        killed_us = time.time() * 1_000_000  # the store keeps times in microseconds
         await asyncio.to_thread(cluster.kill, victim)
         await enqueue(fed, "FR", alert_items(fed, "FR", n - n // 4, start=n // 4))
         query = (
@@ -95,13 +95,13 @@ async def failover_ms(directory: Path, cluster: LocalCluster, n: int) -> float:
         async with asyncio.timeout(300):
             while first is None:
                 with sqlite3.connect(fed.db_path("DE")) as db:
-                    rows = db.execute(query, (topic, killed_ms)).fetchall()
+                    rows = db.execute(query, (topic, killed_us)).fetchall()
                 times = [t for p, t in rows if p in led]
                 first = min(times) if times else None
                 await asyncio.sleep(0.1)
         await de.wait_until(lambda: de.metrics.stored.value() >= n, 600)
         await asyncio.to_thread(cluster.restart, victim)
-        return float(first - killed_ms)
+        return (first - killed_us) / 1000
     finally:
         await fr.stop()
         await de.stop()
