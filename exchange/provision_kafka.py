@@ -32,6 +32,7 @@ from exchange.provision import (
     TopicSpec,
 )
 
+_SECURITY_DISABLED = 54  # the cluster has no authorizer
 _ANY = 1  # the ANY code of resource types, pattern types, operations and permissions
 
 
@@ -73,6 +74,12 @@ async def read_acls(admin: AIOKafkaAdminClient) -> list[Acl]:
     as DENY rules an operator made by hand, are not provisioning's and are left alone)."""
     request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
     response = await _send(admin, request)
+    if response.error_code == _SECURITY_DISABLED:
+        raise ExchangeError(
+            Reason.BAD_CONFIG,
+            "describing ACLs: the cluster has no authorizer; a closed bus needs Kafka's"
+            " StandardAuthorizer (authorizer.class.name) and SASL_SSL listeners",
+        )
     _check(response.error_code, response.error_message, "describing ACLs")
     out: list[Acl] = []
     kinds = {t.value for t in ResourceType}
