@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 KAFKA  := deploy/kafka/kafka.sh
 
-.PHONY: install system-deps broker broker-stop test test-unit test-stress lint bench demo clean
+.PHONY: install system-deps broker broker-stop test test-cluster test-unit test-stress lint bench demo clean
 
 # The native ZIP-215 verifier (exchange_zip215, used by exchange/zip215.py) is built
 # where there is a Rust toolchain: cargo on PATH, or rustup's ~/.cargo/bin. Its cargo
@@ -60,6 +60,11 @@ test: $(STAMP)
 STRESS_RUNS ?= 5
 test-stress: $(STAMP)
 	$(PY) -m tests.stress $(STRESS_RUNS)
+
+# The three-broker cluster tests (deploy/kafka/cluster.sh on free ports): brokers killed
+# mid-stream; a few minutes, so outside `make test` (.ci/run runs both).
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q -m cluster tests/cluster $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)

@@ -138,7 +138,7 @@ class KafkaConfig(KafkaSettings):
 
     topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
-    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file")
     @classmethod
     def _relative_to_config(cls, value: Path | None) -> Path | None:
         return None if value is None else _resolve(value)

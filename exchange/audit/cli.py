@@ -159,7 +159,7 @@ def _kafka_file(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise InputError([("--kafka-config", f"{path}: no [kafka] table")])
     table = dict(table)
-    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
         if isinstance(table.get(key), str):
             table[key] = str((path.parent / Path(table[key]).expanduser()).resolve())
     return table

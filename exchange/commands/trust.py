@@ -205,12 +205,21 @@ def _publish(args: argparse.Namespace) -> int:
     path = Path(args.file)
     trust = load_trust_list(path, _root(args), root_fingerprint=args.root_fingerprint)
     signed = path.read_bytes()
-    try:
-        settings = bus.load_settings(
-            {"bootstrap_servers": args.bootstrap, "client_id": "ncp-trust"}
-        )
-    except InputError:
-        raise InputError([("--bootstrap", f"expected HOST:PORT, got {args.bootstrap!r}")]) from None
+    if args.kafka_config is not None:  # a secured cluster: the operator's [kafka] table
+        from exchange.audit.cli import _kafka_settings
+
+        settings = _kafka_settings(args)
+    elif args.bootstrap is None:
+        raise InputError([("--bootstrap", "name the cluster: --bootstrap or --kafka-config")])
+    else:
+        try:
+            settings = bus.load_settings(
+                {"bootstrap_servers": args.bootstrap, "client_id": "ncp-trust"}
+            )
+        except InputError:
+            raise InputError(
+                [("--bootstrap", f"expected HOST:PORT, got {args.bootstrap!r}")]
+            ) from None
     topic = trust_topic(args.prefix)
     published = asyncio.run(bus.read_trust_lists(settings, args.prefix))
     highest: TrustList | None = None
@@ -286,7 +295,14 @@ def register(subparsers: Any) -> None:
         "publish", help="publish the signed list to <prefix>.trust.v1 (nodes follow it live)"
     )
     common(publish)
-    publish.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    publish.add_argument("--bootstrap", metavar="HOST:PORT")
+    publish.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with a [kafka] table (SASL_SSL: the operator's principal), instead of"
+        " --bootstrap",
+    )
     publish.add_argument("--prefix", default="ncp", help="federation topic prefix (ncp)")
     publish.add_argument(
         "--root-fingerprint", metavar="HEX", help="pinned root key fingerprint (SHA-256, hex)"
