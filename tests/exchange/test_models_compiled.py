@@ -82,7 +82,7 @@ def test_a_reason_with_braces_is_reported_verbatim() -> None:
 
 def test_a_wire_payload_with_a_control_character_is_refused_naming_the_field() -> None:
     """from_avro (the node's path) refuses a record whose title has a newline: INVALID_PAYLOAD."""
-    record = to_avro(parse_payload(MessageType.OFFENCE_ALERT, ALERT, now=NOW))  # type: ignore[arg-type]
+    record = to_avro(parse_payload(MessageType.OFFENCE_ALERT, ALERT, now=NOW))
     record["title"] = "two\nlines"
     _, decoded = codec.decode(codec.encode("OffenceAlert", record))
     with pytest.raises(WireError) as info:
