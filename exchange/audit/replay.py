@@ -119,6 +119,7 @@ class _Replay:
     def outcome(self, anchored_topics: Callable[[], Collection[str]]) -> ReplayOutcome:
         late_start = sorted(anchored_topics())
         violations = self.checker.finish(late_start)
+        self.checker.close()
         by_kind: dict[str, int] = dict(self.checker.unlisted)
         for v in violations:
             by_kind[v.kind] = by_kind.get(v.kind, 0) + 1
