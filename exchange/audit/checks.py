@@ -142,7 +142,8 @@ class ChainChecker:
 
     It keeps per (sender, topic) only what the chain checks need, in columns
     (:class:`Columns`, 112 bytes a record), moved to scratch files under ``spill_dir``
-    (the system's temporary directory by default) each time ``run_records`` are held;
+    (the system's temporary directory by default) each time ``run_records`` (default
+    :data:`RUN_RECORDS`, read when the checker is made) are held;
     detail is built only for records that end up in a violation.
     """
 
@@ -151,12 +152,12 @@ class ChainChecker:
         *,
         anchored: bool = False,
         max_listed: int = MAX_LISTED,
-        run_records: int = RUN_RECORDS,
+        run_records: int | None = None,
         spill_dir: str | Path | None = None,
     ) -> None:
         self.anchored = anchored
         self.max_listed = max_listed
-        self.run_records = run_records
+        self.run_records = RUN_RECORDS if run_records is None else run_records
         #: Record violations past ``max_listed``, counted by kind but not kept: a flood of
         #: garbage on the bus must not grow the auditor's memory without bound.
         self.unlisted: Counter[str] = Counter()
