@@ -29,6 +29,10 @@ _VALUE_CHECKS: dict[IndicatorType, Any] = {
     IndicatorType.EMAIL: validators.email,
     IndicatorType.CRYPTO_WALLET: validators.wallet,
 }  # ONLINE_HANDLE: any Line (no control characters), which the field type checks
+#: Types with no qualifier field (hash_algorithm, platform, currency all null).
+_PLAIN = frozenset(
+    {IndicatorType.URL, IndicatorType.DOMAIN, IndicatorType.IP_ADDRESS, IndicatorType.EMAIL}
+)
 
 
 def _only_for(kind: IndicatorType, itype: IndicatorType, field: str, value: Any) -> str | None:
@@ -77,6 +81,22 @@ class Indicator(Model):
 
     @model_validator(mode="after")
     def _agree(self) -> Self:
+        if (
+            self.hash_algorithm is None
+            and self.platform is None
+            and self.currency is None
+            and self.type in _PLAIN
+        ):
+            try:  # the common case: no qualifier, and a value that passes
+                _VALUE_CHECKS[self.type](self.value)
+            except ValueError:
+                pass  # said in words below
+            else:
+                return self
+        return self._every_problem()
+
+    def _every_problem(self) -> Self:
+        """Every field at odds with ``type``, named; or ``self`` when none is."""
         itype, algorithm, currency = self.type, self.hash_algorithm, self.currency
         problems: list[tuple[str, Any, str]] = []
         why = _only_for(IndicatorType.FILE_HASH, itype, "hash_algorithm", algorithm)
