@@ -294,10 +294,8 @@ class ChainChecker:
         entries: dict[tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes]]] = {}
         for key, number in self._numbers.items():
             sender, topic = key
-            if key in self._chains:
-                c = self._chains[key]
-            else:
-                c = self._spill.load(number, Columns())
+            in_memory = self._chains.get(key)
+            c = self._spill.load(number, Columns()) if in_memory is None else in_memory
             anchored = self.anchored or topic in anchored_topics
             found.extend(_check_chain(sender, topic, c, anchored))
             if dups or self._dup_text:

@@ -2,8 +2,8 @@
 
 Each measurement runs in a fresh process (``spawn``), which reports its peak resident
 set (``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` would carry the parent's size
-across the spawn's exec) and its resident set just before the work (``VmRSS``); the figure is the peak, and "bytes a record" is
-(peak - before) / records.
+across the spawn's exec) and its resident set just before the work (``VmRSS``); the
+figure is the peak, and "bytes a record" is (peak - before) / records.
 
 - **The chain checks alone, at full scale** (no broker, no signatures): synthetic
   verified records of 27 senders on two topics, in 1,000-record blocks as the
@@ -20,8 +20,10 @@ across the spawn's exec) and its resident set just before the work (``VmRSS``); 
   the history, beside it). ``ctx.n(10_000_000)`` records as well, but sealing and
   verifying real records costs minutes per million on this machine: run it at
   ``BENCH_SCALE=0.02`` (200k) while developing; ``BENCH_AUDIT_REPLAY_SCALE`` sets its
-  scale apart from the checks' (e.g. ``BENCH_SCALE=1 BENCH_AUDIT_REPLAY_SCALE=0.05``).
-  Also once with everything in memory, for the ratio.
+  scale apart from the checks' (e.g. ``BENCH_SCALE=1 BENCH_AUDIT_REPLAY_SCALE=0.05``;
+  0 skips it). The replay holds a tenth of its records at a time (``RUN_RECORDS``), so
+  that a run of minutes shows the bound a 10M replay has with the default million;
+  then once with everything in memory, for the ratio.
 
 10M-record estimates print the method: measured peak + (10M - records) x the bytes a
 record still held in memory beyond the run (8 a record for the volume chart's
