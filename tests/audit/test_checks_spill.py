@@ -77,8 +77,12 @@ def found(checker: ChainChecker) -> list[tuple[str, str, int]]:
     return [(v.kind, v.topic, v.offset) for v in checker.finish()]
 
 
-def test_a_duplicate_id_and_a_gap_are_found_among_many_spilled_records() -> None:
-    """20k records in shuffled blocks: one id reused across topics and one missing sequence."""
+def test_a_duplicate_id_and_a_gap_are_found_among_many_spilled_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """20k records in shuffled blocks, their ids written to the bucket files 4 KB at a time:
+    one id reused across topics and one missing sequence are found."""
+    monkeypatch.setattr(exchange.audit.spill, "KEY_BUFFER_BYTES", 4096)
     n = 20_000
     checker = ChainChecker(run_records=1000)
     reused = mid("FR", T, 777)
