@@ -60,6 +60,7 @@ from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
 from nodes.pipeline import PipelineContext, TopicPolicy
+from nodes.pseudonyms.node import PseudonymPart
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
@@ -130,6 +131,7 @@ class Node:
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
         self._started = False
+        self.pseudonyms: PseudonymPart | None = None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -189,6 +191,8 @@ class Node:
         spawn("consumer", self._consume)
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
+        self.pseudonyms = PseudonymPart(self, decrypter, trust)
+        spawn("pseudonyms", self.pseudonyms.run)
         for name, connector in inbound:
             spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
         self._inbound = inbound
@@ -229,6 +233,8 @@ class Node:
                 self.consumer.open_pool.reconfigure(self.consumer.context)
         if self.publisher is not None:
             self.publisher.trust = trust
+        if self.pseudonyms is not None:
+            self.pseudonyms.adopt(trust)
 
     async def _follow_trust(self, kafka: KafkaSettings) -> None:
         """Follow the trust topic from the list in force now (a restart resumes from it)."""
@@ -276,7 +282,7 @@ class Node:
             if loop.task is None or name.startswith("outbound:"):
                 continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name in ("retention", "trust") or name.startswith("inbound:"):
+            if waiting or name in ("retention", "trust", "pseudonyms") or name.startswith("inbound:"):
                 loop.task.cancel()  # nothing in flight to finish
             tasks.append(loop.task)
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())
@@ -422,6 +428,8 @@ class Node:
             problems.append(f"publisher: {self.publisher.last_error}")
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
+        if self.pseudonyms is not None:
+            problems.extend(await self.pseudonyms.problems(self.clock()))
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:

@@ -24,6 +24,8 @@ from typing import Any
 from exchange.errors import InputError
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.keys import EncryptionKey, SigningKey
+from exchange.pseudonyms.keys import new_key, wrap
+from exchange.pseudonyms.rotation import recipients_of
 from exchange.topics import DEFAULT_PREFIX
 from exchange.trust import KeyEntry, Member, TrustList, root_fingerprint
 
@@ -166,6 +168,15 @@ def init_federation(
         issued_at=now,
         root_public_key=root.public_bytes,
         members=members,
+    )
+    # the first pseudonym key, wrapped for every member, in version 1 itself
+    trust = TrustList(
+        federation=federation,
+        version=1,
+        issued_at=now,
+        root_public_key=root.public_bytes,
+        members=members,
+        pseudonym_keys=[wrap(new_key(now), recipients_of(trust, now))],
     )
     signed = trust.sign(root)
     trust_path = directory / "trust.list"
