@@ -1,7 +1,7 @@
 """Handle normalization: one spelling per pseudonym, so a hit does not depend on typing.
 
 Every node normalizes a handle the same way before it indexes or blinds it; a query
-for ``@J0hn_Doe`` and an index entry ``ｊ０ｈｎ_ｄｏｅ`` must meet. The steps, in order:
+for ``@J0hn_Doe`` and an index entry spelled in full-width letters must meet. The steps, in order:
 
 1. Unicode NFKC (compatibility forms: full-width letters, ligatures, super/subscripts);
 2. drop format and invisible characters (zero-width space/joiner, BOM, soft hyphen);
@@ -33,17 +33,64 @@ MAX_PLATFORM = 100
 #: Cyrillic and Greek letters that look like Latin ones (Unicode confusables.txt, the
 #: subset that renders identically in common fonts), folded before case folding.
 CONFUSABLES: Mapping[str, str] = {
-    # Cyrillic lower / upper
-    "а": "a", "А": "A", "в": "b", "В": "B", "с": "c", "С": "C", "е": "e", "Е": "E",
-    "һ": "h", "Н": "H", "і": "i", "І": "I", "ј": "j", "Ј": "J", "к": "k", "К": "K",
-    "м": "m", "М": "M", "о": "o", "О": "O", "р": "p", "Р": "P", "ԛ": "q", "ѕ": "s",
-    "Ѕ": "S", "т": "t", "Т": "T", "у": "y", "У": "Y", "х": "x", "Х": "X", "ԁ": "d",
-    "ԝ": "w", "Ԝ": "W",
-    # Greek
-    "α": "a", "Α": "A", "Β": "B", "ε": "e", "Ε": "E", "Η": "H", "ι": "i", "Ι": "I",
-    "Κ": "K", "κ": "k", "Μ": "M", "Ν": "N", "ν": "v", "ο": "o", "Ο": "O", "Ρ": "P",
-    "ρ": "p", "Τ": "T", "τ": "t", "υ": "u", "Χ": "X", "χ": "x", "Υ": "Y", "Ζ": "Z",
-}  # fmt: skip
+    "\u0430": "a",
+    "\u0410": "A",
+    "\u0412": "B",
+    "\u0441": "c",
+    "\u0421": "C",
+    "\u0435": "e",
+    "\u0415": "E",
+    "\u04bb": "h",
+    "\u041d": "H",
+    "\u0456": "i",
+    "\u0406": "I",
+    "\u0458": "j",
+    "\u0408": "J",
+    "\u043a": "k",
+    "\u041a": "K",
+    "\u043c": "m",
+    "\u041c": "M",
+    "\u043e": "o",
+    "\u041e": "O",
+    "\u0440": "p",
+    "\u0420": "P",
+    "\u051b": "q",
+    "\u0455": "s",
+    "\u0405": "S",
+    "\u0442": "t",
+    "\u0422": "T",
+    "\u0443": "y",
+    "\u0423": "Y",
+    "\u0445": "x",
+    "\u0425": "X",
+    "\u0501": "d",
+    "\u051d": "w",
+    "\u051c": "W",
+    "\u03b1": "a",
+    "\u0391": "A",
+    "\u0392": "B",
+    "\u03b5": "e",
+    "\u0395": "E",
+    "\u0397": "H",
+    "\u03b9": "i",
+    "\u0399": "I",
+    "\u039a": "K",
+    "\u03ba": "k",
+    "\u039c": "M",
+    "\u039d": "N",
+    "\u03bd": "v",
+    "\u03bf": "o",
+    "\u039f": "O",
+    "\u03a1": "P",
+    "\u03c1": "p",
+    "\u03a4": "T",
+    "\u03c4": "t",
+    "\u03c5": "u",
+    "\u03a7": "X",
+    "\u03c7": "x",
+    "\u03a5": "Y",
+    "\u0396": "Z",
+}  # Cyrillic then Greek; escapes, so the source shows which letter is meant
 _CONFUSABLE_TABLE = str.maketrans(dict(CONFUSABLES))
 #: Format characters that render as nothing.
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e")

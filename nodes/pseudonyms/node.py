@@ -103,7 +103,8 @@ class PseudonymPart:
                 done = await self.service.respond_once(now)
                 self.answered += done
                 if done:
-                    self.node.publisher and self.node.publisher.wake()
+                    if self.node.publisher is not None:
+                        self.node.publisher.wake()
                     continue
                 self.overdue.set(await self.service.overdue(now))
                 self.wake.clear()

@@ -20,7 +20,7 @@ from exchange.pseudonyms.keys import PseudonymKey, blind
 from nodes.store import codecs as c
 from nodes.store.base import AuditEvent, OutboxItem, Store, StoreError
 
-__all__ = ["IndexHit", "Incoming", "PseudonymRepo", "Request", "repo_for"]
+__all__ = ["Incoming", "IndexHit", "PseudonymRepo", "Request", "repo_for"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from exchange.pseudonyms.csvfile import IndexEntry
 from exchange.pseudonyms.keys import PseudonymKey
-from nodes.pseudonyms.repo import IndexHit, Incoming, Request, blinds_for, dump_facts, outbox_row
+from nodes.pseudonyms.repo import Incoming, IndexHit, Request, blinds_for, dump_facts, outbox_row
 from nodes.store import postgres_ops as ops
 from nodes.store.base import AuditEvent, OutboxItem, StoreError
 from nodes.store.postgres import PostgresStore
@@ -178,7 +178,8 @@ class PostgresPseudonyms:
         async def work(conn: Conn) -> int:
             return int(
                 await conn.fetchval(
-                    "SELECT count(*) FROM pseudonym_requests WHERE sender = $1 AND received_at >= $2",
+                    "SELECT count(*) FROM pseudonym_requests"
+                    " WHERE sender = $1 AND received_at >= $2",
                     sender,
                     since,
                 )

@@ -6,12 +6,13 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from exchange.pseudonyms.csvfile import IndexEntry
 from exchange.pseudonyms.keys import PseudonymKey
-from nodes.pseudonyms.repo import IndexHit, Incoming, Request, blinds_for, dump_facts
+from nodes.pseudonyms.repo import Incoming, IndexHit, Request, blinds_for, dump_facts
 from nodes.store import codecs as c
 from nodes.store import sqlite_ops as ops
 from nodes.store.base import AuditEvent, OutboxItem, StoreError
@@ -101,10 +102,8 @@ class SqlitePseudonyms:
                     (key.key_id,),
                 ).fetchall()
                 for start in range(0, len(rows), _CHUNK):
-                    part = rows[start : start + _CHUNK]
-                    ops.in_transaction(
-                        lambda cn, p=part: cn.executemany(_BLIND, blinds_for(p, [key])), conn
-                    )
+                    made_blinds = blinds_for(rows[start : start + _CHUNK], [key])
+                    ops.in_transaction(partial(_put_blinds, made_blinds), conn)
                 made += len(rows)
             return made
 
@@ -262,6 +261,10 @@ class SqlitePseudonyms:
             return [(s, c.from_micros(t), json.loads(p)) for s, t, p in rows]
 
         return await self.store._call(work)
+
+
+def _put_blinds(rows: list[tuple[str, bytes, int]], conn: Conn) -> None:
+    conn.executemany(_BLIND, rows)
 
 
 def _enqueue(conn: Conn, items: Sequence[OutboxItem]) -> list[int]:

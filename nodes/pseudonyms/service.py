@@ -144,7 +144,7 @@ class PseudonymService:
                     status="pending",
                     decided_at=None,
                     actor=None,
-                    index_id=hit and hit.index_id,
+                    index_id=None if hit is None else hit.index_id,
                 )
             else:
                 assert key is not None

@@ -160,7 +160,7 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
             service(de), de.store, csv_path, actor="cli:de-analyst", now=datetime.now(UTC)
         )
         assert (kept, problems) == (2, [])
-        query_id = await ask(fr, "＠DARK_SELLER42")  # full-width @ and upper case: same handle
+        query_id = await ask(fr, "\uff20DARK_SELLER42")  # full-width @ and upper case: same handle
         got = await answers(fr, query_id, 2)
         assert got["DE"]["outcome"] == "HIT"
         assert (got["DE"]["case_reference"], got["DE"]["contact_unit"]) == (
@@ -168,7 +168,8 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
             "BKA SO41 cyber patrol",
         )
         assert got["DE"]["details"] is None
-        assert got["NL"]["outcome"] == "NO_HIT" and got["NL"]["case_reference"] is None
+        assert got["NL"]["outcome"] == "NO_HIT"
+        assert got["NL"]["case_reference"] is None
 
         follow = await ask(
             fr, follow_up_of=query_id, case_reference="DE-BKA-2026-117", recipients=["DE"]
@@ -204,7 +205,8 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
         events = [e.details.get("event") for e in de_audit]
         assert events.index("pseudonym_approval") < events.index("pseudonym_disclosure")
         disclosure = next(e for e in de_audit if e.details.get("event") == "pseudonym_disclosure")
-        assert disclosure.action is AuditAction.DISCLOSURE and disclosure.recipients == ("FR",)
+        assert disclosure.action is AuditAction.DISCLOSURE
+        assert disclosure.recipients == ("FR",)
         assert disclosure.actor == "cli:de-duty-officer"
         fr_events = [e.event.details.get("event") for e in await fr.store.audit_entries()]
         assert {"pseudonym_query", "pseudonym_details_request"} <= set(fr_events)
@@ -231,7 +233,8 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
         if env.sender != "DE" or env.message_type is not MessageType.PSEUDONYM_RESPONSE:
             continue
         from_de += 1
-        assert env.recipients == ("FR",) and isinstance(env.body, EncryptedBody)
+        assert env.recipients == ("FR",)
+        assert isinstance(env.body, EncryptedBody)
         assert (
             open_verified(verified, now=at, reader=NodeId("NL"), decryption_key=nl_key).payload
             is None
