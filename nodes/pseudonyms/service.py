@@ -24,14 +24,14 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from exchange.errors import InputError
+from exchange.errors import ExchangeError, InputError
 from exchange.ids import NodeId
 from exchange.pseudonyms.decide import QueryFacts, ResponderPolicy, first_refusal
 from exchange.pseudonyms.keys import Keyring, blind
 from exchange.pseudonyms.normalize import HandleError, normalize_handle, normalize_platform
 from exchange.trust import TrustList
 from nodes.inbound import build_item
-from nodes.pseudonyms.repo import PseudonymRepo, Request
+from nodes.pseudonyms.repo import Incoming, PseudonymRepo, Request
 from nodes.store.base import AuditAction, AuditEvent, OutboxItem
 
 __all__ = ["ANSWER_HANDLING", "PseudonymService"]
@@ -40,6 +40,17 @@ __all__ = ["ANSWER_HANDLING", "PseudonymService"]
 ANSWER_HANDLING = {"tlp": "AMBER", "code": "H2"}
 QUERY_HANDLING = {"tlp": "AMBER", "code": "H2"}
 HOUR = timedelta(hours=1)
+UNANSWERABLE = "unanswerable"
+#: What the node's request row and audit entry keep of a query (never a handle).
+LOGGED_FIELDS = (
+    "platform",
+    "purpose",
+    "legal_basis",
+    "requested_detail",
+    "follow_up_of",
+    "case_reference",
+    "category",
+)
 
 
 class PseudonymService:
@@ -99,91 +110,84 @@ class PseudonymService:
         incoming = await self.repo.new_queries(self.topic, self.node, limit)
         ring = self.keyring()
         for q in incoming:
-            payload = q.payload
-            recent = await self.repo.recent_count(q.sender, q.received_at - HOUR)
-            key = ring.accepted(str(payload.get("pseudonym_key_id", "")), q.received_at)
-            facts = QueryFacts(q.sender, payload, recent, key is not None)
-            kind = "details" if facts.is_details else "query"
-            logged = {
-                k: payload.get(k)
-                for k in (
-                    "platform",
-                    "purpose",
-                    "legal_basis",
-                    "requested_detail",
-                    "follow_up_of",
-                    "case_reference",
-                    "category",
-                )
-            }
-            req = Request(
-                sender=q.sender,
-                message_id=q.message_id,
-                query_id=str(payload.get("query_id")),
-                kind=kind,
-                received_at=q.received_at,
-                status="refused",
-                reason=None,
-                facts=logged,
-                decided_at=now,
-                actor=self.actor,
-            )
-            refusal = first_refusal(facts, self.policy)
+            req, answer = await self._judge(q, ring)
+            req = replace(req, decided_at=None if req.status == "pending" else now)
             items: list[OutboxItem] = []
-            if refusal is not None:
-                req = replace(req, reason=str(refusal))
-                items.append(
-                    self._answer(
-                        req, now, hit=False, outcome="REFUSED", refusal_reason=str(refusal)[:500]
-                    )
-                )
-            elif kind == "details":
-                hit = await self.repo.entry_for_case(str(payload["case_reference"]))
-                req = replace(
-                    req,
-                    status="pending",
-                    decided_at=None,
-                    actor=None,
-                    index_id=None if hit is None else hit.index_id,
-                )
-            else:
-                assert key is not None
-                hit = await self.repo.lookup(
-                    key.key_id, bytes.fromhex(str(payload["blinded_handle"]))
-                )
-                if hit is None:
-                    req = replace(req, status="no_hit")
-                    items.append(self._answer(req, now, hit=False, outcome="NO_HIT"))
+            if answer is not None:
+                made = self._safe_answer(req, now, **answer)
+                if isinstance(made, str):
+                    req = replace(req, status="refused", reason=made[:500], index_id=None)
                 else:
-                    req = replace(req, status="hit", index_id=hit.index_id)
-                    items.append(
-                        self._answer(
-                            req,
-                            now,
-                            hit=True,
-                            outcome="HIT",
-                            case_reference=hit.case_reference,
-                            contact_unit=hit.contact_unit,
-                        )
-                    )
+                    items.append(made)
+            event = "pseudonym_answer" if items else "pseudonym_unanswerable"
+            if req.status == "pending":
+                event = "pseudonym_details_requested"
             audit = AuditEvent(
                 at=now,
                 action=AuditAction.CONSULTATION,
                 actor=self.actor,
-                justification=str(payload.get("justification", "")),
+                justification=str(q.payload.get("justification", "")),
                 recipients=(q.sender,) if items else (),
                 subject=str(q.message_id),
                 details={
-                    "event": "pseudonym_answer" if items else "pseudonym_details_requested",
+                    "event": event,
                     "query_id": req.query_id,
                     "requester": q.sender,
                     "status": req.status,
                     "reason": req.reason,
-                    **{k: v for k, v in logged.items() if v is not None},
+                    **{k: v for k, v in req.facts.items() if v is not None},
                 },
             )
             await self.repo.settle(req, items, [audit])
         return len(incoming)
+
+    async def _judge(self, q: Incoming, ring: Keyring) -> tuple[Request, dict[str, Any] | None]:
+        """The request row for ``q`` and the answer's fields (None: it waits for a person)."""
+        payload = q.payload
+        recent = await self.repo.recent_count(q.sender, q.received_at - HOUR)
+        key = ring.accepted(str(payload.get("pseudonym_key_id", "")), q.received_at)
+        facts = QueryFacts(q.sender, payload, recent, key is not None)
+        req = Request(
+            sender=q.sender,
+            message_id=q.message_id,
+            query_id=str(payload.get("query_id")),
+            kind="details" if facts.is_details else "query",
+            received_at=q.received_at,
+            status="refused",
+            reason=None,
+            facts={k: payload.get(k) for k in LOGGED_FIELDS},
+            actor=self.actor,
+        )
+        refusal = first_refusal(facts, self.policy)
+        if refusal is not None:
+            reason = str(refusal)[:500]
+            return replace(req, reason=reason), {
+                "hit": False,
+                "outcome": "REFUSED",
+                "refusal_reason": reason,
+            }
+        if facts.is_details:
+            hit = await self.repo.entry_for_case(str(payload["case_reference"]))
+            index_id = None if hit is None else hit.index_id
+            return replace(req, status="pending", actor=None, index_id=index_id), None
+        assert key is not None  # first_refusal checked it
+        hit = await self.repo.lookup(key.key_id, bytes.fromhex(str(payload["blinded_handle"])))
+        if hit is None:
+            return replace(req, status="no_hit"), {"hit": False, "outcome": "NO_HIT"}
+        return replace(req, status="hit", index_id=hit.index_id), {
+            "hit": True,
+            "outcome": "HIT",
+            "case_reference": hit.case_reference,
+            "contact_unit": hit.contact_unit,
+        }
+
+    def _safe_answer(self, req: Request, now: datetime, **fields: Any) -> OutboxItem | str:
+        """The answer, or why none can be sent (the requester has no usable encryption key
+        any more): the query is then logged as refused, never retried in a loop."""
+        try:
+            return self._answer(req, now, **fields)
+        except ExchangeError as exc:
+            return f"{UNANSWERABLE}: {exc}"
 
     # --- follow-up ---------------------------------------------------------------------
 

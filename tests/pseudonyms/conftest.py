@@ -23,3 +23,16 @@ def live_federation(tmp_path: Path, kafka_bootstrap: str) -> Federation:
         bootstrap=kafka_bootstrap,
         valid_from=NOW - timedelta(days=30),
     )
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.postgres]),
+    ]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'node.db'}"
+    return str(request.getfixturevalue("postgres_url"))
