@@ -10,6 +10,8 @@
   hit (addressed to that member only; a person there decides).
 * ``pending --config FILE``: requests for details waiting for a decision.
 * ``approve|deny --config FILE REQUEST --actor NAME --justification TEXT``.
+* ``audit-log --config FILE``: the node's pseudonym audit entries as JSON lines (hash
+  chain checked first), for ``exchange audit pseudonyms --audit-log NODE=FILE``.
 
 Every command writes its audit entries (actor, justification) to the node's log.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -215,6 +218,48 @@ def _decide(approve: bool) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+async def audit_log(store: Store) -> list[dict[str, Any]]:
+    """This node's audit entries about pseudonyms, as JSON-ready dicts (for the auditor's
+    ``exchange audit pseudonyms --audit-log NODE=FILE``)."""
+    out: list[dict[str, Any]] = []
+    since = 0
+    while True:
+        page = await store.audit_entries(since, 1000)
+        if not page:
+            return out
+        for entry in page:
+            e = entry.event
+            if str(e.details.get("event", "")).startswith("pseudonym_"):
+                out.append(
+                    {
+                        "seq": entry.seq,
+                        "at": e.at.isoformat(),
+                        "action": str(e.action),
+                        "actor": e.actor,
+                        "justification": e.justification,
+                        "recipients": list(e.recipients),
+                        "subject": e.subject,
+                        "details": dict(e.details),
+                        "hash": entry.hash.hex(),
+                    }
+                )
+        since = page[-1].seq
+
+
+def _audit_log(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+
+    async def work(_svc: PseudonymService, store: Store, _t: TrustList) -> list[dict[str, Any]]:
+        problem = await store.verify_audit_chain()
+        if problem is not None:
+            raise InputError([("audit log", f"the hash chain breaks at entry {problem}")])
+        return await audit_log(store)
+
+    for line in asyncio.run(_with_service(config, work)):
+        print(json.dumps(line, sort_keys=True, default=str))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add the ``pseudonym`` command group."""
     p = subparsers.add_parser("pseudonym", help="pseudonym index, hit/no-hit queries, follow-ups")
@@ -246,6 +291,9 @@ def register(subparsers: Any) -> None:
     pend = sub.add_parser("pending", help="requests for details waiting for a decision")
     cfg(pend)
     pend.set_defaults(func=_pending)
+    log = sub.add_parser("audit-log", help="this node's pseudonym audit entries, JSON lines")
+    cfg(log)
+    log.set_defaults(func=_audit_log)
     for name, approve in (("approve", True), ("deny", False)):
         d = sub.add_parser(name, help=f"{name} a pending request for details")
         cfg(d)

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from exchange.audit.pseudonyms import check_log, check_topic
+from exchange.audit.pseudonyms_cli import read_topic
+from exchange.bus import KafkaSettings
 from exchange.crypto import EncryptedBody, decrypt_body
 from exchange.envelope import header_digest
 from exchange.errors import ConfidentialityError
@@ -23,7 +26,7 @@ from exchange.seal import open_verified, verify_record
 from exchange.topics import MessageType, TopicKind, topic_name
 from nodes.config import load_config
 from nodes.daemon import Node
-from nodes.pseudonyms.cli import import_file
+from nodes.pseudonyms.cli import audit_log, import_file
 from nodes.pseudonyms.node import service_for
 from nodes.pseudonyms.service import PseudonymService
 from nodes.store.base import AuditAction
@@ -210,6 +213,7 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
         assert disclosure.actor == "cli:de-duty-officer"
         fr_events = [e.event.details.get("event") for e in await fr.store.audit_entries()]
         assert {"pseudonym_query", "pseudonym_details_request"} <= set(fr_events)
+        de_log = await audit_log(de.store)
 
     raw = await raw_records(fed, kafka_bootstrap)
     pseudonyms = topic_name(TopicKind.PSEUDONYMS, fed.prefix)
@@ -244,3 +248,13 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
         opened = open_verified(verified, now=at, reader=NodeId("FR"), decryption_key=fr_key)
         assert opened.payload is not None
     assert from_de == 2  # the HIT and the approved DETAILS
+
+    # the auditor: answers follow queries, DE's disclosure follows its approval
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    facts = await read_topic(settings, fed.prefix, fed.trust, fed.root.public_bytes)
+    assert len(facts) == 5
+    assert check_topic(facts) == []
+    assert check_log("DE", de_log, facts) == []
+    without_approval = [e for e in de_log if e["details"]["event"] != "pseudonym_approval"]
+    found = check_log("DE", without_approval, facts)
+    assert [v.kind for v in found] == ["disclosure_without_approval"]
