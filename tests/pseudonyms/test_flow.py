@@ -258,3 +258,28 @@ async def test_fr_asks_de_hits_nl_misses_and_approved_details_reach_fr_only(
     without_approval = [e for e in de_log if e["details"]["event"] != "pseudonym_approval"]
     found = check_log("DE", without_approval, facts)
     assert [v.kind for v in found] == ["disclosure_without_approval"]
+
+
+async def test_over_its_rate_or_not_allowed_a_member_is_refused_with_that_reason(
+    live_federation: Federation,
+) -> None:
+    """DE answers FR at most once an hour and NL never: one of FR's two queries and NL's
+    query come back REFUSED with rate_limited and not_allowed; NL (allowing everyone)
+    answers all."""
+    fed = live_federation
+    fr = make_node(fed, "FR")
+    de = make_node(fed, "DE", query_allowed_from=["FR"], max_queries_per_hour=1)
+    nl = make_node(fed, "NL")
+    async with running(fr, de, nl):
+        first = await ask(fr, "someone")
+        second = await ask(fr, "someone_else")
+        from_nl = await ask(nl, "someone")
+        got_first, got_second = await answers(fr, first, 2), await answers(fr, second, 2)
+        got_nl = await answers(nl, from_nl, 2)
+    # the two queries travel on different partitions: either may be the one over the rate
+    by_outcome = {a["outcome"]: a for a in (got_first["DE"], got_second["DE"])}
+    assert set(by_outcome) == {"NO_HIT", "REFUSED"}
+    assert by_outcome["REFUSED"]["refusal_reason"].startswith("rate_limited: FR sent 1 queries")
+    assert got_nl["DE"]["outcome"] == "REFUSED"
+    assert got_nl["DE"]["refusal_reason"] == "not_allowed: NL is not in query_allowed_from"
+    assert got_second["NL"]["outcome"] == got_nl["FR"]["outcome"] == "NO_HIT"
