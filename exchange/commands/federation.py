@@ -96,10 +96,11 @@ listen = "127.0.0.1:0"              # health and metrics; "" disables
 # retention_days = 365
 # on_retraction = "withdraw"                 # or "purge"
 # onward_sharing_max_handling_code = "H1"    # highest code outbound connectors may pass on
-#
-# [rules.pseudonyms]
-# query_allowed_from = ["DE"]
-# max_queries_per_hour = 60
+
+[rules.pseudonyms]                  # who may ask this node about pseudonyms, and how often
+query_allowed_from = ["*"]          # every member; narrow it, e.g. ["DE", "FR"]; [] = nobody
+max_queries_per_hour = 60           # per member; more are refused as rate_limited
+details_decision_timeout_h = 48     # requests for details undecided longer are reported
 """
 
 
