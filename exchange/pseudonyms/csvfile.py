@@ -18,6 +18,7 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import lru_cache
 
 from exchange.pseudonyms.normalize import HandleError, normalize_handle, normalize_platform
 
@@ -55,6 +56,7 @@ class ParseResult:
     problems: list[RowProblem]
 
 
+@lru_cache(maxsize=4096)  # a patrol's file repeats its dates
 def _time(text: str) -> datetime:
     text = text.strip()
     if len(text) == 10:
@@ -64,12 +66,15 @@ def _time(text: str) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+_platform = lru_cache(maxsize=1024)(normalize_platform)
+
+
 def _row(line: int, row: dict[str, str]) -> IndexEntry | list[RowProblem]:
     problems: list[RowProblem] = []
     values = {k: (row.get(k) or "").strip() for k in COLUMNS}
     platform = handle = ""
     try:
-        platform = normalize_platform(values["platform"])
+        platform = _platform(values["platform"])
     except HandleError as exc:
         problems.append(RowProblem(line, "platform", str(exc)))
     if platform:

@@ -111,8 +111,9 @@ class PostgresPseudonyms:
 
             async def missing(conn: Conn, key_id: str = key.key_id) -> list[Any]:
                 rows: list[Any] = await conn.fetch(
-                    "SELECT id, platform, handle FROM pseudonym_index i WHERE NOT EXISTS"
-                    " (SELECT 1 FROM pseudonym_blinds b WHERE b.key_id = $1 AND b.index_id = i.id)",
+                    # NOT IN, not NOT EXISTS: one pass over the key's blinds (hashed), not one a row
+                    "SELECT id, platform, handle FROM pseudonym_index WHERE id NOT IN"
+                    " (SELECT index_id FROM pseudonym_blinds WHERE key_id = $1)",
                     key_id,
                 )
                 return rows

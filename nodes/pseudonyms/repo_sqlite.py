@@ -25,7 +25,7 @@ _UPSERT = (
     " last_seen) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, handle, case_reference)"
     " DO UPDATE SET contact_unit = excluded.contact_unit,"
     " first_seen = min(first_seen, excluded.first_seen),"
-    " last_seen = max(last_seen, excluded.last_seen) RETURNING id"
+    " last_seen = max(last_seen, excluded.last_seen)"
 )
 _BLIND = "INSERT OR IGNORE INTO pseudonym_blinds (key_id, blind, index_id) VALUES (?, ?, ?)"
 _HIT_COLUMNS = "i.id, i.platform, i.case_reference, i.contact_unit, i.first_seen, i.last_seen"
@@ -64,25 +64,33 @@ class SqlitePseudonyms:
     async def import_entries(
         self, entries: Sequence[IndexEntry], keys: Sequence[PseudonymKey]
     ) -> int:
+        """Upsert ``entries`` and blind the new ones under ``keys``, a chunk a transaction
+        (an entry already indexed keeps its blinds: its platform and handle are its key)."""
+
+        def chunk_work(chunk: Sequence[IndexEntry], cn: Conn) -> None:
+            before = ops.scalar(cn, "SELECT coalesce(max(id), 0) FROM pseudonym_index")
+            cn.executemany(
+                _UPSERT,
+                [
+                    (
+                        e.platform,
+                        e.handle,
+                        e.case_reference,
+                        e.contact_unit,
+                        c.to_micros(e.first_seen, "first_seen"),
+                        c.to_micros(e.last_seen, "last_seen"),
+                    )
+                    for e in chunk
+                ],
+            )
+            made = cn.execute(
+                "SELECT id, platform, handle FROM pseudonym_index WHERE id > ?", (before,)
+            ).fetchall()
+            cn.executemany(_BLIND, blinds_for(made, keys))
+
         def work(conn: Conn) -> int:
             for start in range(0, len(entries), _CHUNK):
-                chunk = entries[start : start + _CHUNK]
-
-                def one(cn: Conn, chunk: Sequence[IndexEntry] = chunk) -> None:
-                    made: list[tuple[int, str, str]] = []
-                    for e in chunk:
-                        row = (
-                            e.platform,
-                            e.handle,
-                            e.case_reference,
-                            e.contact_unit,
-                            c.to_micros(e.first_seen, "first_seen"),
-                            c.to_micros(e.last_seen, "last_seen"),
-                        )
-                        made.append((cn.execute(_UPSERT, row).fetchone()[0], e.platform, e.handle))
-                    cn.executemany(_BLIND, blinds_for(made, keys))
-
-                ops.in_transaction(one, conn)
+                ops.in_transaction(partial(chunk_work, entries[start : start + _CHUNK]), conn)
             return len(entries)
 
         return await self.store._call(work)
@@ -97,8 +105,9 @@ class SqlitePseudonyms:
             conn.execute(f"DELETE FROM pseudonym_blinds WHERE key_id NOT IN ({marks})", ids)  # noqa: S608
             for key in keys:
                 rows = conn.execute(
-                    "SELECT id, platform, handle FROM pseudonym_index i WHERE NOT EXISTS"
-                    " (SELECT 1 FROM pseudonym_blinds b WHERE b.key_id = ? AND b.index_id = i.id)",
+                    # NOT IN, not NOT EXISTS: one pass over the key's blinds (hashed), not one a row
+                    "SELECT id, platform, handle FROM pseudonym_index WHERE id NOT IN"
+                    " (SELECT index_id FROM pseudonym_blinds WHERE key_id = ?)",
                     (key.key_id,),
                 ).fetchall()
                 for start in range(0, len(rows), _CHUNK):
@@ -141,7 +150,7 @@ class SqlitePseudonyms:
         def work(conn: Conn) -> list[Incoming]:
             rows = conn.execute(
                 "SELECT r.sender, r.message_id, r.received_at, r.payload FROM records r"
-                " WHERE r.topic = ? AND r.message_type = 'PseudonymQuery' AND r.sender <> ?"
+                " WHERE r.message_type = 'PseudonymQuery' AND r.topic = ? AND r.sender <> ?"
                 " AND NOT EXISTS (SELECT 1 FROM pseudonym_requests q"
                 " WHERE q.sender = r.sender AND q.message_id = r.message_id)"
                 " ORDER BY r.rowid LIMIT ?",

@@ -38,3 +38,10 @@ CREATE TABLE pseudonym_requests (
 CREATE INDEX pseudonym_requests_rate ON pseudonym_requests (sender, received_at);
 CREATE INDEX pseudonym_requests_pending ON pseudonym_requests (received_at)
     WHERE status = 'pending';
+
+-- The responder's and the query command's reads of the records table: only pseudonym rows
+-- are indexed, so polling does not scan a store full of alerts.
+CREATE INDEX records_pseudonym_queries ON records (sender, message_id)
+    WHERE message_type = 'PseudonymQuery';
+CREATE INDEX records_pseudonym_responses ON records (record_key)
+    WHERE message_type = 'PseudonymResponse';
