@@ -159,6 +159,19 @@ class PostgresPseudonyms:
 
         return await self.store._read(work)
 
+    async def hit_case(self, sender: str, query_id: str) -> str | None:
+        async def work(conn: Conn) -> str | None:
+            value = await conn.fetchval(
+                "SELECT i.case_reference FROM pseudonym_requests q JOIN pseudonym_index i"
+                " ON i.id = q.index_id WHERE q.sender = $1 AND q.query_id = $2"
+                " AND q.status = 'hit' LIMIT 1",
+                sender,
+                query_id,
+            )
+            return None if value is None else str(value)
+
+        return await self.store._read(work)
+
     async def new_queries(self, topic: str, me: str, limit: int) -> list[Incoming]:
         async def work(conn: Conn) -> list[Incoming]:
             rows = await conn.fetch(

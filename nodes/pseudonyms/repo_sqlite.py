@@ -146,6 +146,18 @@ class SqlitePseudonyms:
 
         return await self.store._call(work)
 
+    async def hit_case(self, sender: str, query_id: str) -> str | None:
+        def work(conn: Conn) -> str | None:
+            row = conn.execute(
+                "SELECT i.case_reference FROM pseudonym_requests q JOIN pseudonym_index i"
+                " ON i.id = q.index_id WHERE q.sender = ? AND q.query_id = ?"
+                " AND q.status = 'hit' LIMIT 1",
+                (sender, query_id),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.store._call(work)
+
     async def new_queries(self, topic: str, me: str, limit: int) -> list[Incoming]:
         def work(conn: Conn) -> list[Incoming]:
             rows = conn.execute(

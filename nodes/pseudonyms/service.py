@@ -41,6 +41,8 @@ ANSWER_HANDLING = {"tlp": "AMBER", "code": "H2"}
 QUERY_HANDLING = {"tlp": "AMBER", "code": "H2"}
 HOUR = timedelta(hours=1)
 UNANSWERABLE = "unanswerable"
+#: A request for details of a case this node did not give the asker as a hit.
+NOT_OUR_HIT = "not_our_hit"
 #: What the node's request row and audit entry keep of a query (never a handle).
 LOGGED_FIELDS = (
     "platform",
@@ -167,9 +169,20 @@ class PseudonymService:
                 "refusal_reason": reason,
             }
         if facts.is_details:
-            hit = await self.repo.entry_for_case(str(payload["case_reference"]))
-            index_id = None if hit is None else hit.index_id
-            return replace(req, status="pending", actor=None, index_id=index_id), None
+            case = str(payload["case_reference"])
+            answered = await self.repo.hit_case(q.sender, str(payload["follow_up_of"]))
+            hit = await self.repo.entry_for_case(case)
+            if answered != case or hit is None:  # details only of a hit given to this asker
+                reason = (
+                    f"{NOT_OUR_HIT}: {q.sender} got no hit on case {case[:100]}"
+                    f" in answer to query {str(payload['follow_up_of'])[:40]}"
+                )
+                return replace(req, reason=reason), {
+                    "hit": False,
+                    "outcome": "REFUSED",
+                    "refusal_reason": reason,
+                }
+            return replace(req, status="pending", actor=None, index_id=hit.index_id), None
         assert key is not None  # first_refusal checked it
         hit = await self.repo.lookup(key.key_id, bytes.fromhex(str(payload["blinded_handle"])))
         if hit is None:

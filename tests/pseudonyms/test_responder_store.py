@@ -255,13 +255,19 @@ async def test_details_wait_for_a_person_become_overdue_and_go_out_only_when_app
     only, logged as approval then disclosure with actor and justification."""
     s = Setup(fed, store, fed.trust)
     await import_csv(s, tmp_path)
+    fr_hit = await s.receive("FR", NOW, **s.blinded("dark_seller42"))
+    nl_hit = await s.receive("NL", NOW, **s.blinded("carol", platform="x"), platform="x")
+    await s.service.respond_once(NOW)
+    hits = await s.answers()
+    assert hits[fr_hit].payload["case_reference"] == "DE-117"
+    assert hits[nl_hit].payload["case_reference"] == "DE-119"
     blinded = s.blinded("dark_seller42")
     first = await s.receive(
         "FR",
         NOW,
         **blinded,
         requested_detail="DETAILS",
-        follow_up_of=str(uuid.uuid4()),
+        follow_up_of=fr_hit,
         case_reference="DE-117",
     )
     second = await s.receive(
@@ -269,11 +275,11 @@ async def test_details_wait_for_a_person_become_overdue_and_go_out_only_when_app
         NOW,
         **blinded,
         requested_detail="DETAILS",
-        follow_up_of=str(uuid.uuid4()),
+        follow_up_of=nl_hit,
         case_reference="DE-119",
     )
     await s.service.respond_once(NOW)
-    assert await s.answers() == {}
+    assert set(await s.answers()) == {fr_hit, nl_hit}  # nothing more: the requests wait
     assert {r.query_id for r in await s.service.repo.requests("pending")} == {first, second}
     assert await s.service.overdue(NOW + timedelta(hours=47)) == 0
     assert await s.service.overdue(NOW + timedelta(hours=49)) == 2
@@ -325,3 +331,24 @@ def test_the_csv_fixture_is_what_the_tests_say() -> None:
     result = parse_text(CSV)
     assert len(result.entries) == 2
     assert [p.line for p in result.problems] == [3]
+
+
+async def test_details_of_a_case_the_asker_was_not_given_are_refused(
+    fed: Federation, store: Store, tmp_path: Path
+) -> None:
+    """NL asks for the details of DE-117, which DE gave FR, not NL; and FR names a query of
+    its own that missed: both refused as not_our_hit, nothing waits for a person."""
+    s = Setup(fed, store, fed.trust)
+    await import_csv(s, tmp_path)
+    fr_hit = await s.receive("FR", NOW, **s.blinded("dark_seller42"))
+    fr_miss = await s.receive("FR", NOW, **s.blinded("nobody"))
+    await s.service.respond_once(NOW)
+    details = {"requested_detail": "DETAILS", "case_reference": "DE-117", **s.blinded("x")}
+    nl = await s.receive("NL", NOW, follow_up_of=fr_hit, **details)
+    fr = await s.receive("FR", NOW, follow_up_of=fr_miss, **details)
+    await s.service.respond_once(NOW)
+    answers = await s.answers()
+    for query_id in (nl, fr):
+        assert answers[query_id].payload["outcome"] == "REFUSED"
+        assert answers[query_id].payload["refusal_reason"].startswith("not_our_hit")
+    assert await s.service.repo.requests("pending") == []
