@@ -3,13 +3,23 @@ from the command line, on a federation's real files and SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from exchange.cli import main
+from exchange.ids import NodeId
+from exchange.pseudonyms.keys import keyring_for
 from exchange.trust import load_trust_list
-from tests.helpers.federation import make_federation
+from nodes.config import load_config
+from nodes.pseudonyms.node import service_for
+from nodes.pseudonyms.repo import Request
+from nodes.store.base import open_store
+from tests.helpers.federation import Federation, make_federation
 
 CSV = (
     "platform,handle,case_reference,contact_unit,first_seen,last_seen\n"
@@ -63,3 +73,36 @@ def test_rotating_the_pseudonym_key_writes_the_next_version_with_the_old_key_in_
     by_id = {w.key_id: w for w in new.pseudonym_keys}
     assert by_id[old.key_id].grace_until is not None
     assert [w.grace_until for w in new.pseudonym_keys if w.key_id != old.key_id] == [None]
+
+
+@pytest.mark.integration
+async def test_node_status_reports_requests_for_details_undecided_past_the_timeout(
+    live_federation: Federation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A request for details received three days ago and not decided: node status counts
+    it as overdue (JSON and text)."""
+    fed = live_federation
+    config = load_config(fed.config_path("DE"))
+    store = open_store(config.store.url)
+    await store.open()
+    try:
+        ring = keyring_for(fed.trust.pseudonym_keys, NodeId("DE"), fed.nodes["DE"].encryption)
+        svc = service_for(config, store, lambda: ring, lambda: fed.trust)
+        request = Request(
+            sender="FR",
+            message_id=uuid.uuid4(),
+            query_id=str(uuid.uuid4()),
+            kind="details",
+            received_at=datetime.now(UTC) - timedelta(days=3),
+            status="pending",
+            reason=None,
+            facts={"case_reference": "DE-117"},
+        )
+        await svc.repo.settle(request, [], [])
+    finally:
+        await store.close()
+    args = ["node", "status", "--config", str(fed.config_path("DE"))]
+    assert await asyncio.to_thread(main, [*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pseudonym_details_overdue"] == 1
+    assert await asyncio.to_thread(main, args) == 0
+    assert "pseudonym requests for details undecided > 48 h: 1" in capsys.readouterr().out
