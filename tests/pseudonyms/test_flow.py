@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,10 @@ from exchange.audit.pseudonyms_cli import read_topic
 from exchange.bus import KafkaSettings
 from exchange.crypto import EncryptedBody, decrypt_body
 from exchange.envelope import header_digest
-from exchange.errors import ConfidentialityError
+from exchange.errors import ConfidentialityError, ExchangeError
 from exchange.ids import NodeId
 from exchange.keys import EncryptionKey
+from exchange.models import parse_payload
 from exchange.seal import open_verified, verify_record
 from exchange.topics import MessageType, TopicKind, topic_name
 from nodes.config import load_config
@@ -30,7 +32,9 @@ from nodes.pseudonyms.cli import audit_log, import_file
 from nodes.pseudonyms.node import service_for
 from nodes.pseudonyms.service import PseudonymService
 from nodes.store.base import AuditAction
+from tests.audit.history import produce
 from tests.helpers.federation import Federation
+from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -283,3 +287,60 @@ async def test_over_its_rate_or_not_allowed_a_member_is_refused_with_that_reason
     assert got_nl["DE"]["outcome"] == "REFUSED"
     assert got_nl["DE"]["refusal_reason"] == "not_allowed: NL is not in query_allowed_from"
     assert got_second["NL"]["outcome"] == got_nl["FR"]["outcome"] == "NO_HIT"
+
+
+async def test_a_member_posing_as_another_requester_or_sending_garbage_stops_nothing(
+    live_federation: Federation, kafka_bootstrap: str
+) -> None:
+    """NL signs a query claiming FR asked: DE refuses it (requester_mismatch) and answers
+    NL, not FR; a query whose blinded handle is not hex is quarantined; bytes that are no
+    record at all are quarantined; DE's responder keeps running."""
+    fed = live_federation
+    de = make_node(fed, "DE")
+    topic = topic_name(TopicKind.PSEUDONYMS, fed.prefix)
+    now = datetime.now(UTC)
+    lying = {
+        "query_id": str(uuid.uuid4()),
+        "platform": "telegram",
+        "category": "OTHER",
+        "justification": "j",
+        "requested_detail": "HIT_ONLY",
+        "requester": "FR",
+        "blinded_handle": "ab" * 32,
+        "pseudonym_key_id": fed.trust.pseudonym_keys[0].key_id,
+    }
+    nl = fed.member("NL")
+    sealed = nl.seal(
+        parse_payload(MessageType.PSEUDONYM_QUERY, lying, now=now), topic=topic, now=now
+    )
+    async with running(de):
+
+        async def healthy() -> bool:  # DE has created the topics (broker-timed)
+            return not await de.health()
+
+        await wait_for(healthy, within_s=60, what="DE healthy, its topics created")
+        await produce(
+            kafka_bootstrap,
+            [(topic, sealed.key, sealed.value, None), (topic, b"k", b"\xc3\x01garbage", None)],
+        )
+        await de.wait_until(lambda: de.metrics.quarantined.value() >= 1, 60)
+        part = de.pseudonyms
+        assert part is not None
+        await de.wait_until(lambda: part.answered >= 1, 60)
+        (request,) = await service(de).repo.requests()
+        assert request.sender == "NL"
+        assert request.status == "refused"
+        assert str(request.reason).startswith("requester_mismatch")
+        await de.wait_published(1)
+        assert de.supervisor.loops["pseudonyms"].restarts == 0
+        assert await de.health() == []
+    recipients = []
+    for t, key, value, ts in await raw_records(fed, kafka_bootstrap):
+        at = datetime.fromtimestamp(ts / 1000, UTC)
+        try:
+            v = verify_record(value, topic=t, key=key, trust=fed.trust, now=at, appended_at=at)
+        except ExchangeError:
+            continue
+        if v.envelope.message_type is MessageType.PSEUDONYM_RESPONSE:
+            recipients.append(v.envelope.recipients)
+    assert recipients == [("NL",)]  # the refusal went to the member that sent the query
