@@ -259,6 +259,8 @@ class PseudonymRules(TopicRules):
 
     query_allowed_from: list[str] = Field(default_factory=list)
     max_queries_per_hour: int = Field(default=60, ge=0, le=1_000_000)
+    #: Requests for details undecided this long are overdue (Pruem II: 48 h for core data).
+    details_decision_timeout_h: float = Field(default=48.0, gt=0, le=8760)
 
     @field_validator("query_allowed_from")
     @classmethod

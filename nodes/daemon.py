@@ -63,6 +63,7 @@ from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
 from nodes.pipeline import PipelineContext, TopicPolicy
+from nodes.pseudonyms.node import PseudonymPart
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
@@ -134,6 +135,7 @@ class Node:
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
         self._started = False
+        self.pseudonyms: PseudonymPart | None = None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -194,6 +196,8 @@ class Node:
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
         spawn("blacklist", functools.partial(blacklist_service.run, self))
+        self.pseudonyms = PseudonymPart(self, decrypter, trust)
+        spawn("pseudonyms", self.pseudonyms.run)
         for name, connector in inbound:
             spawn(
                 f"inbound:{name}",
@@ -237,6 +241,8 @@ class Node:
                 self.consumer.open_pool.reconfigure(self.consumer.context)
         if self.publisher is not None:
             self.publisher.trust = trust
+        if self.pseudonyms is not None:
+            self.pseudonyms.adopt(trust)
 
     async def _follow_trust(self, kafka: KafkaSettings) -> None:
         """Follow the trust topic from the list in force now (a restart resumes from it)."""
@@ -286,7 +292,7 @@ class Node:
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
             if (
                 waiting
-                or name in ("retention", "trust", "blacklist")
+                or name in ("retention", "trust", "blacklist", "pseudonyms")
                 or name.startswith("inbound:")
             ):
                 loop.task.cancel()  # nothing in flight to finish
@@ -429,6 +435,8 @@ class Node:
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
         problems.extend(await blacklist_service.problems(self))
+        if self.pseudonyms is not None:
+            problems.extend(await self.pseudonyms.problems(self.clock()))
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:
