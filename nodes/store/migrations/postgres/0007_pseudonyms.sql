@@ -1,4 +1,4 @@
--- Version 6, PostgreSQL dialect (twin of ../sqlite/0006_pseudonyms.sql): pseudonym
+-- Version 7, PostgreSQL dialect (twin of ../sqlite/0007_pseudonyms.sql): pseudonym
 -- hit/no-hit. See the SQLite twin for what each table holds.
 
 CREATE TABLE pseudonym_index (

@@ -1,4 +1,4 @@
--- Version 6, SQLite dialect (twin of ../postgres/0006_pseudonyms.sql): pseudonym hit/no-hit.
+-- Version 7, SQLite dialect (twin of ../postgres/0007_pseudonyms.sql): pseudonym hit/no-hit.
 -- pseudonym_index: this node's own pseudonyms (from `exchange pseudonym import` or an inbound
 -- connector), handles normalized (exchange.pseudonyms.normalize); never on the bus.
 -- pseudonym_blinds: each entry's keyed hash under each federation pseudonym key in use, so
