@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 KAFKA  := deploy/kafka/kafka.sh
 
-.PHONY: install system-deps broker broker-stop test test-unit test-stress lint bench demo clean
+.PHONY: install system-deps broker broker-stop test test-cluster test-unit test-stress lint bench demo clean
 
 # The native ZIP-215 verifier (exchange_zip215, used by exchange/zip215.py) is built
 # where there is a Rust toolchain: cargo on PATH, or rustup's ~/.cargo/bin. Its cargo
@@ -17,10 +17,15 @@ NATIVE_SRC := $(NATIVE)/Cargo.toml $(NATIVE)/Cargo.lock $(NATIVE)/pyproject.toml
               $(NATIVE)/exchange_zip215.pyi $(wildcard $(NATIVE)/src/*.rs)
 CARGO      ?= $(shell command -v cargo || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
 
-$(STAMP): pyproject.toml $(NATIVE_SRC)
+# The sample third-party connector plugin (tests/plugins): installed like any plugin, so
+# the tests prove the node finds it through its entry point.
+SAMPLE_PLUGIN := tests/plugins/sample_connector
+
+$(STAMP): pyproject.toml $(NATIVE_SRC) $(SAMPLE_PLUGIN)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps ./$(SAMPLE_PLUGIN)
 ifneq ($(CARGO),)
 	@echo "building the native ZIP-215 verifier ($(NATIVE), release) with $(CARGO)"
 	PATH="$(dir $(CARGO)):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" \
@@ -55,6 +60,11 @@ test: $(STAMP)
 STRESS_RUNS ?= 5
 test-stress: $(STAMP)
 	$(PY) -m tests.stress $(STRESS_RUNS)
+
+# The three-broker cluster tests (deploy/kafka/cluster.sh on free ports): brokers killed
+# mid-stream; a few minutes, so outside `make test` (.ci/run runs both).
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q -m cluster tests/cluster $(PYTEST_ARGS)
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -m 'not integration' $(PYTEST_ARGS)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, only those missing:
-#   Java 17+ and Maven (fetch and run Apache Kafka), PostgreSQL's server (store tests).
+#   Java 17+ and Maven (fetch and run Apache Kafka), PostgreSQL's server (store tests),
+#   openssl (development certificates for the SASL_SSL broker).
 # Runs as root (or through sudo when it is there).
 set -euo pipefail
 missing=()
@@ -8,6 +9,10 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# BIND's named-checkzone: the blacklist tests check every RPZ zone they write.
+command -v named-checkzone >/dev/null 2>&1 || missing+=(bind9-utils)
+# openssl: deploy/tls/dev-certs.sh (the SASL_SSL test broker's CA and certificates)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

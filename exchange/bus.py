@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from exchange import fetchguard
 from exchange.errors import ExchangeError, InputError, Reason, TransientError
+from exchange.secretfile import read_secret
 from exchange.topics import DEFAULT_PREFIX, TopicKind, topic_name, trust_topic
 
 # Every consumer this process makes turns a batch it cannot read into one marked record
@@ -96,6 +97,10 @@ class KafkaSettings(BaseModel):
     sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    #: A file holding the password (its first line), read when a client is made: keeps the
+    #: secret out of the config file and the environment (a systemd credential, a mounted
+    #: secret). Not with ``sasl_password``.
+    sasl_password_file: Path | None = None
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
@@ -123,8 +128,15 @@ class KafkaSettings(BaseModel):
         if self.security_protocol in _SASL:
             if not self.sasl_username:
                 raise ValueError(f"sasl_username: required with {self.security_protocol}")
-            if self.sasl_password is None or not self.sasl_password.get_secret_value():
-                raise ValueError(f"sasl_password: required with {self.security_protocol}")
+            if self.sasl_password is not None and self.sasl_password_file is not None:
+                raise ValueError("sasl_password_file: not with sasl_password (choose one)")
+            if self.sasl_password_file is not None:
+                if not self.sasl_password_file.is_file():
+                    raise ValueError(f"sasl_password_file: no such file: {self.sasl_password_file}")
+            elif self.sasl_password is None or not self.sasl_password.get_secret_value():
+                raise ValueError(
+                    f"sasl_password: required with {self.security_protocol} (or sasl_password_file)"
+                )
         files = {
             "ssl_cafile": self.ssl_cafile,
             "ssl_certfile": self.ssl_certfile,
@@ -196,11 +208,18 @@ def _common_kwargs(s: KafkaSettings) -> dict[str, Any]:
     if context is not None:
         kwargs["ssl_context"] = context
     if s.security_protocol in _SASL:
-        assert s.sasl_password is not None  # the validator made sure
         kwargs["sasl_mechanism"] = s.sasl_mechanism.value
         kwargs["sasl_plain_username"] = s.sasl_username
-        kwargs["sasl_plain_password"] = s.sasl_password.get_secret_value()
+        kwargs["sasl_plain_password"] = sasl_password(s)
     return kwargs
+
+
+def sasl_password(s: KafkaSettings) -> str:
+    """The SASL password: ``sasl_password``, or the first line of ``sasl_password_file``."""
+    if s.sasl_password_file is not None:
+        return read_secret(s.sasl_password_file, "sasl_password_file")
+    assert s.sasl_password is not None  # the validator made sure
+    return s.sasl_password.get_secret_value()
 
 
 def producer_kwargs(s: KafkaSettings) -> dict[str, Any]:
@@ -254,9 +273,16 @@ def translate(exc: BaseException, action: str) -> ExchangeError:
     if isinstance(exc, ExchangeError):
         return exc
     name = type(exc).__name__
-    if isinstance(exc, _NOT_TRANSIENT):
+    if isinstance(exc, _NOT_TRANSIENT) or _refused_credentials(exc):
         return ExchangeError(Reason.BAD_CONFIG, f"{action}: {name}: {exc}", field="kafka")
     return TransientError(f"{action}: {name}: {exc}")
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    """aiokafka reports refused SASL credentials at bootstrap as a connection error whose
+    text names the SASL error: a wrong password, not an outage."""
+    text = str(exc)
+    return "SaslAuthenticationFailed" in text or "AuthenticationFailed" in text
 
 
 #: How long :func:`stop_quietly` lets a client's stop run when its caller is cancelled.

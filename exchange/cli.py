@@ -26,6 +26,7 @@ BUILTIN_GROUPS = (
     "exchange.commands.trust:register",
     "exchange.commands.schemas:register",
     "exchange.audit.cli:register",
+    "exchange.commands.admin:register",
 )
 
 Register = Callable[[Any], None]

@@ -37,6 +37,8 @@ from exchange import codec, crypto
 from exchange.errors import ExchangeError, Reason, TrustListError, VerificationError
 from exchange.ids import KeyId, NodeId
 from exchange.keys import SigningKey, key_id_for, load_public_key
+from exchange.pseudonyms.keys import WrappedPseudonymKey
+from exchange.pseudonyms.wire import pseudonym_key_from_avro, pseudonym_key_to_avro
 
 __all__ = [
     "KeyEntry",
@@ -122,6 +124,7 @@ class TrustList:
         "federation",
         "issued_at",
         "members",
+        "pseudonym_keys",
         "revocations",
         "root_key_id",
         "root_public_key",
@@ -137,6 +140,7 @@ class TrustList:
         root_public_key: bytes,
         members: Iterable[Member],
         revocations: Iterable[Revocation] = (),
+        pseudonym_keys: Iterable[WrappedPseudonymKey] = (),
     ) -> None:
         if len(root_public_key) != 32:
             raise _bad("the root public key is not 32 bytes", "root_public_key")
@@ -197,6 +201,8 @@ class TrustList:
         self.members: Mapping[NodeId, Member] = MappingProxyType(by_node)
         self.revocations: Mapping[KeyId, Revocation] = MappingProxyType(revoked)
         self._signing = signing
+        #: The federation pseudonym keys (exchange.pseudonyms.keys), wrapped for members.
+        self.pseudonym_keys: tuple[WrappedPseudonymKey, ...] = tuple(pseudonym_keys)
 
     # ---- look-ups ---------------------------------------------------------------
 
@@ -280,6 +286,7 @@ class TrustList:
             "root_public_key": self.root_public_key,
             "members": tuple(self.members.values()),
             "revocations": tuple(self.revocations.values()),
+            "pseudonym_keys": self.pseudonym_keys,
         }
         fields.update(changes)
         return TrustList(**fields)
@@ -294,6 +301,12 @@ class TrustList:
             raise _bad(f"no key {key_id} to revoke", "key_id")
         revs = (*self.revocations.values(), Revocation(key_id, at, reason))
         return self._next(issued_at or at, revocations=revs)
+
+    def with_pseudonym_keys(
+        self, keys: Iterable[WrappedPseudonymKey], *, issued_at: datetime
+    ) -> TrustList:
+        """A new version carrying ``keys`` as its pseudonym keys (exchange.pseudonyms)."""
+        return self._next(issued_at, pseudonym_keys=tuple(keys))
 
     def with_member(self, member: Member, *, issued_at: datetime) -> TrustList:
         """A new version with ``member`` added or replaced."""
@@ -359,6 +372,7 @@ class TrustList:
                 {"key_id": r.key_id, "revoked_at": r.revoked_at, "reason": r.reason}
                 for r in self.revocations.values()
             ],
+            "pseudonym_keys": [pseudonym_key_to_avro(w) for w in self.pseudonym_keys],
         }
 
     @classmethod
@@ -386,6 +400,7 @@ class TrustList:
                 Revocation(KeyId(r["key_id"]), r["revoked_at"], r["reason"])
                 for r in d["revocations"]
             ],
+            pseudonym_keys=[pseudonym_key_from_avro(w) for w in d.get("pseudonym_keys", ())],
         )
 
     def encode(self) -> bytes:

@@ -27,6 +27,7 @@ from exchange.topics import MessageType, TopicKind, topic_name
 from nodes.config import NodeConfig, load_config
 from nodes.inbound import alert_payload, build_item, items_from_jsonl
 from nodes.logging import configure
+from nodes.pseudonyms.node import overdue_count
 from nodes.store.base import AuditAction, AuditEvent, OutboxItem, Store, open_store
 from nodes.trustfeed import load_pinned
 
@@ -151,6 +152,7 @@ def _status(args: argparse.Namespace) -> int:
             "quarantine": await store.quarantine_counts(),
             "status": await store.get_status(),
             "records": {t: await store.count_records(t) for t in topics},
+            "pseudonym_details_overdue": await overdue_count(config, store, datetime.now(UTC)),
         }
         try:
             ends = await end_offsets(config.kafka.settings(), topics)
@@ -180,6 +182,11 @@ def _status(args: argparse.Namespace) -> int:
     )
     for key, value in sorted(report["status"].items()):
         print(f"  {key}: {value}")
+    hours = config.rules.pseudonyms.details_decision_timeout_h
+    print(
+        f"  pseudonym requests for details undecided > {hours:g} h:"
+        f" {report['pseudonym_details_overdue']}"
+    )
     return 0
 
 

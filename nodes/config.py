@@ -47,6 +47,7 @@ from exchange.bus import KafkaSettings
 from exchange.errors import InputError, Reason
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.topics import DEFAULT_PREFIX, TopicKind
+from nodes.blacklist.config import BlacklistConfig
 from nodes.retry import RetryPolicy
 
 #: The folder relative paths are resolved against, while a config is being validated.
@@ -137,7 +138,7 @@ class KafkaConfig(KafkaSettings):
 
     topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 
-    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file")
     @classmethod
     def _relative_to_config(cls, value: Path | None) -> Path | None:
         return None if value is None else _resolve(value)
@@ -258,6 +259,8 @@ class PseudonymRules(TopicRules):
 
     query_allowed_from: list[str] = Field(default_factory=list)
     max_queries_per_hour: int = Field(default=60, ge=0, le=1_000_000)
+    #: Requests for details undecided this long are overdue (Pruem II: 48 h for core data).
+    details_decision_timeout_h: float = Field(default=48.0, gt=0, le=8760)
 
     @field_validator("query_allowed_from")
     @classmethod
@@ -287,6 +290,9 @@ class ConnectorConfig(_Section):
     #: other level only needs the topic's ``onward_sharing_max_tlp``).
     allowed_tlp: list[TlpName] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Outbound: the longest one ``deliver``/``retract`` call may take; past it the call is
+    #: abandoned and retried with backoff (a hanging connector never stalls the node).
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("allowed_tlp", mode="before")
     @classmethod
@@ -404,6 +410,7 @@ class NodeConfig(BaseSettings):
     keys: KeysConfig
     kafka: KafkaConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
+    blacklist: BlacklistConfig = Field(default_factory=BlacklistConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)

@@ -46,13 +46,16 @@ from typing import Any
 
 from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
 from exchange.bus import KafkaSettings, ensure_topics
-from exchange.errors import ExchangeError, InputError
+from exchange.errors import ExchangeError
 from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
 from nodes import trustfeed
+from nodes.blacklist import service as blacklist_service
+from nodes.blacklist.rules import blacklist_rules
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
+from nodes.connector_host import connector_context, run_inbound
 from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
 from nodes.inbound import build_item
@@ -60,10 +63,11 @@ from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
 from nodes.pipeline import PipelineContext, TopicPolicy
+from nodes.pseudonyms.node import PseudonymPart
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
-from nodes.store.base import OutboxItem, Store, open_store
+from nodes.store.base import Store, open_store
 from nodes.supervisor import Supervisor
 
 STOP_TIMEOUT_S = 30.0
@@ -84,7 +88,7 @@ def pipeline_context(
     for kind in TopicKind:
         rules = config.rules.for_kind(kind)
         policies[topic_name(kind, config.kafka.topic_prefix)] = TopicPolicy(
-            chain=build_chain(rules, config.node),
+            chain=build_chain(rules, config.node) + blacklist_rules(kind),
             purge_on_retraction=rules.on_retraction is OnRetraction.PURGE,
         )
     own: frozenset[str] = frozenset()
@@ -126,10 +130,12 @@ class Node:
         )
         self._inbound: list[tuple[str, InboundConnector]] = []
         self._contexts: dict[str, ConnectorContext] = {}
+        self.connectors: dict[str, object] = {}  # the instances by name (tests, tools)
         self._committed = asyncio.Event()
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
         self._started = False
+        self.pseudonyms: PseudonymPart | None = None
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -189,8 +195,14 @@ class Node:
         spawn("consumer", self._consume)
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
+        spawn("blacklist", functools.partial(blacklist_service.run, self))
+        self.pseudonyms = PseudonymPart(self, decrypter, trust)
+        spawn("pseudonyms", self.pseudonyms.run)
         for name, connector in inbound:
-            spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
+            spawn(
+                f"inbound:{name}",
+                functools.partial(run_inbound, self, self._contexts[name], connector),
+            )
         self._inbound = inbound
         listen = config.http.host_port
         if listen is not None:
@@ -229,6 +241,8 @@ class Node:
                 self.consumer.open_pool.reconfigure(self.consumer.context)
         if self.publisher is not None:
             self.publisher.trust = trust
+        if self.pseudonyms is not None:
+            self.pseudonyms.adopt(trust)
 
     async def _follow_trust(self, kafka: KafkaSettings) -> None:
         """Follow the trust topic from the list in force now (a restart resumes from it)."""
@@ -276,7 +290,11 @@ class Node:
             if loop.task is None or name.startswith("outbound:"):
                 continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name in ("retention", "trust") or name.startswith("inbound:"):
+            if (
+                waiting
+                or name in ("retention", "trust", "blacklist", "pseudonyms")
+                or name.startswith("inbound:")
+            ):
                 loop.task.cancel()  # nothing in flight to finish
             tasks.append(loop.task)
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())
@@ -320,17 +338,9 @@ class Node:
         for spec in self.config.connectors:
             if not spec.enabled:
                 continue
-            context = ConnectorContext(
-                node_id=self.config.node,
-                name=spec.name,
-                options=spec.options,
-                log=get_logger(node=self.config.node_id, connector=spec.name),
-                base_dir=base_dir,
-                submit=self.submit,
-                submit_many=self.submit_many,
-            )
+            context = connector_context(self, spec, base_dir)
             self._contexts[spec.name] = context
-            connector = instantiate(spec.plugin, context)
+            connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
                 outbound.append(
                     Outbound(
@@ -339,6 +349,7 @@ class Node:
                         connector,
                         context,
                         allowed_tlp=frozenset(spec.allowed_tlp),
+                        timeout_s=spec.timeout_s,
                     )
                 )
             if isinstance(connector, InboundConnector):  # a server (TAXII) can be both
@@ -374,38 +385,6 @@ class Node:
         if self.publisher is not None:
             self.publisher.wake()
         return ids[0]
-
-    async def submit_many(self, messages: Sequence[Mapping[str, Any]]) -> list[int | InputError]:
-        """:meth:`submit` for many messages (each a mapping of its arguments), the valid ones
-        enqueued in one transaction; per message its outbox id or the InputError refusing it."""
-        if self._trust is None:
-            raise RuntimeError("node not started")
-        now = self.clock()
-        results: list[int | InputError] = []
-        items: list[OutboxItem] = []
-        for m in messages:
-            try:
-                item = build_item(
-                    str(m.get("message_type", "OffenceAlert")),
-                    m["payload"],
-                    handling=m.get("handling") or {},
-                    recipients=m.get("recipients") or (),
-                    node=self.config.node,
-                    prefix=self.config.kafka.topic_prefix,
-                    trust=self._trust,
-                    now=now,
-                    topic=m.get("topic"),
-                    key=m.get("key"),
-                )
-            except InputError as exc:
-                results.append(exc)
-                continue
-            results.append(len(items))
-            items.append(item)
-        ids = await self.store.enqueue(items) if items else []
-        if items and self.publisher is not None:
-            self.publisher.wake()
-        return [r if isinstance(r, InputError) else ids[r] for r in results]
 
     # --- waiting, health, metrics --------------------------------------------------------
 
@@ -455,6 +434,9 @@ class Node:
             problems.append(f"publisher: {self.publisher.last_error}")
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
+        problems.extend(await blacklist_service.problems(self))
+        if self.pseudonyms is not None:
+            problems.extend(await self.pseudonyms.problems(self.clock()))
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:

@@ -9,7 +9,12 @@
 4. FR publishes three alerts for every member and one TLP:RED alert for DE only;
    NL publishes one alert;
 5. waits until every node stored what it should, prints what each stored (DE has the RED
-   alert, NL does not), stops the nodes with SIGTERM (each must exit 0).
+   alert, NL does not);
+6. the joint blacklist (:mod:`nodes.blacklist.demo`): FR and NL list a site,
+   DE exports it as RPZ under a two-member rule, FR removes it, DE's next export drops it;
+7. pseudonyms (:mod:`nodes.pseudonyms.demo`): FR asks about a handle DE holds, DE
+   answers HIT, NL NO_HIT, DE's operator approves the details; then stops the nodes
+   with SIGTERM (each must exit 0).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+from nodes.blacklist.demo import run_blacklist_demo
 from nodes.config import load_config
+from nodes.pseudonyms import demo as pseudonym_demo
 from nodes.store.base import StoredRecord, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,6 +240,8 @@ def main() -> int:
             red_at_de = any(r.tlp == "RED" for r in found["DE"])
             red_at_nl = any(r.tlp == "RED" for r in found["NL"])
             say(f"DE holds the TLP:RED alert: {red_at_de}; NL holds it: {red_at_nl}")
+            blacklist_ok = run_blacklist_demo(folder, configs)
+            pseudonyms_ok = pseudonym_demo.run(folder, configs, bootstrap, prefix, exchange, say)
             codes = stop_all(processes)
             say(f"daemons stopped with SIGTERM, exit codes {codes}")
             say("\nan auditor replays the topics from the bus alone (exchange audit replay):")
@@ -253,9 +262,11 @@ def main() -> int:
             say(f"audit exit code {audit.returncode} (0: every signature and chain checks out)")
             ok = (
                 red_at_de
+                and blacklist_ok
                 and not red_at_nl
                 and all(c == 0 for c in codes.values())
                 and audit.returncode == 0
+                and pseudonyms_ok
             )
             if not ok:
                 for node in NODES:

@@ -18,7 +18,8 @@ Config::
   loop, on a socket bound here (loopback by default), so a busy port is an error the node's
   supervisor retries, never an exit. A TAXII POST is imported as alerts
   (:func:`connectors.stix.objects_to_alerts`) and filed with ``context.submit_many`` (one
-  outbox transaction an envelope); the
+  outbox transaction an envelope; the node's own refusals are taken out and the rest
+  filed again); the
   status lists every object accepted or refused, with the reason. A token with the REPORT
   role only may file alerts of its own categories.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import uuid
 from collections import OrderedDict
@@ -38,7 +40,7 @@ from uuid import UUID
 
 import uvicorn
 
-from connectors.api import ConnectorContext, RecordRejected, SharedRecord
+from connectors.api import ConnectorContext, RecordRejected, SharedRecord, Submission
 from connectors.stix import NAMESPACE, Defaults, alert_objects, objects_to_alerts
 from connectors.stix_patterns import PatternRefused
 from connectors.taxii.app import Collection, build_app
@@ -200,14 +202,21 @@ class TaxiiConnector:
                 failures.append({"id": alert.source, "message": f"category {category} refused"})
             else:
                 accepted.append(alert)
-        messages = [{"payload": a.payload, "handling": a.handling} for a in accepted]
-        outcomes = await self.context.submit_many(messages) if messages else []
-        for alert, outcome in zip(accepted, outcomes, strict=True):
-            if isinstance(outcome, InputError):
-                why = "; ".join(f"{f}: {r}" for f, r in outcome.problems)
-                failures.append({"id": alert.source, "message": why})
-            else:
-                successes.append({"id": alert.source})
+        while accepted:  # all or none: take out the refused ones, file the rest
+            batch = [Submission("OffenceAlert", a.payload, a.handling) for a in accepted]
+            try:
+                await self.context.submit_many(batch)
+            except InputError as exc:
+                refused = _by_item(exc.problems)
+                if not refused:  # not about one message: every one fails with it
+                    failures.extend({"id": a.source, "message": exc.detail} for a in accepted)
+                    break
+                for i, why in sorted(refused.items()):
+                    failures.append({"id": accepted[i].source, "message": why})
+                accepted = [a for i, a in enumerate(accepted) if i not in refused]
+                continue
+            successes.extend({"id": a.source} for a in accepted)
+            break
         status_id = str(uuid.uuid4())
         status = {
             "id": status_id,
@@ -231,6 +240,21 @@ class TaxiiConnector:
         if self._server is not None:
             self._server.should_exit = True
         await asyncio.to_thread(self.index.close)
+
+
+_ITEM = re.compile(r"^items\[(\d+)\]\.(.*)$")
+
+
+def _by_item(problems: list[tuple[str, str]]) -> dict[int, str]:
+    """``submit_many``'s problems (``items[3].payload.title``) by message index; {} when one
+    is not about a message."""
+    found: dict[int, list[str]] = {}
+    for where, reason in problems:
+        m = _ITEM.match(where)
+        if m is None:
+            return {}
+        found.setdefault(int(m.group(1)), []).append(f"{m.group(2)}: {reason}")
+    return {i: "; ".join(reasons) for i, reasons in found.items()}
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:

@@ -2,17 +2,19 @@
 
 What a verification worker sends (:class:`Block`: a few ``bytes`` per batch and
 chain) and what :class:`~exchange.audit.checks.ChainChecker` keeps (:class:`Columns`:
-``array`` and ``bytearray`` columns, about 100 bytes a record, and a reference to the
-message id) are the same columns, so merging a block is a handful of copies. Pure,
-no I/O.
+``array`` and ``bytearray`` columns, 112 bytes a record, message id included) are the
+same columns, so merging a block is a handful of copies, and so is moving a chain to
+the checks' scratch file and back (:meth:`Columns.dump`, :meth:`Columns.load`, given
+a file by :mod:`exchange.audit.spill`).
 """
 
 from __future__ import annotations
 
+import pickle
 from array import array
 from collections.abc import Iterator
 from itertools import groupby
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 from uuid import UUID
 
 
@@ -41,6 +43,8 @@ class Block(NamedTuple):
 
 HASH = 32
 NO_HASH = bytes(HASH)
+MID = 16
+NO_MID = bytes(MID)
 
 #: A message id as kept: the UUID's 16 bytes (from blocks) or the text (from summaries).
 MessageId = bytes | str
@@ -55,8 +59,10 @@ def mid_text(mid: MessageId | None) -> str | None:
 class Columns:
     """One (sender, topic) chain's verified records, in arrival order, column by column.
 
-    About 100 bytes a record in arrays plus a reference to the message id (shared with
-    the checker's id set): no object per record.
+    112 bytes a record, all in arrays (the message id's 16 bytes too): no object per
+    record. A message id that is not 16 bytes (text or none, from hand-made summaries)
+    is kept aside in ``odd_mids``, zeros in its place. :meth:`dump` and :meth:`load`
+    move the columns to and from a file as they are, for the checks' spill.
     """
 
     __slots__ = (
@@ -64,6 +70,7 @@ class Columns:
         "message_ids",
         "no_previous",
         "odd_hashes",
+        "odd_mids",
         "odd_previous",
         "offsets",
         "partitions",
@@ -77,12 +84,78 @@ class Columns:
         self.timestamps = array("q")
         self.partitions = array("q")
         self.offsets = array("q")
-        self.message_ids: list[MessageId | None] = []
+        self.message_ids = bytearray()
         self.previous = bytearray()
         self.hashes = bytearray()
         self.no_previous: set[int] = set()
         self.odd_hashes: dict[int, bytes] = {}  # hashes not 32 bytes long, by index
         self.odd_previous: dict[int, bytes] = {}
+        self.odd_mids: dict[int, str | None] = {}  # ids not 16 bytes long, by index
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def mid(self, i: int) -> MessageId | None:
+        """The message id of record ``i``."""
+        if self.odd_mids and i in self.odd_mids:
+            return self.odd_mids[i]
+        return bytes(self.message_ids[MID * i : MID * i + MID])
+
+    def extend(self, b: Block) -> None:
+        """Append a worker's block (checked for columns of equal length)."""
+        base = len(self.sequences)
+        self.sequences.frombytes(b.sequences)
+        self.timestamps.frombytes(b.timestamps)
+        self.partitions.frombytes(b.partitions)
+        self.offsets.frombytes(b.offsets)
+        self.message_ids += b.message_ids
+        self.previous += b.previous_hashes
+        self.hashes += b.envelope_hashes
+        self.no_previous.update(base + i for i in b.no_previous)
+        n = len(self.sequences)
+        if not (n == len(self.timestamps) == len(self.partitions) == len(self.offsets)):
+            raise ValueError(f"block of {b.sender} on {b.topic} has columns of unequal length")
+        if len(self.hashes) != HASH * n or len(self.previous) != len(self.hashes):
+            raise ValueError(f"block of {b.sender} on {b.topic} has hashes of the wrong size")
+        if len(self.message_ids) != MID * n:
+            raise ValueError(f"block of {b.sender} on {b.topic} has ids of the wrong size")
+
+    def dump(self, f: BinaryIO) -> None:
+        """Write the columns to ``f`` (a private scratch file: pickle, written and read
+        by this process only)."""
+        pickle.dump(
+            (
+                self.sequences.tobytes(),
+                self.timestamps.tobytes(),
+                self.partitions.tobytes(),
+                self.offsets.tobytes(),
+                bytes(self.message_ids),
+                bytes(self.previous),
+                bytes(self.hashes),
+                sorted(self.no_previous),
+                self.odd_hashes,
+                self.odd_previous,
+                self.odd_mids,
+            ),
+            f,
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    def load(self, f: BinaryIO) -> None:
+        """Append the columns :meth:`dump` wrote (one dump) from ``f``."""
+        seqs, times, parts, offs, mids, prev, hashes, no_prev, odd_h, odd_p, odd_m = pickle.load(f)  # noqa: S301  (this process's own scratch file)
+        base = len(self.sequences)
+        self.sequences.frombytes(seqs)
+        self.timestamps.frombytes(times)
+        self.partitions.frombytes(parts)
+        self.offsets.frombytes(offs)
+        self.message_ids += mids
+        self.previous += prev
+        self.hashes += hashes
+        self.no_previous.update(base + i for i in no_prev)
+        self.odd_hashes.update((base + i, v) for i, v in odd_h.items())
+        self.odd_previous.update((base + i, v) for i, v in odd_p.items())
+        self.odd_mids.update((base + i, v) for i, v in odd_m.items())
 
     def order(self, i: int) -> tuple[int, int, int]:
         """Log order within the chain's topic: timestamp, partition, offset."""

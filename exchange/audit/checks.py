@@ -23,10 +23,14 @@ when it starts at a time (``anchored=True``), and on topics whose oldest records
 gone (retention; ``finish(anchored_topics=...)``), the first message seen anchors each
 chain.
 
-What is kept: per chain, columns (sequence, timestamp, partition, offset, previous
-and own hash) and a reference to the message id, which a set holds once; about 200
-bytes a verified record, no object per record. Detail (places, hashes in words) is
-built at :meth:`ChainChecker.finish`, for the records in a violation only.
+What is kept: per chain, columns (sequence, timestamp, partition, offset, message id,
+previous and own hash: 112 bytes a verified record, no object per record) until
+``run_records`` records are held; then every chain's columns go to a scratch file
+(:mod:`exchange.audit.spill`) and memory starts again. :meth:`ChainChecker.finish`
+reads one chain back at a time. Message ids are checked for repeats per sender
+through hashed bucket files, one bucket in memory at a time. So memory holds a run
+of records and the longest chain, whatever the history's length. Detail (places,
+hashes in words) is built at :meth:`ChainChecker.finish`, for violations only.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from exchange.audit.chains import HASH, NO_HASH, Block, Columns, MessageId, mid_text
+from exchange.audit.chains import HASH, NO_HASH, NO_MID, Block, Columns, MessageId, mid_text
+from exchange.audit.spill import IdBuckets, Spill
 
 __all__ = ["HASH", "Block", "ChainChecker", "ChainKind", "RecordSummary", "Violation"]
 
@@ -126,37 +132,56 @@ MAX_LISTED = 100_000
 MAX_DETAIL = 500
 
 
+#: Verified records held in memory (112 bytes each) before they go to scratch files.
+RUN_RECORDS = 1_000_000
+
+
 class ChainChecker:
     """Feed it summaries with :meth:`add` (or blocks with :meth:`add_block`);
     :meth:`finish` returns the sorted violations.
 
     It keeps per (sender, topic) only what the chain checks need, in columns
-    (:class:`Columns`, about 100 bytes a record) and every message id once (a set);
+    (:class:`Columns`, 112 bytes a record), moved to scratch files under ``spill_dir``
+    (the system's temporary directory by default) each time ``run_records`` (default
+    :data:`RUN_RECORDS`, read when the checker is made) are held;
     detail is built only for records that end up in a violation.
     """
 
-    def __init__(self, *, anchored: bool = False, max_listed: int = MAX_LISTED) -> None:
+    def __init__(
+        self,
+        *,
+        anchored: bool = False,
+        max_listed: int = MAX_LISTED,
+        run_records: int | None = None,
+        spill_dir: str | Path | None = None,
+    ) -> None:
         self.anchored = anchored
         self.max_listed = max_listed
+        self.run_records = RUN_RECORDS if run_records is None else run_records
         #: Record violations past ``max_listed``, counted by kind but not kept: a flood of
         #: garbage on the bus must not grow the auditor's memory without bound.
         self.unlisted: Counter[str] = Counter()
         self._violations: list[Violation] = []
-        self._chains: dict[tuple[str, str], Columns] = {}
-        self._ids: dict[str, set[MessageId]] = {}  # per sender: the message ids seen
-        self._dup_ids: set[tuple[str, MessageId]] = set()  # (sender, id) seen more than once
-
-    def _ids_of(self, sender: str) -> set[MessageId]:
-        ids = self._ids.get(sender)
-        if ids is None:
-            ids = self._ids[sender] = set()
-        return ids
+        self._numbers: dict[tuple[str, str], int] = {}  # every chain seen, numbered
+        self._senders: dict[str, int] = {}
+        self._chains: dict[tuple[str, str], Columns] = {}  # the chains' records in memory
+        self._held = 0
+        self._spill = Spill(spill_dir)
+        self._ids = IdBuckets(spill_dir)
+        # ids that are not 16 bytes (text, from hand-made summaries): per sender, in memory
+        self._text_ids: dict[str, set[str]] = {}
+        self._dup_text: set[tuple[str, str]] = set()
+        self._finished = False
 
     def _chain(self, sender: str, topic: str) -> Columns:
         key = (sender, topic)
         chain = self._chains.get(key)
         if chain is None:
             chain = self._chains[key] = Columns()
+            if key not in self._numbers:
+                self._numbers[key] = len(self._numbers)
+                if sender not in self._senders:
+                    self._senders[sender] = len(self._senders)
         return chain
 
     def add(self, s: RecordSummary) -> None:
@@ -183,14 +208,16 @@ class ChainChecker:
         if sender is None or h is None:
             raise ValueError(f"verified summary without sender or envelope hash: {s!r}")
         mid = s.message_id
-        if mid is not None:
-            ids = self._ids_of(sender)
-            if mid in ids:
-                self._dup_ids.add((sender, mid))
-            else:
-                ids.add(mid)
         c = self._chain(sender, s.topic)
         i = len(c.sequences)
+        c.message_ids += NO_MID  # a summary's id is text: kept aside, checked in memory
+        c.odd_mids[i] = mid
+        if mid is not None:
+            ids = self._text_ids.setdefault(sender, set())
+            if mid in ids:
+                self._dup_text.add((sender, mid))
+            else:
+                ids.add(mid)
         if prev is None:
             c.no_previous.add(i)
         elif len(prev) != HASH:  # not a SHA-256 (hand-made summaries): kept aside
@@ -201,9 +228,11 @@ class ChainChecker:
         c.timestamps.append(s.timestamp)
         c.partitions.append(s.partition)
         c.offsets.append(s.offset)
-        c.message_ids.append(mid)
         c.previous += NO_HASH if prev is None else prev
         c.hashes += h
+        self._held += 1
+        if self._held >= self.run_records:
+            self._spill_all()
 
     def add_many(self, summaries: Iterable[RecordSummary]) -> None:
         """Take many summaries into account."""
@@ -212,81 +241,121 @@ class ChainChecker:
 
     def add_block(self, b: Block) -> None:
         """Take a worker's :class:`Block` of verified records into account."""
-        raw = b.message_ids
-        mids = [raw[i : i + 16] for i in range(0, len(raw), 16)]
-        fresh = set(mids)
-        sender = b.sender
-        ids = self._ids_of(sender)
-        if len(fresh) != len(mids):  # an id twice in this very block
-            self._dup_ids.update((sender, m) for m, k in Counter(mids).items() if k > 1)
-        if not ids.isdisjoint(fresh):
-            self._dup_ids.update((sender, m) for m in ids.intersection(fresh))
-        ids |= fresh
         c = self._chain(b.sender, b.topic)
-        base = len(c.sequences)
-        c.sequences.frombytes(b.sequences)
-        c.timestamps.frombytes(b.timestamps)
-        c.partitions.frombytes(b.partitions)
-        c.offsets.frombytes(b.offsets)
-        c.message_ids.extend(mids)
-        c.previous += b.previous_hashes
-        c.hashes += b.envelope_hashes
-        c.no_previous.update(base + i for i in b.no_previous)
-        if not (len(c.sequences) == len(c.timestamps) == len(c.partitions) == len(c.offsets)):
-            raise ValueError(f"block of {b.sender} on {b.topic} has columns of unequal length")
-        if len(c.hashes) != HASH * len(c.sequences) or len(c.previous) != len(c.hashes):
-            raise ValueError(f"block of {b.sender} on {b.topic} has hashes of the wrong size")
+        before = len(c)
+        c.extend(b)
+        self._held += len(c) - before
+        if self._held >= self.run_records:
+            self._spill_all()
+
+    def _spill_all(self) -> None:
+        """Move every chain's columns to the scratch files, and their ids to the buckets."""
+        for key, c in self._chains.items():
+            self._file_ids(key[0], c)
+            self._spill.dump(self._numbers[key], c)
+        self._chains = {}
+        self._held = 0
+
+    def _file_ids(self, sender: str, c: Columns) -> None:
+        self._ids.add(self._senders[sender], c.message_ids, c.odd_mids)
 
     @property
     def chains(self) -> int:
         """How many (sender, topic) chains were seen."""
-        return len(self._chains)
+        return len(self._numbers)
+
+    @property
+    def spilled(self) -> int:
+        """How many verified records went to the scratch files so far."""
+        return self._spill.records
+
+    @property
+    def held(self) -> int:
+        """How many verified records are held in memory."""
+        return self._held
 
     def finish(self, anchored_topics: Collection[str] = ()) -> list[Violation]:
         """Run the per-chain checks and return every violation, sorted by place and kind.
 
         ``anchored_topics``: topics read from a point after their true beginning (old
-        records deleted by retention), where chains need not start at sequence 1.
+        records deleted by retention), where chains need not start at sequence 1. Runs
+        once (the ids are filed for the duplicate check as it goes): RuntimeError after.
         """
+        if self._finished:
+            raise RuntimeError("ChainChecker.finish() runs once")
+        self._finished = True
         found = list(self._violations)
-        for (sender, topic), chain in self._chains.items():
+        if self._spill.chains:
+            self._spill_all()  # then every chain is read back whole from its file
+        else:
+            for (sender, _), c in self._chains.items():
+                self._file_ids(sender, c)
+        dups = self._ids.repeats()
+        entries: dict[tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes]]] = {}
+        for key, number in self._numbers.items():
+            sender, topic = key
+            in_memory = self._chains.get(key)
+            c = self._spill.load(number, Columns()) if in_memory is None else in_memory
             anchored = self.anchored or topic in anchored_topics
-            found.extend(_check_chain(sender, topic, chain, anchored))
-        if self._dup_ids:
-            found.extend(self._duplicates())
+            found.extend(_check_chain(sender, topic, c, anchored))
+            if dups or self._dup_text:
+                self._collect_duplicates(sender, topic, c, dups, entries)
+        if entries:
+            found.extend(_duplicates(entries))
         found.sort(key=Violation.sort_key)
         return found
 
-    def _duplicates(self) -> list[Violation]:
-        dups = self._dup_ids
-        entries: dict[
-            tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes, str]]
-        ] = {}
-        for (sender, topic), c in self._chains.items():
-            for i, mid in enumerate(c.message_ids):
-                if mid is not None and (sender, mid) in dups:
-                    place = (c.timestamps[i], topic, c.partitions[i], c.offsets[i])
-                    entries.setdefault((sender, mid), []).append((place, c.hash(i), sender))
-        out: list[Violation] = []
-        for (_, mid), found in entries.items():
-            found.sort(key=lambda e: e[0])
-            (_, topic, partition, offset), first_hash, _ = found[0]
-            text = mid_text(mid)
-            for (_, t, p, o), h, sender in found[1:]:
-                note = "identical bytes (a re-send)" if h == first_hash else "different content"
-                out.append(
-                    Violation(
-                        t,
-                        p,
-                        o,
-                        ChainKind.DUPLICATE_MESSAGE_ID,
-                        f"message id {text} first seen at {_where(topic, partition, offset)}: "
-                        f"{note}",
-                        sender,
-                        text,
-                    )
+    def close(self) -> None:
+        """Remove the scratch files now (they are removed when the checker is collected too)."""
+        self._spill.close()
+        self._ids.close()
+
+    def _collect_duplicates(
+        self,
+        sender: str,
+        topic: str,
+        c: Columns,
+        dups: set[bytes],
+        entries: dict[tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes]]],
+    ) -> None:
+        """The places of ``c``'s records whose id is one of ``dups`` (or a repeated text id)."""
+        sid = self._senders[sender]
+        key = IdBuckets.key
+        for i in range(len(c)):
+            mid = c.mid(i)
+            if mid is None:
+                continue
+            if isinstance(mid, bytes):
+                if key(sid, mid) not in dups:
+                    continue
+            elif (sender, mid) not in self._dup_text:
+                continue
+            place = (c.timestamps[i], topic, c.partitions[i], c.offsets[i])
+            entries.setdefault((sender, mid), []).append((place, c.hash(i)))
+
+
+def _duplicates(
+    entries: dict[tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes]]],
+) -> list[Violation]:
+    out: list[Violation] = []
+    for (sender, mid), found in entries.items():
+        found.sort(key=lambda e: e[0])
+        (_, topic, partition, offset), first_hash = found[0]
+        text = mid_text(mid)
+        for (_, t, p, o), h in found[1:]:
+            note = "identical bytes (a re-send)" if h == first_hash else "different content"
+            out.append(
+                Violation(
+                    t,
+                    p,
+                    o,
+                    ChainKind.DUPLICATE_MESSAGE_ID,
+                    f"message id {text} first seen at {_where(topic, partition, offset)}: {note}",
+                    sender,
+                    text,
                 )
-        return out
+            )
+    return out
 
 
 def _check_chain(sender: str, topic: str, c: Columns, anchored: bool) -> list[Violation]:
@@ -303,7 +372,7 @@ def _check_chain(sender: str, topic: str, c: Columns, anchored: bool) -> list[Vi
                 kind,
                 reason,
                 sender,
-                mid_text(c.message_ids[i]),
+                mid_text(c.mid(i)),
             )
         )
 

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from exchange.audit import pseudonyms_cli as pseudonym_checks
 from exchange.audit.archive import ArchiveWriter, read_archive, read_description
 from exchange.audit.html import write_html
 from exchange.audit.reader import KafkaHistoryReader, RawRecord, truncated_topics
@@ -128,6 +129,7 @@ def register(subparsers: Any) -> None:
         "--workers", type=int, metavar="N", help="verification processes (default: all cores)"
     )
     rp.set_defaults(func=run_replay)
+    pseudonym_checks.register(sub)
 
     ex = sub.add_parser(
         "export",
@@ -159,7 +161,7 @@ def _kafka_file(path: Path) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise InputError([("--kafka-config", f"{path}: no [kafka] table")])
     table = dict(table)
-    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
         if isinstance(table.get(key), str):
             table[key] = str((path.parent / Path(table[key]).expanduser()).resolve())
     return table

@@ -11,10 +11,13 @@ runs the chain checks, whose result does not depend on the order digests arrive 
 
 Memory: chains span partitions, which Kafka does not order among themselves, so the
 checks keep every verified record until the end, but only what they need, in
-columns (:class:`~exchange.audit.checks.ChainChecker`): measured with tracemalloc
-over 200,000 records, 202 bytes a record, against 621 when a summary object per
-record was kept (plus 8 bytes a record for the volume chart's timestamps, both).
-10 million records: about 2 GB rather than 6 GB.
+columns (:class:`~exchange.audit.checks.ChainChecker`, 112 bytes a record), and only
+a run of them in memory: each million records held go to scratch files, and the end
+reads one chain back at a time (:mod:`exchange.audit.spill`). Measured
+(tests/bench/bench_audit_memory.py): the checks alone over 10M records peaked at
+201 MB, against 122 bytes a record held in memory (1.2 GB at 10M; 202 bytes a record
+before, 2 GB). What still grows is the volume chart's timestamps, 8 bytes a record.
+Disk: about 130 bytes a record in the system's temporary directory during a replay.
 """
 
 from __future__ import annotations
@@ -119,6 +122,7 @@ class _Replay:
     def outcome(self, anchored_topics: Callable[[], Collection[str]]) -> ReplayOutcome:
         late_start = sorted(anchored_topics())
         violations = self.checker.finish(late_start)
+        self.checker.close()
         by_kind: dict[str, int] = dict(self.checker.unlisted)
         for v in violations:
             by_kind[v.kind] = by_kind.get(v.kind, 0) + 1

@@ -24,6 +24,8 @@ from typing import Any
 from exchange.errors import InputError
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.keys import EncryptionKey, SigningKey
+from exchange.pseudonyms.keys import new_key, wrap
+from exchange.pseudonyms.rotation import recipients_of
 from exchange.topics import DEFAULT_PREFIX
 from exchange.trust import KeyEntry, Member, TrustList, root_fingerprint
 
@@ -94,10 +96,11 @@ listen = "127.0.0.1:0"              # health and metrics; "" disables
 # retention_days = 365
 # on_retraction = "withdraw"                 # or "purge"
 # onward_sharing_max_handling_code = "H1"    # highest code outbound connectors may pass on
-#
-# [rules.pseudonyms]
-# query_allowed_from = ["DE"]
-# max_queries_per_hour = 60
+
+[rules.pseudonyms]                  # who may ask this node about pseudonyms, and how often
+query_allowed_from = ["*"]          # every member; narrow it, e.g. ["DE", "FR"]; [] = nobody
+max_queries_per_hour = 60           # per member; more are refused as rate_limited
+details_decision_timeout_h = 48     # requests for details undecided longer are reported
 """
 
 
@@ -166,6 +169,15 @@ def init_federation(
         issued_at=now,
         root_public_key=root.public_bytes,
         members=members,
+    )
+    # the first pseudonym key, wrapped for every member, in version 1 itself
+    trust = TrustList(
+        federation=federation,
+        version=1,
+        issued_at=now,
+        root_public_key=root.public_bytes,
+        members=members,
+        pseudonym_keys=[wrap(new_key(now), recipients_of(trust, now))],
     )
     signed = trust.sign(root)
     trust_path = directory / "trust.list"

@@ -8,6 +8,10 @@
 * ``add FILE --node XX [--name N] [--signing-key PUB] [--encryption-key PUB]
   [--valid-from ISO] [--valid-until ISO]``: add a member, or keys to one (key rotation).
 
+* ``rotate-pseudonym-key FILE [--grace-h 24]``: write the next version with a new
+  federation pseudonym key wrapped for every member; the previous key is still answered
+  for the grace period.
+
 * ``publish FILE --bootstrap HOST:PORT [--prefix ncp] [--root-fingerprint HEX]``: write
   the signed list to the compacted topic ``<prefix>.trust.v1``, which running nodes follow
   live and the auditor reads; refused when the topic already holds a higher version.
@@ -23,7 +27,7 @@ import asyncio
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from exchange import bus
 from exchange.errors import ExchangeError, InputError, Reason, TrustListError
 from exchange.ids import NODE_ID_RE, KeyId, NodeId
 from exchange.keys import SigningKey, load_public_key
+from exchange.pseudonyms.rotation import rotate
 from exchange.topics import trust_topic
 from exchange.trust import (
     KeyEntry,
@@ -201,16 +206,41 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_pseudonym_key(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    trust = load_trust_list(path, _root(args))
+    if args.grace_h < 0:
+        raise InputError([("--grace-h", "must not be negative")])
+    now = datetime.now(UTC)
+    new = rotate(trust, now, grace=timedelta(hours=args.grace_h))
+    out = _write_signed(new, path, args.out, args.root_private)
+    current = next(w for w in new.pseudonym_keys if w.grace_until is None)
+    print(
+        f"{out}: version {new.version}, pseudonym key {current.key_id} current;"
+        f" previous keys answered until {_iso(now + timedelta(hours=args.grace_h))}"
+    )
+    return 0
+
+
 def _publish(args: argparse.Namespace) -> int:
     path = Path(args.file)
     trust = load_trust_list(path, _root(args), root_fingerprint=args.root_fingerprint)
     signed = path.read_bytes()
-    try:
-        settings = bus.load_settings(
-            {"bootstrap_servers": args.bootstrap, "client_id": "ncp-trust"}
-        )
-    except InputError:
-        raise InputError([("--bootstrap", f"expected HOST:PORT, got {args.bootstrap!r}")]) from None
+    if args.kafka_config is not None:  # a secured cluster: the operator's [kafka] table
+        from exchange.audit.cli import _kafka_settings
+
+        settings = _kafka_settings(args)
+    elif args.bootstrap is None:
+        raise InputError([("--bootstrap", "name the cluster: --bootstrap or --kafka-config")])
+    else:
+        try:
+            settings = bus.load_settings(
+                {"bootstrap_servers": args.bootstrap, "client_id": "ncp-trust"}
+            )
+        except InputError:
+            raise InputError(
+                [("--bootstrap", f"expected HOST:PORT, got {args.bootstrap!r}")]
+            ) from None
     topic = trust_topic(args.prefix)
     published = asyncio.run(bus.read_trust_lists(settings, args.prefix))
     highest: TrustList | None = None
@@ -282,11 +312,29 @@ def register(subparsers: Any) -> None:
     add.add_argument("--root-private", help="root private key (default: root.key beside FILE)")
     add.add_argument("--out", help="write here instead of replacing FILE")
     add.set_defaults(func=_add)
+    rotate_key = sub.add_parser(
+        "rotate-pseudonym-key",
+        help="a new federation pseudonym key wrapped for every member; the old one in grace",
+    )
+    common(rotate_key)
+    rotate_key.add_argument(
+        "--grace-h", type=float, default=24.0, help="hours the previous key is still answered"
+    )
+    rotate_key.add_argument("--root-private", help="root private key (default: root.key)")
+    rotate_key.add_argument("--out", help="write here instead of replacing FILE")
+    rotate_key.set_defaults(func=_rotate_pseudonym_key)
     publish = sub.add_parser(
         "publish", help="publish the signed list to <prefix>.trust.v1 (nodes follow it live)"
     )
     common(publish)
-    publish.add_argument("--bootstrap", required=True, metavar="HOST:PORT")
+    publish.add_argument("--bootstrap", metavar="HOST:PORT")
+    publish.add_argument(
+        "--kafka-config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with a [kafka] table (SASL_SSL: the operator's principal), instead of"
+        " --bootstrap",
+    )
     publish.add_argument("--prefix", default="ncp", help="federation topic prefix (ncp)")
     publish.add_argument(
         "--root-fingerprint", metavar="HEX", help="pinned root key fingerprint (SHA-256, hex)"

@@ -28,6 +28,8 @@ from exchange.models.blacklist import (
     BlacklistRemoval,
 )
 from exchange.models.common import (
+    LINE_PATTERN,
+    LINE_REASON,
     MAX_SKEW,
     Handling,
     HandlingCode,
@@ -98,11 +100,17 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(record)"
 
 
+def _reason(err: Any) -> str:
+    """An error's reason in words; a compiled constraint's message says what it means."""
+    if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == (
+        LINE_PATTERN
+    ):
+        return LINE_REASON
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    return [
-        (_path(err["loc"]), err["msg"].removeprefix("Value error, "))
-        for err in exc.errors(include_url=False)
-    ]
+    return [(_path(err["loc"]), _reason(err)) for err in exc.errors(include_url=False)]
 
 
 def from_avro(

@@ -165,8 +165,13 @@ LanguageCode = Annotated[str, AfterValidator(validators.language)]
 
 #: Non-empty text; the maximum length is set per field with ``Field(max_length=...)``.
 Text = Annotated[str, StringConstraints(min_length=1)]
+#: The syntax of :data:`Line`, checked by pydantic-core's compiled (Rust) regex rather than
+#: a Python callback per field; ``$`` there is the end of the text (no trailing newline).
+LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+#: What a :data:`LINE_PATTERN` mismatch means, in words (exchange.models names it so).
+LINE_REASON = "must not contain control characters"
 #: Non-empty single-line text (no control characters); maximum length set per field.
-Line = Annotated[str, StringConstraints(min_length=1), AfterValidator(validators.single_line)]
+Line = Annotated[str, StringConstraints(min_length=1, pattern=LINE_PATTERN)]
 
 
 class Model(BaseModel):

@@ -1,4 +1,4 @@
-"""Fixtures of the connector tests: a per-test federation on the real broker."""
+"""Fixtures for the built-in connectors' tests: a fresh live federation each (real broker)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.helpers.federation import NOW, Federation, make_federation
 
 @pytest.fixture
 def live_federation(tmp_path: Path, kafka_bootstrap: str) -> Federation:
-    """A fresh federation for one integration test: its own folder, stores and topic prefix."""
+    """FR, DE and NL with their own folder, stores and topic prefix, on the real broker."""
     return make_federation(
         tmp_path / "fed",
         prefix=unique_prefix(),

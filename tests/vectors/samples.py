@@ -72,17 +72,36 @@ PAYLOADS: dict[MessageType, dict[str, Any]] = {
                 "category": "CHILD_SEXUAL_ABUSE_MATERIAL",
                 "added_at": "2026-11-28T08:05:00Z",
             },
+            {
+                "kind": "HASH",
+                "algorithm": "SHA256",
+                "value": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "category": "CHILD_SEXUAL_ABUSE_MATERIAL",
+                "added_at": "2026-11-28T08:06:00Z",
+                "reason": "known image, hotline match",
+                "expires_at": "2027-11-28T08:06:00Z",
+            },
+            {
+                "kind": "IP",
+                "value": "198.51.100.0/24",
+                "category": "CHILD_SEXUAL_ABUSE_MATERIAL",
+                "added_at": "2026-11-28T08:07:00Z",
+            },
         ],
         "removed": [{"kind": "DOMAIN", "value": "cleaned.example.org"}],
         "reason": "daily review by the hotline",
     },
     MessageType.PSEUDONYM_QUERY: {
         "query_id": QUERY_ID,
-        "pseudonym": "darkvendor_99",
         "platform": "example-market",
         "category": "ILLICIT_DRUG_TRADE",
         "justification": "Vendor linked to three seizures in case DE-BKA-2026-77.",
         "requested_detail": "HIT_ONLY",
+        "requester": "DE",
+        "blinded_handle": "5d41402abc4b2a76b9719d911017c592" * 2,
+        "pseudonym_key_id": "0123456789abcdef",
+        "purpose": "Investigation DE-BKA-2026-77",
+        "legal_basis": "StPO 163",
     },
     MessageType.PSEUDONYM_RESPONSE: {
         "query_id": QUERY_ID,
@@ -90,6 +109,9 @@ PAYLOADS: dict[MessageType, dict[str, Any]] = {
         "hit": True,
         "details": "Known since 2025 as a vendor on two markets.",
         "case_reference": "NL-2025-1187",
+        "outcome": "DETAILS",
+        "contact_unit": "NHTCU",
+        "responder": "NL",
     },
     MessageType.STATISTICAL_INDICATOR: {
         "country": "PL",
@@ -179,6 +201,20 @@ def trust_list_record() -> dict[str, Any]:
         ],
         "revocations": [
             {"key_id": f"{9:016x}", "revoked_at": NOW, "reason": "key file lost"},
+        ],
+        "pseudonym_keys": [
+            {
+                "key_id": "0123456789abcdef",
+                "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+                "grace_until": None,
+                "ephemeral_public_key": bytes([7]) * 32,
+                "nonce": bytes([8]) * 12,
+                "ciphertext": bytes([9]) * 48,
+                "key_commitment": bytes([10]) * 32,
+                "wrapped_keys": [
+                    {"recipient": "FR", "key_id": f"{3:016x}", "wrapped_key": bytes([11]) * 48}
+                ],
+            }
         ],
     }
 

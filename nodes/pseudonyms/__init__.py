@@ -1,0 +1,1 @@
+"""Pseudonym hit/no-hit sharing inside a node: the index tables, the responder, the CLI."""

@@ -1,0 +1,300 @@
+"""The auditor's peak memory as history grows: the checks' state, and a whole replay.
+
+Each measurement runs in a fresh process (``spawn``), which reports its peak resident
+set (``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` would carry the parent's size
+across the spawn's exec) and its resident set just before the work (``VmRSS``); the
+figure is the peak, and "bytes a record" is (peak - before) / records.
+
+- **The chain checks alone, at full scale** (no broker, no signatures): synthetic
+  verified records of 27 senders on two topics, in 1,000-record blocks as the
+  verification workers send them, shuffled within each 50k window (chains span
+  partitions), ``ctx.n(10_000_000)`` records: 10M at ``BENCH_SCALE=1``. Once with the
+  default ``RUN_RECORDS`` (columns move to scratch files a run at a time) and once
+  with everything held in memory (``RUN_RECORDS`` past the record count: the state
+  before, except that message ids are 16 bytes inside the columns), at
+  ``min(records, 2M)``.
+- **A whole replay of a history on the broker**: validly signed, hash-chained
+  OffenceAlerts of four members (``tests.bench.bench_audit.make_history``) written to
+  a three-partition topic, replayed by ``replay_kafka`` with the process pool; the
+  figure is the main process's peak (the workers' own peak, which does not grow with
+  the history, beside it). ``ctx.n(10_000_000)`` records as well, but sealing and
+  verifying real records costs minutes per million on this machine: run it at
+  ``BENCH_SCALE=0.02`` (200k) while developing; ``BENCH_AUDIT_REPLAY_SCALE`` sets its
+  scale apart from the checks' (e.g. ``BENCH_SCALE=1 BENCH_AUDIT_REPLAY_SCALE=0.05``;
+  0 skips it). The replay holds a tenth of its records at a time (``RUN_RECORDS``), so
+  that a run of minutes shows the bound a 10M replay has with the default million;
+  then once with everything in memory, for the ratio.
+
+10M-record estimates print the method: measured peak + (10M - records) x the bytes a
+record still held in memory beyond the run (8 a record for the volume chart's
+timestamps; the spilled columns are bounded by a run and the longest chain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from array import array
+from datetime import UTC, datetime
+from pathlib import Path
+from random import Random
+from typing import Any
+
+from tests.bench.harness import BenchContext, Figure
+
+FULL = 10_000_000
+MEMORY_COMPARISON_MAX = 2_000_000
+SENDERS = "AT BE BG CY CZ DE DK EE ES FI FR GR HR HU IE IT LT LU LV MT NL PL PT RO SE SI SK"
+TOPICS = ("bench.alerts.v1", "bench.indicators.v1")
+WINDOW = 50_000
+MB = 1e6
+
+
+def _status(field: str) -> int:
+    """A ``/proc/self/status`` memory field, bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _rss_now() -> int:
+    """This process's resident set, bytes."""
+    return _status("VmRSS")
+
+
+def _peak() -> int:
+    """This process's peak resident set so far, bytes: ``VmHWM``, or ``ru_maxrss`` where
+    it is lower (``ru_maxrss`` survives ``exec`` on Linux, so a spawned child would
+    report its parent's resident set at the fork)."""
+    return min(_status("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _blocks(n: int) -> Any:
+    """``n`` verified records as Blocks: 27 senders x 2 topics, linked chains, each 50k
+    window of records arriving in a shuffled order of 1,000-record blocks."""
+    from exchange.audit.chains import HASH, Block
+
+    chains = [(s, t) for s in SENDERS.split() for t in TOPICS]
+    nxt = dict.fromkeys(chains, 1)
+    rng = Random(7)
+    made = 0
+    while made < n:
+        window: list[Block] = []
+        for _ in range(min(WINDOW, n - made) // 1000 or 1):
+            sender, topic = chains[rng.randrange(len(chains))]
+            k = min(1000, n - made)
+            first = nxt[(sender, topic)]
+            seqs = list(range(first, first + k))
+            nxt[(sender, topic)] = first + k
+            label = f"{sender}{topic}".encode()
+            hashes = b"".join(hashlib.sha256(label + s.to_bytes(8, "big")).digest() for s in seqs)
+            previous = (
+                bytes(HASH)
+                if first == 1
+                else hashlib.sha256(label + (first - 1).to_bytes(8, "big")).digest()
+            ) + hashes[: HASH * (k - 1)]
+            mids = b"".join(hashlib.md5(label + s.to_bytes(8, "big")).digest() for s in seqs)  # noqa: S324
+            window.append(
+                Block(
+                    sender,
+                    topic,
+                    array("q", seqs).tobytes(),
+                    array("q", [1_700_000_000_000 + made + i for i in range(k)]).tobytes(),
+                    array("q", [s % 3 for s in seqs]).tobytes(),
+                    array("q", seqs).tobytes(),
+                    mids,
+                    previous,
+                    hashes,
+                    (0,) if first == 1 else (),
+                )
+            )
+            made += k
+        rng.shuffle(window)
+        yield from window
+
+
+def _checks_child(n: int, in_memory: bool, out: Any) -> None:
+    """Feed ``n`` synthetic records to a ChainChecker; report memory and the outcome."""
+    import exchange.audit.checks as checks
+
+    if in_memory:
+        checks.RUN_RECORDS = n + 1
+    checker = checks.ChainChecker()
+    before = _rss_now()
+    t0 = time.perf_counter()
+    for block in _blocks(n):
+        checker.add_block(block)
+    fed = _peak()
+    violations = checker.finish()
+    elapsed = time.perf_counter() - t0
+    spilled = checker.spilled
+    checker.close()
+    out.put(
+        {
+            "before": before,
+            "peak": _peak(),
+            "peak_while_feeding": fed,
+            "violations": len(violations),
+            "spilled": spilled,
+            "elapsed_s": elapsed,
+        }
+    )
+
+
+def _replay_child(
+    bootstrap: str, topic: str, trust: bytes, root: bytes, n: int, run_records: int, out: Any
+) -> None:
+    """Replay ``topic`` with the process pool; report this process's memory and the outcome."""
+    import exchange.audit.checks as checks
+    from exchange.audit.reader import KafkaHistoryReader
+    from exchange.audit.replay import replay_kafka
+    from exchange.audit.verify_pool import VerifyPool, default_workers
+    from exchange.bus import KafkaSettings
+
+    checks.RUN_RECORDS = run_records
+    workers = default_workers()
+
+    async def go() -> Any:
+        with VerifyPool(trust, root, now=datetime.now(UTC), workers=workers) as pool:
+            for f in [pool.submit_digest([]) for _ in range(workers)]:
+                f.result()
+            reader = KafkaHistoryReader(
+                KafkaSettings(bootstrap_servers=bootstrap, client_id="bench-audit-memory"),
+                [topic],
+            )
+            return await replay_kafka(reader, pool, anchored=False)
+
+    before = _rss_now()
+    t0 = time.perf_counter()
+    outcome = asyncio.run(go())
+    out.put(
+        {
+            "before": before,
+            "peak": _peak(),
+            "violations": len(outcome.violations),
+            "records": outcome.tally.records,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+    )
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, out))
+    proc.start()
+    result: dict[str, Any] = out.get()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{target.__name__} exited with {proc.exitcode}")
+    return result
+
+
+def _per_record(r: dict[str, Any], n: int) -> float:
+    return float(r["peak"] - r["before"]) / n
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    from exchange.ids import NodeId
+    from tests.bench.bench_audit import MEMBERS, make_history
+    from tests.helpers.broker import create_topics, produce_many
+    from tests.helpers.federation import make_federation
+
+    n = ctx.n(FULL, minimum=10_000)
+    small = min(n, MEMORY_COMPARISON_MAX)
+    spilled = await asyncio.to_thread(_in_child, _checks_child, n, False)
+    held = await asyncio.to_thread(_in_child, _checks_child, small, True)
+    for r in (spilled, held):
+        if r["violations"]:
+            raise RuntimeError(f"synthetic history not clean: {r}")
+    figures = [
+        Figure(
+            f"audit checks: peak RSS, {n / 1e6:g}M records, spilled a run at a time",
+            spilled["peak"] / MB,
+            "MB",
+        ),
+        Figure(
+            f"audit checks: state, {n / 1e6:g}M records spilled (peak - start) / records",
+            _per_record(spilled, n),
+            "B/record",
+            f"all held in memory, {small / 1e6:g}M",
+            _per_record(held, small),
+        ),
+        Figure(
+            f"audit checks: peak RSS, {small / 1e6:g}M records all held in memory",
+            held["peak"] / MB,
+            "MB",
+        ),
+        Figure(
+            f"audit checks: {n / 1e6:g}M records checked (spilled)",
+            n / spilled["elapsed_s"],
+            "records/s",
+            f"{small / 1e6:g}M held in memory",
+            small / held["elapsed_s"],
+        ),
+    ]
+
+    scale = float(os.environ.get("BENCH_AUDIT_REPLAY_SCALE", ctx.scale))
+    if scale <= 0:
+        return figures
+    m = max(10_000, int(FULL * scale))
+    run = m // 10
+    topic = f"{ctx.prefix}.alerts.v1"
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory(prefix="bench-audit-memory-") as tmp:
+        fed = make_federation(Path(tmp), MEMBERS, now, prefix=ctx.prefix)
+        key_files = {k: str(fed.nodes[NodeId(k)].directory / "signing.key") for k in MEMBERS}
+        records = await asyncio.to_thread(
+            make_history, key_files, topic, m, os.cpu_count() or 1, now
+        )
+        await create_topics(ctx.bootstrap, [topic], 3)
+        await produce_many(ctx.bootstrap, topic, records)
+        del records
+        args = (ctx.bootstrap, topic, fed.trust_bytes, fed.root.public_bytes, m)
+        replay = await asyncio.to_thread(_in_child, _replay_child, *args, run)
+        replay_held = await asyncio.to_thread(_in_child, _replay_child, *args, m + 1)
+    for r in (replay, replay_held):
+        if r["violations"] or r["records"] != m:
+            raise RuntimeError(f"bench history not clean: {r}")
+    # 10M, default RUN_RECORDS: this run's peak, plus the 8 B/record of the volume chart
+    # for the records beyond m, plus the larger of (a default run, the longest chain at
+    # finish: a quarter of 10M here, four members) minus the run this replay held.
+    from exchange.audit.checks import RUN_RECORDS
+
+    longest = max(RUN_RECORDS, FULL // len(MEMBERS))
+    estimate = replay["peak"] + (FULL - m) * 8 + (longest - run) * 112
+    held_estimate = replay_held["before"] + (replay_held["peak"] - replay_held["before"]) * (
+        FULL / m
+    )
+    figures += [
+        Figure(
+            f"audit replay: main process peak RSS, {m / 1e6:g}M records on the broker,"
+            f" {run / 1e6:g}M a run",
+            replay["peak"] / MB,
+            "MB",
+            "all held in memory",
+            replay_held["peak"] / MB,
+        ),
+        Figure(
+            f"audit replay: main process (peak - start) / records, {m / 1e6:g}M",
+            _per_record(replay, m),
+            "B/record",
+            "all held in memory",
+            _per_record(replay_held, m),
+        ),
+        Figure(
+            f"audit replay: 10M estimate: peak + 8 B x records beyond + 112 B x"
+            f" ({longest / 1e6:g}M longest chain - run)",
+            estimate / MB,
+            "MB",
+            "all held in memory, linear",
+            held_estimate / MB,
+        ),
+    ]
+    return figures
