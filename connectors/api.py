@@ -52,6 +52,9 @@ BUILTIN: Mapping[str, str] = {
     "http-inbound": "connectors.http_inbound:HttpInboundConnector",
     "webhook": "connectors.webhook:WebhookConnector",
     "file-drop": "connectors.file_drop:FileDropConnector",
+    "stix": "connectors.stix_files:StixConnector",
+    "misp": "connectors.misp_files:MispConnector",
+    "taxii": "connectors.taxii:TaxiiConnector",
 }
 
 

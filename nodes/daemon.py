@@ -352,7 +352,7 @@ class Node:
                         timeout_s=spec.timeout_s,
                     )
                 )
-            else:
+            if isinstance(connector, InboundConnector):  # a server (TAXII) can be both
                 inbound.append((spec.name, connector))
         return outbound, inbound
 
