@@ -63,6 +63,7 @@ from nodes.pipeline import PipelineContext, TopicPolicy
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
+from nodes.stats.scheduler import run_scheduler
 from nodes.store.base import Store, open_store
 from nodes.supervisor import Supervisor
 
@@ -189,6 +190,8 @@ class Node:
         spawn("consumer", self._consume)
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
+        if config.stats.enabled:
+            spawn("stats", functools.partial(run_scheduler, config, self.clock, self._wake))
         for name, connector in inbound:
             spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
         self._inbound = inbound
@@ -343,6 +346,10 @@ class Node:
             else:
                 inbound.append((spec.name, connector))
         return outbound, inbound
+
+    def _wake(self) -> None:
+        if self.publisher is not None:
+            self.publisher.wake()
 
     async def submit(
         self,
