@@ -3,7 +3,8 @@
 An indicator carries only aggregates: per measure (alerts sent, blacklist entries received,
 ...) and offence category, or per quarantine reason code, one count. A count under the
 sender's threshold travels as ``count=None, suppressed_below=N`` (shown as ``"<N"``): the
-true small value never leaves the node. ``revision`` orders corrections of one period.
+true small value never leaves the node. ``revision`` counts the sender's corrections of one
+period; receivers keep the one latest in its hash chain (exchange.stats.latest).
 """
 
 from __future__ import annotations

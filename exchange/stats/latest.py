@@ -4,8 +4,11 @@ The member is the envelope's sender (authenticated by its signature), never the 
 ``country``: a member can only publish, and so only correct, its own indicators (the record
 key ``"<sender>:<period start>"`` is bound to the sender by the envelope check too). An
 indicator whose ``country`` is not its sender is set aside as ``country_not_sender``
-rather than charted under either name. The latest is the highest ``revision``; between
-equal revisions, the later in the sender's hash chain (``sequence``).
+rather than charted under either name. The latest is the one latest in the sender's hash
+chain on the topic (``sequence``, which only goes up and which the auditor checks for gaps
+and forks); ``revision`` is the sender's own count of corrections, shown in the report. So
+a record with an inflated revision (a thief holding the key, a faulty sender) does not
+outrank the member's next genuine publication.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ class SetAside:
     reason: str
 
 
-def _rank(p: Published) -> tuple[int, int, datetime]:
-    return (p.indicator.revision, p.sequence, p.created_at)
+def _rank(p: Published) -> tuple[int, datetime, int]:
+    return (p.sequence, p.created_at, p.indicator.revision)
 
 
 def resolve(items: Iterable[Published]) -> tuple[list[Current], list[SetAside]]:

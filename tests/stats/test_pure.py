@@ -121,22 +121,21 @@ def _published(sender: str, revision: int, sequence: int, country: str | None = 
     return Published(sender, uuid.uuid4(), sequence, datetime(2026, 12, 1, tzinfo=UTC), ind)
 
 
-def test_the_latest_revision_wins_and_names_what_it_replaced() -> None:
-    """Per member and period: highest revision, then later in the chain; others replaced."""
-    first, second, late_copy = (
-        _published("FR", 1, 1),
-        _published("FR", 2, 2),
-        _published("FR", 1, 3),
-    )
+def test_the_latest_in_the_chain_wins_and_names_what_it_replaced() -> None:
+    """Per member and period the latest published (sequence) is in force, the others are
+    listed as replaced; an inflated revision earlier in the chain does not outrank it."""
+    first, second = _published("FR", 1, 1), _published("FR", 2, 2)
+    inflated = _published("FR", 999, 3)
+    genuine = _published("FR", 3, 4)
     de = _published("DE", 1, 1)
-    current, aside = resolve([second, first, late_copy, de])
+    current, aside = resolve([second, first, de])
     assert not aside
     (de_now, fr_now) = current
     assert (de_now.latest, de_now.replaced) == (de, ())
-    assert fr_now.latest == second
-    assert {p.message_id for p in fr_now.replaced} == {first.message_id, late_copy.message_id}
-    tie = _published("FR", 2, 5)
-    assert resolve([second, tie])[0][0].latest == tie
+    assert (fr_now.latest, fr_now.replaced) == (second, (first,))
+    (fr_now,) = resolve([genuine, inflated, first])[0]
+    assert fr_now.latest == genuine
+    assert [p.indicator.revision for p in fr_now.replaced] == [1, 999]
 
 
 def test_a_member_cannot_correct_another_members_indicator() -> None:
