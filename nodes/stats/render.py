@@ -58,19 +58,44 @@ def _replaced(row: Row) -> str:
 
 
 def table(report: Report) -> str:
-    """The terminal table: one line per member, period and cell; corrections marked."""
-    lines = [
-        f"{'member':<6} {'period':<10} {'rev':>4} {'measure':<27} {'category / reason':<31} "
-        f"{'count':>7}  replaced"
-    ]
-    lines.append("-" * len(lines[0]))
+    """The terminal table: per period, one row per measure and category (or reason), one
+    column per member; each member's revision and what it replaced in the period's header.
+    Rows where every member shows 0 or a suppressed count are left out (the files keep
+    them)."""
+    by_period: dict[tuple[date, str], list[Row]] = defaultdict(list)
     for r in report.rows:
-        lines.append(
-            f"{r.member:<6} {r.period:<10} {r.revision:>4} {r.measure:<27} {_cell(r):<31} "
-            f"{r.shown:>7}  {_replaced(r)}"
+        by_period[(r.period_start, r.period)].append(r)
+    lines: list[str] = []
+    left_out = 0
+    for (_, label), rows in sorted(by_period.items()):
+        members = sorted({r.member for r in rows})
+        heads = []
+        for m in members:
+            first = next(r for r in rows if r.member == m)
+            heads.append(
+                f"{m} r{first.revision}"
+                + (f" (replaces {_replaced(first)})" if first.replaced else "")
+            )
+        lines.append(f"period {label}: " + "; ".join(heads))
+        cells: dict[tuple[str, str], dict[str, Row]] = defaultdict(dict)
+        for r in rows:
+            cells[(r.measure, _cell(r))][r.member] = r
+        header = f"  {'measure':<27} {'category / reason':<31}" + "".join(
+            f" {m:>7}" for m in members
         )
+        lines += [header, "  " + "-" * (len(header) - 2)]
+        for (measure, name), row in cells.items():
+            if all(r.count in (0, None) for r in row.values()):
+                left_out += 1
+                continue
+            values = "".join(f" {row[m].shown if m in row else '':>7}" for m in members)
+            lines.append(f"  {measure:<27} {name:<31}{values}")
     if not report.rows:
         lines.append("(no indicators in the window)")
+    elif left_out:
+        lines.append(
+            f"({left_out} rows where every member shows 0 or <N left out; --out keeps all)"
+        )
     for a in report.set_aside:
         lines.append(f"set aside: {a.member} {a.message_id}: {a.reason}")
     return "\n".join(lines) + "\n"

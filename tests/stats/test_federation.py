@@ -334,6 +334,15 @@ async def test_published_indicators_equal_what_each_node_sent_stored_and_quarant
         csv_text = (tmp_path / "report.csv").read_text()
         assert f"FR,{period.label}," in csv_text
 
+        text = render.table(report)
+        assert "FR r2 (replaces r1)" in text
+        (line,) = [x for x in text.splitlines() if "ALERTS_SENT" in x and "IDENTITY_THEFT" in x]
+        assert line.split()[-3:] == ["3", "7", "0"]  # DE, FR, NL
+        cli_png = tmp_path / "cli.png"
+        args = ["stats", "report", "--config", str(fed.config_path("NL")), "--out", str(cli_png)]
+        assert await asyncio.to_thread(main, args) == 0
+        assert imread(cli_png).shape[:2] == (height, width)
+
         # publishing is an audit event
         entries = await fr.store.audit_entries(limit=1000)
         published = [e for e in entries if e.event.details.get("kind") == "statistical_indicator"]
