@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nodes.config import load_config
+from nodes.stats.demo import indicator_table
 from nodes.store.base import StoredRecord, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,6 +234,7 @@ def main() -> int:
             red_at_de = any(r.tlp == "RED" for r in found["DE"])
             red_at_nl = any(r.tlp == "RED" for r in found["NL"])
             say(f"DE holds the TLP:RED alert: {red_at_de}; NL holds it: {red_at_nl}")
+            say(indicator_table(configs))
             codes = stop_all(processes)
             say(f"daemons stopped with SIGTERM, exit codes {codes}")
             say("\nan auditor replays the topics from the bus alone (exchange audit replay):")
