@@ -21,14 +21,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from exchange.models import IndicatorMeasure as M
+from exchange.models import OffenceCategory
 from exchange.models.indicator import REASON_CODE
 from exchange.stats.tally import Cell, Tally, cell
 
 Payloads = Iterable[Mapping[str, Any]]
 
 
+_CATEGORIES = frozenset(c.value for c in OffenceCategory)
+
+
 def _category(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    """The category named, or None (counted without one) for anything else: a stored
+    payload never stops a count."""
+    return value if isinstance(value, str) and value in _CATEGORIES else None
 
 
 def count_alerts(sent: Payloads, received: Payloads) -> Tally:

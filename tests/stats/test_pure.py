@@ -171,6 +171,8 @@ def test_counting_functions_count_entries_hits_and_reasons() -> None:
         cell(M.PSEUDONYM_HITS_RECEIVED, "ILLICIT_DRUG_TRADE"): 1,
         cell(M.PSEUDONYM_HITS_SENT): 1,
     }
+    odd = counting.count_alerts([{"category": "identity_fraud"}, {}], [{"category": 7}])
+    assert odd == {cell(M.ALERTS_SENT): 2, cell(M.ALERTS_RECEIVED): 1}
     assert counting.count_quarantine({"malformed": 2, "Drop table; x": 1}) == {
         (M.QUARANTINED, None, "malformed"): 2,
         (M.QUARANTINED, None, "other"): 1,
