@@ -279,7 +279,7 @@ class Node:
             if loop.task is None or name.startswith("outbound:"):
                 continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name in ("retention", "trust") or name.startswith("inbound:"):
+            if waiting or name in ("retention", "trust", "stats") or name.startswith("inbound:"):
                 loop.task.cancel()  # nothing in flight to finish
             tasks.append(loop.task)
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())

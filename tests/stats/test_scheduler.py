@@ -4,6 +4,7 @@ correction."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from exchange.models import StatisticalIndicator
 from exchange.stats.period import PeriodKind, period_containing
 from exchange.stats.tally import build_indicator
 from nodes.config import load_config
-from nodes.daemon import Node
+from nodes.daemon import STOP_TIMEOUT_S, Node
 from nodes.stats.report import load_report
 from tests.helpers.federation import Federation
 from tests.node.helpers import wait_for
@@ -87,6 +88,11 @@ async def test_the_daemon_publishes_the_closed_period_once_and_a_forgery_is_set_
         assert checks.restarts == 0
         assert len(await indicators(de, "FR")) == 1
         assert await fr.store.outbox_depth() == 0
+        # stopping does not wait out the stats loop's sleep (the daemon gives up after 30 s)
+        async with asyncio.timeout(STOP_TIMEOUT_S / 2):
+            await fr.stop()
+        assert checks.task is not None
+        assert checks.task.done()
     finally:
         await fr.stop()
         await de.stop()
