@@ -172,11 +172,11 @@ def figure(report: Report, measure: IndicatorMeasure = IndicatorMeasure.ALERTS_S
         name = names[i]
         ax.set_title(name.replace("_", " ").lower(), fontsize=9)
         ax.tick_params(labelsize=7)
-        for member in members:
+        for colour, member in enumerate(members):
             points = data.get(name, {}).get(member, [])
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(list(xs), list(ys), marker="o", label=member)
+                ax.plot(list(xs), list(ys), marker="o", label=member, color=f"C{colour % 10}")
         ax.set_ylim(bottom=0)
     if members:
         fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="outside upper right", fontsize=8)
