@@ -114,6 +114,8 @@ class StatisticalIndicator(Model):
     def _one_per_cell(cls, value: list[MeasureCount]) -> list[MeasureCount]:
         seen: set[tuple[str, str | None, str | None]] = set()
         for i, m in enumerate(value):
+            if m.measure is IndicatorMeasure.UNKNOWN:
+                continue  # measures newer than this schema may all read as UNKNOWN
             cell = (m.measure.value, m.category.value if m.category else None, m.reason)
             if cell in seen:
                 raise ValueError(f"measure {i} ({'/'.join(str(c) for c in cell)}) counted twice")

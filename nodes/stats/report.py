@@ -14,7 +14,7 @@ from datetime import date, datetime
 
 from pydantic import ValidationError
 
-from exchange.models import StatisticalIndicator
+from exchange.models import IndicatorMeasure, StatisticalIndicator
 from exchange.stats.latest import Current, Published, SetAside, resolve
 from exchange.stats.period import period_of_indicator
 from exchange.stats.tally import shown
@@ -73,6 +73,8 @@ def flatten(current: list[Current]) -> list[Row]:
         label = period_of_indicator(ind.period_start, ind.period_end).label
         replaced = tuple(r.indicator.revision for r in cur.replaced)
         for m in ind.measures:
+            if m.measure is IndicatorMeasure.UNKNOWN:
+                continue  # a measure newer than this node's schema: not charted
             rows.append(
                 Row(
                     member=p.sender,

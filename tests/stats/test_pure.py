@@ -116,6 +116,14 @@ def test_one_cell_counted_twice_is_refused() -> None:
         StatisticalIndicator.model_validate({**base, "counts": [], "measures": twice})
 
 
+def test_measures_newer_than_the_schema_read_as_unknown_and_do_not_clash() -> None:
+    """Two measures this reader does not know (both UNKNOWN, same category) still validate."""
+    newer = [{"measure": "UNKNOWN", "category": "OTHER", "count": 5}] * 2
+    base = {"country": "FR", "period_start": "2026-10-01", "period_end": "2026-10-31"}
+    ind = StatisticalIndicator.model_validate({**base, "counts": [], "measures": newer})
+    assert [m.measure for m in ind.measures] == [M.UNKNOWN, M.UNKNOWN]
+
+
 def _published(sender: str, revision: int, sequence: int, country: str | None = None) -> Published:
     ind = build_indicator(country or sender, NOVEMBER, Counter(), revision=revision)
     return Published(sender, uuid.uuid4(), sequence, datetime(2026, 12, 1, tzinfo=UTC), ind)
