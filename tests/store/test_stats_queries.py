@@ -40,7 +40,8 @@ def received(
 
 async def test_period_rows_count_the_same_on_both_backends(store: Store) -> None:
     """Alerts, a pseudonym hit and quarantine entries in the period count; the node's own
-    read-back records, unsent items and anything outside the period do not."""
+    read-back records, unsent items and anything outside the period do not. Indicators
+    withdrawn by their sender are not read for the report."""
     before = START - timedelta(seconds=1)
     query = {"query_id": "q1", "category": "ILLICIT_DRUG_TRADE"}
     await commit(
@@ -52,9 +53,10 @@ async def test_period_rows_count_the_same_on_both_backends(store: Store) -> None
             replace(received(3, "DE", "OffenceAlert", {"category": "OTHER"}), received_at=before),
             received(4, "DE", "PseudonymQuery", query),
             received(5, "NL", "PseudonymResponse", {"query_id": "q1", "hit": True}),
-            replace(
-                received(6, "DE", "StatisticalIndicator", {"country": "DE"}),
-                state=RecordState.ACTIVE,
+            received(6, "DE", "StatisticalIndicator", {"country": "DE"}),
+            replace(  # withdrawn by its sender: not in force
+                received(7, "NL", "StatisticalIndicator", {"country": "NL"}),
+                state=RecordState.WITHDRAWN,
             ),
         ],
         quarantined=[
