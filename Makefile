@@ -17,10 +17,15 @@ NATIVE_SRC := $(NATIVE)/Cargo.toml $(NATIVE)/Cargo.lock $(NATIVE)/pyproject.toml
               $(NATIVE)/exchange_zip215.pyi $(wildcard $(NATIVE)/src/*.rs)
 CARGO      ?= $(shell command -v cargo || ls $$HOME/.cargo/bin/cargo 2>/dev/null)
 
-$(STAMP): pyproject.toml $(NATIVE_SRC)
+# The sample third-party connector plugin (tests/plugins): installed like any plugin, so
+# the tests prove the node finds it through its entry point.
+SAMPLE_PLUGIN := tests/plugins/sample_connector
+
+$(STAMP): pyproject.toml $(NATIVE_SRC) $(SAMPLE_PLUGIN)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps ./$(SAMPLE_PLUGIN)
 ifneq ($(CARGO),)
 	@echo "building the native ZIP-215 verifier ($(NATIVE), release) with $(CARGO)"
 	PATH="$(dir $(CARGO)):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" \

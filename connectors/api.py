@@ -32,7 +32,7 @@ the keys or the node's internals.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -46,7 +46,13 @@ from exchange.ids import NodeId
 ENTRY_POINT_GROUP = "exchange.connectors"
 
 #: Connectors shipped with the project (found even when the entry points are not installed).
-BUILTIN: Mapping[str, str] = {"jsonl": "connectors.jsonl:JsonlConnector"}
+BUILTIN: Mapping[str, str] = {
+    "jsonl": "connectors.jsonl:JsonlConnector",
+    "blacklist-export": "connectors.blacklist_export:BlacklistExportConnector",
+    "http-inbound": "connectors.http_inbound:HttpInboundConnector",
+    "webhook": "connectors.webhook:WebhookConnector",
+    "file-drop": "connectors.file_drop:FileDropConnector",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +101,55 @@ class RecordRejected(Exception):  # noqa: N818 - a verdict, not a malfunction
 Submit = Callable[..., Awaitable[int]]
 
 
+@dataclass(frozen=True, slots=True)
+class SubmissionStatus:
+    """What became of a submitted message (read only): ``status`` is ``pending`` (accepted,
+    not yet signed), ``signed`` (signed, on its way to Kafka) or ``sent`` (acknowledged by
+    Kafka); ``message_id`` is the id it travels under."""
+
+    outbox_id: int
+    status: str
+    message_id: UUID | None
+    message_type: str
+    topic: str
+    created_at: datetime
+    attempts: int
+    last_error: str | None
+
+
+#: ``submission_status(outbox id) -> SubmissionStatus | None`` (None: no such submission).
+StatusLookup = Callable[[int], Awaitable[SubmissionStatus | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One message of a :attr:`ConnectorContext.submit_many` batch (``submit``'s arguments)."""
+
+    message_type: str
+    payload: Mapping[str, Any]
+    handling: Mapping[str, Any] = field(default_factory=dict)
+    recipients: tuple[str, ...] = ()
+    topic: str | None = None
+    key: str | None = None
+
+
+#: ``submit_many(submissions) -> [(outbox id, message id), ...]``: all or none; InputError
+#: lists every problem as ``items[i].<field>``.
+SubmitMany = Callable[[Sequence[Submission]], Awaitable[list[tuple[int, UUID]]]]
+
+
 async def _no_submit(*_: Any, **__: Any) -> int:
     raise InputError(
         [("connector", "this connector may not submit messages")], reason=Reason.BAD_CONFIG
     )
+
+
+async def _no_submit_many(_: Sequence[Submission]) -> list[tuple[int, UUID]]:
+    return [(await _no_submit(), UUID(int=0))]
+
+
+async def _no_status(_outbox_id: int) -> SubmissionStatus | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -112,6 +163,10 @@ class ConnectorContext:
     log: Any  # a structlog BoundLogger bound to connector=name
     base_dir: Path  # relative paths in options are relative to this (the config's folder)
     submit: Submit = field(default=_no_submit)
+    #: Read-only: the status of a message this node accepted (inbound connectors' GETs).
+    submission_status: StatusLookup = field(default=_no_status)
+    #: Many messages in one store transaction (validated off the event loop): all or none.
+    submit_many: SubmitMany = field(default=_no_submit_many)
 
     def path(self, option: str, default: str | None = None) -> Path:
         """The option ``option`` as a path, relative ones resolved against ``base_dir``."""

@@ -8,9 +8,10 @@ Layout of what a Kafka Fetch response carries per partition (the log's own bytes
 
 The CRC covers everything from ``attributes`` on. aiokafka reads a partition's batches
 lazily, and a batch that fails its CRC or does not decompress (disk corruption, a codec
-the client lacks) raises out of ``getmany`` *every time*, after silently moving the
-position past the good records read before it in the same call: the consumer stalls on
-that partition for good, and loses records. :func:`install` replaces aiokafka's reading
+the client lacks, a block that would inflate past its bound: exchange.decompress) raises
+out of ``getmany`` *every time*, after silently moving the position past the good
+records read before it in the same call: the consumer stalls on that partition for good,
+and loses records. :func:`install` replaces aiokafka's reading
 of fetched bytes with :class:`TolerantRecords`, which decodes each batch up front; a
 batch that cannot be read turns into one record, at the batch's last offset, whose value
 is an :class:`UndecodableBatch` (its size, SHA-256, first 4 KiB and the reason). The
@@ -32,7 +33,15 @@ from typing import Any
 
 import aiokafka
 from aiokafka.consumer import fetcher as _fetcher
+from aiokafka.record import default_records as _py_records
 from aiokafka.record.memory_records import MemoryRecords
+
+from exchange import decompress
+
+try:  # aiokafka's compiled batch reader, used unless AIOKAFKA_NO_EXTENSIONS is set
+    from aiokafka.record._crecords import default_records as _c_records
+except ImportError:  # pragma: no cover - a platform without the extension
+    _c_records = None
 
 #: How much of an unreadable batch is kept for the quarantine.
 KEEP_BYTES = 4096
@@ -149,24 +158,28 @@ class TolerantRecords:
         base, end = frame
         raw = self._data[self._pos : end]
         self._pos = end
+        crc_ok = False
         try:
             batch = MemoryRecords(raw).next_batch()
             if batch is None:
                 raise ValueError("no batch in its own frame")
             if not batch.validate_crc():
                 raise ValueError("CRC mismatch")
+            crc_ok = True
             decoded = _Decoded(batch, list(batch))
         except Exception as exc:  # any reason at all: the batch is unreadable, not fatal
-            return self._unreadable(raw, base, f"{type(exc).__name__}: {exc}")
+            return self._unreadable(raw, base, f"{type(exc).__name__}: {exc}", crc_ok)
         self.fetch_offset = max(self.fetch_offset, decoded.next_offset)
         return decoded
 
-    def _unreadable(self, raw: bytes, base: int, error: str) -> _Unreadable:
+    def _unreadable(self, raw: bytes, base: int, error: str, crc_ok: bool) -> _Unreadable:
         """The stand-in for ``raw``: from the current position up to where the next batch in
         this fetch begins, or, when it is the last one fetched, the current position only
         (its own header, failed, cannot say where it ends). It never skips a readable
         record, and each stand-in moves the position forward: the next fetch, from the
-        offset after it, brings the following batch to bound the rest."""
+        offset after it, brings the following batch to bound the rest. A batch whose CRC
+        held (its records would not decompress: a bomb, a codec the client lacks) says
+        where it ends in checked bytes, so it is marked whole at once."""
         position = self.fetch_offset
         following = self._frame()
         try:
@@ -174,7 +187,9 @@ class TolerantRecords:
         except Exception:
             declared = None
         last = position
-        if following is not None and following[0] > position:
+        if crc_ok and declared is not None and base <= position < declared:
+            last = declared - 1
+        elif following is not None and following[0] > position:
             # The next batch's base offset is framing, outside any CRC; the failed batch's
             # own claim (inside its CRC) is used only where it agrees.
             agrees = declared is not None and base <= position < declared == following[0]
@@ -202,5 +217,8 @@ def install() -> None:
             f"exchange.fetchguard was checked against aiokafka {', '.join(_CHECKED)}, "
             f"not {version}: check aiokafka.consumer.fetcher before widening it"
         )
+    for reader in (_py_records, _c_records):
+        if reader is not None:
+            decompress.install(reader)  # a batch that would inflate past its bound is unreadable
     _fetcher.MemoryRecords = TolerantRecords
     _fetcher.PartitionRecords = _GuardedPartitionRecords

@@ -49,6 +49,7 @@ from exchange.bus import KafkaSettings
 from exchange.errors import InputError, Reason
 from exchange.ids import NODE_ID_RE, NodeId
 from exchange.topics import DEFAULT_PREFIX, TopicKind
+from nodes.blacklist.config import BlacklistConfig
 from nodes.retry import RetryPolicy
 from nodes.stats.config import StatsConfig
 
@@ -290,6 +291,9 @@ class ConnectorConfig(_Section):
     #: other level only needs the topic's ``onward_sharing_max_tlp``).
     allowed_tlp: list[TlpName] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Outbound: the longest one ``deliver``/``retract`` call may take; past it the call is
+    #: abandoned and retried with backoff (a hanging connector never stalls the node).
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
 
     @field_validator("allowed_tlp", mode="before")
     @classmethod
@@ -407,6 +411,7 @@ class NodeConfig(BaseSettings):
     keys: KeysConfig
     kafka: KafkaConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
+    blacklist: BlacklistConfig = Field(default_factory=BlacklistConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     connectors: list[ConnectorConfig] = Field(default_factory=list)

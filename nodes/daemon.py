@@ -51,8 +51,11 @@ from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
 from nodes import trustfeed
+from nodes.blacklist import service as blacklist_service
+from nodes.blacklist.rules import blacklist_rules
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig, OnRetraction, OwnMessages
+from nodes.connector_host import connector_context, run_inbound
 from nodes.consumer import Consumer, end_offsets
 from nodes.http import HttpServer
 from nodes.inbound import build_item
@@ -85,7 +88,7 @@ def pipeline_context(
     for kind in TopicKind:
         rules = config.rules.for_kind(kind)
         policies[topic_name(kind, config.kafka.topic_prefix)] = TopicPolicy(
-            chain=build_chain(rules, config.node),
+            chain=build_chain(rules, config.node) + blacklist_rules(kind),
             purge_on_retraction=rules.on_retraction is OnRetraction.PURGE,
         )
     own: frozenset[str] = frozenset()
@@ -127,6 +130,7 @@ class Node:
         )
         self._inbound: list[tuple[str, InboundConnector]] = []
         self._contexts: dict[str, ConnectorContext] = {}
+        self.connectors: dict[str, object] = {}  # the instances by name (tests, tools)
         self._committed = asyncio.Event()
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
@@ -191,9 +195,13 @@ class Node:
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
         if config.stats.enabled:
-            spawn("stats", functools.partial(run_scheduler, config, self.clock, self._wake))
+            spawn("stats", functools.partial(run_scheduler, self))
+        spawn("blacklist", functools.partial(blacklist_service.run, self))
         for name, connector in inbound:
-            spawn(f"inbound:{name}", functools.partial(connector.run, self._contexts[name]))
+            spawn(
+                f"inbound:{name}",
+                functools.partial(run_inbound, self, self._contexts[name], connector),
+            )
         self._inbound = inbound
         listen = config.http.host_port
         if listen is not None:
@@ -279,7 +287,11 @@ class Node:
             if loop.task is None or name.startswith("outbound:"):
                 continue  # the dispatcher finishes its page and stops those, below
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
-            if waiting or name in ("retention", "trust", "stats") or name.startswith("inbound:"):
+            if (
+                waiting
+                or name in ("retention", "trust", "blacklist", "stats")
+                or name.startswith("inbound:")
+            ):
                 loop.task.cancel()  # nothing in flight to finish
             tasks.append(loop.task)
         _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S) if tasks else ((), ())
@@ -323,16 +335,9 @@ class Node:
         for spec in self.config.connectors:
             if not spec.enabled:
                 continue
-            context = ConnectorContext(
-                node_id=self.config.node,
-                name=spec.name,
-                options=spec.options,
-                log=get_logger(node=self.config.node_id, connector=spec.name),
-                base_dir=base_dir,
-                submit=self.submit,
-            )
+            context = connector_context(self, spec, base_dir)
             self._contexts[spec.name] = context
-            connector = instantiate(spec.plugin, context)
+            connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
                 outbound.append(
                     Outbound(
@@ -341,15 +346,12 @@ class Node:
                         connector,
                         context,
                         allowed_tlp=frozenset(spec.allowed_tlp),
+                        timeout_s=spec.timeout_s,
                     )
                 )
             else:
                 inbound.append((spec.name, connector))
         return outbound, inbound
-
-    def _wake(self) -> None:
-        if self.publisher is not None:
-            self.publisher.wake()
 
     async def submit(
         self,
@@ -429,6 +431,7 @@ class Node:
             problems.append(f"publisher: {self.publisher.last_error}")
         if self.dispatcher is not None:
             problems.extend(self.dispatcher.problems())
+        problems.extend(await blacklist_service.problems(self))
         try:
             await asyncio.wait_for(self.store.schema_version(), 2.0)
         except Exception as exc:

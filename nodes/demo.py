@@ -9,7 +9,9 @@
 4. FR publishes three alerts for every member and one TLP:RED alert for DE only;
    NL publishes one alert;
 5. waits until every node stored what it should, prints what each stored (DE has the RED
-   alert, NL does not), stops the nodes with SIGTERM (each must exit 0).
+   alert, NL does not), stops the nodes with SIGTERM (each must exit 0);
+6. meanwhile, the joint blacklist (:mod:`nodes.blacklist.demo`): FR and NL list a site,
+   DE exports it as RPZ under a two-member rule, FR removes it, DE's next export drops it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+from nodes.blacklist.demo import run_blacklist_demo
 from nodes.config import load_config
 from nodes.stats.demo import indicator_table
 from nodes.store.base import StoredRecord, open_store
@@ -235,6 +238,7 @@ def main() -> int:
             red_at_nl = any(r.tlp == "RED" for r in found["NL"])
             say(f"DE holds the TLP:RED alert: {red_at_de}; NL holds it: {red_at_nl}")
             say(indicator_table(configs))
+            blacklist_ok = run_blacklist_demo(folder, configs)
             codes = stop_all(processes)
             say(f"daemons stopped with SIGTERM, exit codes {codes}")
             say("\nan auditor replays the topics from the bus alone (exchange audit replay):")
@@ -255,6 +259,7 @@ def main() -> int:
             say(f"audit exit code {audit.returncode} (0: every signature and chain checks out)")
             ok = (
                 red_at_de
+                and blacklist_ok
                 and not red_at_nl
                 and all(c == 0 for c in codes.values())
                 and audit.returncode == 0

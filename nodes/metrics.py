@@ -159,6 +159,18 @@ class Metrics:
         self.commit_latency = Histogram(
             r, "exchange_store_commit_seconds", "Time of one store commit_batch."
         )
+        self.connector_up = Gauge(
+            r,
+            "exchange_connector_up",
+            "1 while a connector delivers, 0 while it fails.",
+            "connector",
+        )
+        self.connector_failures = Counter(
+            r,
+            "exchange_connector_failures_total",
+            "Connector calls that raised or timed out (each retried with backoff).",
+            "connector",
+        )
         self.task_up = Gauge(
             r,
             "exchange_task_up",

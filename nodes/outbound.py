@@ -21,7 +21,14 @@ twice but never misses one.
   that raises :class:`connectors.api.RecordRejected` is logged, its verdict kept in the
   node status (``connector.<name>.rejected``), and the loop moves on.
 - A connector configured for the first time starts at the head of the queue (what is stored
-  from then on, not the store's history). Events every connector has passed are pruned.
+  from then on, not the store's history; ``exchange connector backfill`` hands it the
+  history). Events every connector has passed are pruned.
+- Isolation: each ``deliver``/``retract`` call may take at most the connector's
+  ``timeout_s``; a call that hangs past it is abandoned (cancelled, not awaited) and counts
+  as a failure. A failing connector is retried with backoff on the same event; its state is
+  kept in the node status (``connector.<name>.state``: ``up`` or ``down since ...: error``,
+  read by ``node status``) and the metrics (``exchange_connector_up``,
+  ``exchange_connector_failures_total``). Other connectors and the node go on.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from connectors.api import ConnectorContext, OutboundConnector, RecordRejected, SharedRecord
 from exchange.errors import ExchangeError
@@ -51,6 +59,7 @@ from nodes.store.base import (
     StoredRecord,
 )
 
+T = TypeVar("T")
 PAGE = 200  # events read (and audited) at a time
 PRUNE_EVERY_S = 30.0
 EVERYTHING = 2**62  # prune bound when no connector is configured
@@ -69,6 +78,8 @@ class Outbound:
     context: ConnectorContext
     #: TLP levels among RED / AMBER_STRICT this connector's config names explicitly.
     allowed_tlp: frozenset[str] = frozenset()
+    #: The longest one deliver/retract call may take before it is abandoned and retried.
+    timeout_s: float = 30.0
 
 
 def shared(record: StoredRecord) -> SharedRecord:
@@ -89,6 +100,28 @@ def shared(record: StoredRecord) -> SharedRecord:
 
 class ConnectorDown(Exception):  # noqa: N818 - a state, raised to back off
     """A connector raised on an event: progress before it is kept, the event is retried."""
+
+
+class ConnectorTimeout(Exception):  # noqa: N818 - a state, raised to back off
+    """A connector call did not return within its ``timeout_s``."""
+
+
+async def bounded(call: Awaitable[T], timeout_s: float, what: str) -> T:
+    """Await ``call`` for at most ``timeout_s``; past it the call is cancelled and left
+    behind (a plugin that ignores the cancellation cannot hold the loop) and
+    ConnectorTimeout is raised."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_swallow)  # its late outcome is of no interest
+        raise ConnectorTimeout(f"{what} did not return within {timeout_s:g} s")
+    return task.result()
+
+
+def _swallow(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass
@@ -141,6 +174,7 @@ class Dispatcher:
         consumer commits anything, so a new connector misses nothing stored after it."""
         for lane in self.lanes:
             lane.cursor = await self.store.open_cursor(lane.target.name, self.clock())
+            await self._state(lane, "up")  # until a call fails
 
     async def start(self, spawn: Spawn | None = None) -> None:
         """:meth:`open`, then run one delivery loop per connector (``outbound:<name>``),
@@ -209,6 +243,7 @@ class Dispatcher:
                     self.log.info("connector delivering again", connector=lane.target.name)
                     lane.last_error = None
                     backoff.reset()
+                    await self._state(lane, "up")
                 await self._maybe_prune()
                 if self._stopping.is_set():
                     return
@@ -216,14 +251,29 @@ class Dispatcher:
                     await self._sleep(lane.wake, self.poll_s)
             except Exception as exc:  # connector down, store away, or a bug: retry, never die
                 error = str(exc) if isinstance(exc, ConnectorDown | ExchangeError) else repr(exc)
+                self.metrics.connector_failures.inc(1, lane.target.name)
                 if error != lane.last_error:  # once per state change, not per retry
                     self.log.error(
                         "delivery paused, will retry", connector=lane.target.name, error=error
                     )
+                    lane.last_error = error
+                    with contextlib.suppress(Exception):  # the store may be what failed
+                        await self._state(lane, f"down since {self.clock().isoformat()}: {error}")
                 lane.last_error = error
                 if self._stopping.is_set():
                     return
                 await self._sleep(self._stopping, backoff.next_delay())
+
+    async def _state(self, lane: _Lane, state: str) -> None:
+        """Publish a connector's state: metrics, and the store's status for ``node status``.
+        Down shows in the metrics even when the store is what failed; up only once the
+        status says so too."""
+        up = state == "up"
+        if not up:
+            self.metrics.connector_up.set(0.0, lane.target.name)
+        await self.store.set_status(f"connector.{lane.target.name}.state", state)
+        if up:
+            self.metrics.connector_up.set(1.0, lane.target.name)
 
     async def _prune_only(self) -> None:
         while not self._stopping.is_set():
@@ -283,7 +333,11 @@ class Dispatcher:
         reason of a delivery the onward-sharing rules withhold is appended to ``withheld``."""
         if event.kind is EventKind.RETRACT:
             if self._kind_for(event.topic, target) is not None:
-                await target.connector.retract(event.message_id, target.context)
+                await bounded(
+                    target.connector.retract(event.message_id, target.context),
+                    target.timeout_s,
+                    f"retract of {event.message_id}",
+                )
             return False
         record = event.record
         if record is None or record.state is not RecordState.ACTIVE:
@@ -297,7 +351,13 @@ class Dispatcher:
         if reason is not None:
             withheld.append(reason)
             return False
-        return bool(await target.connector.deliver(shared(record), target.context))
+        return bool(
+            await bounded(
+                target.connector.deliver(shared(record), target.context),
+                target.timeout_s,
+                f"deliver of {record.message_id}",
+            )
+        )
 
     def _kind_for(self, topic: str, target: Outbound) -> TopicKind | None:
         kind = topic_kind(topic, self.prefix)
@@ -317,6 +377,41 @@ class Dispatcher:
             connector_allows=target.allowed_tlp,
         )
 
+    async def backfill(self, records: Sequence[StoredRecord], lane: int = 0) -> tuple[int, int]:
+        """Hand ``records`` (the store's history) to connector ``lane`` under the same rules
+        as live deliveries, auditing each page it confirms as one DISCLOSURE; the counts of
+        records delivered and withheld. The cursor is not moved. Raises what the connector
+        raises (the progress before it is audited)."""
+        target = self.lanes[lane].target
+        delivered_total = withheld_total = 0
+        for start in range(0, len(records), PAGE):
+            delivered: list[str] = []
+            withheld: list[str] = []
+            try:
+                for record in records[start : start + PAGE]:
+                    event = ConnectorEvent(
+                        0, EventKind.DELIVER, record.message_id, record.topic, record
+                    )
+                    if await self._hand_over(target, event, withheld):
+                        delivered.append(str(record.message_id))
+            finally:
+                if delivered:
+                    await self.store.append_audit([self._disclosure(target.name, delivered)])
+                    self.metrics.disclosed.inc(len(delivered), target.name)
+            delivered_total += len(delivered)
+            withheld_total += len(withheld)
+        return delivered_total, withheld_total
+
+    def _disclosure(self, name: str, delivered: list[str]) -> AuditEvent:
+        return AuditEvent(
+            at=self.clock(),
+            action=AuditAction.DISCLOSURE,
+            actor=self.actor,
+            justification="onward sharing allowed by the records' handling codes",
+            recipients=(f"connector:{name}",),
+            details={"message_ids": delivered},
+        )
+
     async def _rejected(self, target: Outbound, event: ConnectorEvent, exc: RecordRejected) -> None:
         at = self.clock()
         self.log.error(
@@ -333,18 +428,7 @@ class Dispatcher:
 
     async def _advance(self, lane: _Lane, last: int, delivered: list[str]) -> None:
         at = self.clock()
-        audit = []
-        if delivered:
-            audit.append(
-                AuditEvent(
-                    at=at,
-                    action=AuditAction.DISCLOSURE,
-                    actor=self.actor,
-                    justification="onward sharing allowed by the records' handling codes",
-                    recipients=(f"connector:{lane.target.name}",),
-                    details={"message_ids": delivered},
-                )
-            )
+        audit = [self._disclosure(lane.target.name, delivered)] if delivered else []
         await self.store.advance_cursor(lane.target.name, last, at, audit)
         lane.cursor = last
         if delivered:  # counted once audited

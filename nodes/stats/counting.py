@@ -7,7 +7,8 @@ changes (per-owner blacklists, keyed pseudonym queries), only its function chang
 
 - alerts: one per OffenceAlert, by its category.
 - blacklist: one per entry in ``added`` (by the entry's category) and in ``removed``
-  (no category: a removal names none).
+  (no category: a removal names none), of DELTA records only (a SNAPSHOT restates the
+  owner's whole list; a REPAIR_REQUEST carries no entries).
 - pseudonyms: one per PseudonymQuery (by its category); one hit per PseudonymResponse with
   ``hit`` true, by the category of the query it answers (looked up in ``query_categories``;
   None when the query is not known to this node).
@@ -54,6 +55,8 @@ def count_blacklist(sent: Payloads, received: Payloads) -> Tally:
         (M.BLACKLIST_ADDED_RECEIVED, M.BLACKLIST_REMOVED_RECEIVED, received),
     ):
         for p in payloads:
+            if p.get("kind", "DELTA") != "DELTA":
+                continue  # a SNAPSHOT restates a list, a REPAIR_REQUEST asks for one
             for entry in p.get("added") or ():
                 tally[cell(added, _category(entry.get("category")))] += 1
             gone = len(p.get("removed") or ())

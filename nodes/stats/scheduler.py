@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from exchange.errors import ExchangeError
 from exchange.stats.period import Period, period_containing
@@ -20,6 +21,9 @@ from nodes.config import NodeConfig
 from nodes.logging import get_logger
 from nodes.stats.publish import publish_period
 from nodes.store.base import Store, open_store
+
+if TYPE_CHECKING:
+    from nodes.daemon import Node
 
 
 def periods_to_check(now: datetime, config: NodeConfig) -> list[Period]:
@@ -61,10 +65,14 @@ async def check_once(
     return queued
 
 
-async def run_scheduler(
-    config: NodeConfig, clock: Callable[[], datetime], wake: Callable[[], None]
-) -> None:
-    """The loop (runs until cancelled)."""
+async def run_scheduler(node: Node) -> None:
+    """The loop of ``node`` (runs until cancelled); queued indicators wake its publisher."""
+    config, clock = node.config, node.clock
+
+    def wake() -> None:
+        if node.publisher is not None:
+            node.publisher.wake()
+
     log = get_logger(node=config.node_id)
     store = open_store(config.store.url)
     await store.open()

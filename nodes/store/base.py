@@ -264,7 +264,9 @@ class Store(Protocol):
     # --- retention -------------------------------------------------------
     async def purge_expired(self, now: datetime, actor: str) -> list[UUID]:
         """Delete records whose expires_at <= now, logging one ERASURE audit event each and
-        leaving a tombstone each, in one transaction. Returns the erased message ids."""
+        leaving a tombstone each, in one transaction. Returns the erased message ids. Each
+        erased record also gets a RETRACT event on the connector queue (same transaction), so
+        every connector that was handed it is told to drop it."""
 
     async def purge_quarantine(self, before: datetime, now: datetime, actor: str) -> int:
         """Delete quarantine entries received before ``before``; when any, log one ERASURE
@@ -323,6 +325,10 @@ class Store(Protocol):
 
     async def outbox_depth(self) -> int:
         """Items not yet SENT."""
+
+    async def outbox_item(self, outbox_id: int) -> OutboxItem | None:
+        """The outbox item ``outbox_id`` (its status: pending, signed, sent), or None: what an
+        inbound connector answers about a submission (read only)."""
 
     # --- outbound connectors: a durable queue and one cursor per connector ----------
     # Delivery is at least once: a connector is handed the events after its cursor, then

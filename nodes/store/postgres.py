@@ -292,6 +292,14 @@ class PostgresStore:
                     ops.BURY, [(r[3], r[0], cutoff, c.TOMBSTONE_EXPIRED) for r in rows]
                 )
             await ops.append_audit(conn, [c.expiry_erasure(now, actor, *e) for e in erased])
+            if erased:  # every connector that was handed them is told to drop them
+                await conn.execute(
+                    ops.INSERT_EVENTS,
+                    ["retract"] * len(erased),
+                    [m for m, _, _ in erased],
+                    [t for _, t, _ in erased],
+                    [None] * len(erased),
+                )
             return [mid for mid, _, _ in erased]
 
         return await self._write(work)
@@ -444,6 +452,15 @@ class PostgresStore:
         return await self._read(
             lambda conn: ops.fetch_int(conn, "SELECT count(*) FROM outbox WHERE status <> 'sent'")
         )
+
+    async def outbox_item(self, outbox_id: int) -> OutboxItem | None:
+        sql = f"SELECT {c.OUTBOX_COLUMNS} FROM outbox WHERE id = $1"  # noqa: S608
+
+        async def work(conn: Conn) -> OutboxItem | None:
+            row = await conn.fetchrow(sql, outbox_id)
+            return None if row is None else ops.outbox(row)
+
+        return await self._read(work)
 
     # --- outbound connectors -----------------------------------------------------------------
     async def open_cursor(self, connector: str, at: datetime) -> int:

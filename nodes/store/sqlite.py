@@ -277,6 +277,7 @@ class SqliteStore:
             erased = sorted((UUID(bytes=m), t, c.from_micros(e)) for m, t, e, _ in rows)
             ops.bury(conn, [(s, m, cutoff, c.TOMBSTONE_EXPIRED) for m, _, _, s in rows])
             ops.append_audit(conn, [c.expiry_erasure(now, actor, *e) for e in erased])
+            conn.executemany(ops.SQ_INSERT_RETRACT, [(m.bytes, t) for m, t, _ in erased])
             return [mid for mid, _, _ in erased]
 
         return await self._write(work)
@@ -403,6 +404,15 @@ class SqliteStore:
         return await self._call(
             lambda conn: ops.scalar(conn, "SELECT count(*) FROM outbox WHERE status <> 'sent'")
         )
+
+    async def outbox_item(self, outbox_id: int) -> OutboxItem | None:
+        sql = f"SELECT {c.OUTBOX_COLUMNS} FROM outbox WHERE id = ?"  # noqa: S608
+
+        def work(conn: Conn) -> OutboxItem | None:
+            row = conn.execute(sql, (outbox_id,)).fetchone()
+            return None if row is None else outbox_ops.sq_outbox(row)
+
+        return await self._call(work)
 
     # --- outbound connectors ---------------------------------------------------------
     async def open_cursor(self, connector: str, at: datetime) -> int:

@@ -198,3 +198,50 @@ async def test_a_record_over_the_size_cap_is_quarantined_before_decoding(
     assert entry.raw == flood[:4096]
     assert f"record of {len(flood)} bytes" in entry.detail
     assert hashlib.sha256(flood).hexdigest() in entry.detail
+
+
+async def _produce_bomb(bootstrap: str, topic: str, records: int) -> None:
+    """One zstd batch of ``records`` values of a million zero bytes each: a few KiB on the
+    bus (the broker validates it streaming and takes it), ``records`` MB once inflated."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, compression_type="zstd", max_batch_size=records << 20
+    )
+    await producer.start()
+    try:
+        bomb = producer.create_batch()
+        for _ in range(records):
+            assert bomb.append(key=b"x", value=bytes(1_000_000), timestamp=None) is not None
+        bomb.close()
+        await (await producer.send_batch(bomb, topic, partition=0))
+    finally:
+        await producer.stop()
+
+
+async def test_a_batch_that_would_inflate_to_gigabytes_is_quarantined_whole_unread(
+    tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """A non-member's zstd batch that would inflate 80 MB (past the 64 MiB bound) is one
+    undecodable_batch entry covering all its offsets, naming the bound; DE never inflates
+    it, and stores the alerts before and after it."""
+    fed = make_federation(
+        tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
+        bootstrap=kafka_bootstrap,
+        prefix=topic_prefix,
+        tuned=True,
+    )
+    await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
+    topic = fed.topic(TopicKind.ALERTS)
+    before, after = await signed_items(fed, "FR", 2)
+    await _produce(kafka_bootstrap, [before], "zstd")
+    await _produce_bomb(kafka_bootstrap, topic, 80)
+    await _produce(kafka_bootstrap, [after], "zstd")
+    await _store_all(fed, 3)  # the bomb is one record
+    assert sorted(await stored_ids(fed, "DE", topic)) == sorted(
+        [before.message_id, after.message_id]
+    )
+    (entry,) = await quarantine_of(fed, "DE")
+    assert (entry.offset, entry.reason) == (80, "undecodable_batch")
+    assert "offsets 1..80" in entry.detail
+    assert "expands past" in entry.detail

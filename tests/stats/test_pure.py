@@ -156,11 +156,15 @@ def test_a_member_cannot_correct_another_members_indicator() -> None:
 
 
 def test_counting_functions_count_entries_hits_and_reasons() -> None:
-    """Blacklist entries by category (removals without), hits by their query's category,
+    """Blacklist entries of deltas by category (removals without; snapshots not), hits by
+    their query's category,
     quarantine by code (anything not a code counted as ``other``)."""
     bl = counting.count_blacklist(
         [{"added": [{"category": "OTHER"}, {"category": "OTHER"}], "removed": [{}, {}, {}]}],
-        [{"added": [], "removed": [{}]}],
+        [
+            {"added": [], "removed": [{}]},
+            {"kind": "SNAPSHOT", "added": [{"category": "OTHER"}], "removed": []},
+        ],
     )
     assert bl == {
         cell(M.BLACKLIST_ADDED_SENT, "OTHER"): 2,

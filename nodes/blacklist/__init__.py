@@ -1,0 +1,1 @@
+"""The joint blacklist on a node: store tables, sync, exports, publishing, CLI."""
