@@ -20,6 +20,8 @@ Shape (``exchange federation init`` writes the first five tables)::
                   max_skew_s, own_messages, max_record_bytes, max_partition_fetch_bytes,
                   fetch_max_bytes
     [log]         level, format
+    [stats]       enabled, period, threshold, check_interval_s, first_check_after_s,
+                  recheck_periods, tlp (statistical indicators: nodes/stats/config.py)
 
 Environment variables override the file: prefix ``EXCHANGE_``, nested delimiter ``__``
 (``EXCHANGE_KAFKA__BOOTSTRAP_SERVERS=host:9092``, ``EXCHANGE_LOG__LEVEL=debug``).
@@ -49,6 +51,7 @@ from exchange.ids import NODE_ID_RE, NodeId
 from exchange.topics import DEFAULT_PREFIX, TopicKind
 from nodes.blacklist.config import BlacklistConfig
 from nodes.retry import RetryPolicy
+from nodes.stats.config import StatsConfig
 
 #: The folder relative paths are resolved against, while a config is being validated.
 _BASE_DIR: ContextVar[Path | None] = ContextVar("_BASE_DIR", default=None)
@@ -418,6 +421,7 @@ class NodeConfig(BaseSettings):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     consumer: ConsumerConfig = Field(default_factory=ConsumerConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -67,6 +67,7 @@ from nodes.pseudonyms.node import PseudonymPart
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
 from nodes.rules import build_chain
+from nodes.stats.scheduler import run_scheduler
 from nodes.store.base import Store, open_store
 from nodes.supervisor import Supervisor
 
@@ -195,6 +196,8 @@ class Node:
         spawn("consumer", self._consume)
         spawn("retention", self._purge_loop)
         spawn("trust", functools.partial(self._follow_trust, kafka))
+        if config.stats.enabled:
+            spawn("stats", functools.partial(run_scheduler, self))
         spawn("blacklist", functools.partial(blacklist_service.run, self))
         self.pseudonyms = PseudonymPart(self, decrypter, trust)
         spawn("pseudonyms", self.pseudonyms.run)
@@ -292,7 +295,7 @@ class Node:
             waiting = name in ("publisher", "consumer") and not self._topics_ready.is_set()
             if (
                 waiting
-                or name in ("retention", "trust", "blacklist", "pseudonyms")
+                or name in ("retention", "trust", "blacklist", "pseudonyms", "stats")
                 or name.startswith("inbound:")
             ):
                 loop.task.cancel()  # nothing in flight to finish

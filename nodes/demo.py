@@ -35,6 +35,7 @@ from typing import IO, Any
 from nodes.blacklist.demo import run_blacklist_demo
 from nodes.config import load_config
 from nodes.pseudonyms import demo as pseudonym_demo
+from nodes.stats.demo import indicator_table
 from nodes.store.base import StoredRecord, open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,6 +241,7 @@ def main() -> int:
             red_at_de = any(r.tlp == "RED" for r in found["DE"])
             red_at_nl = any(r.tlp == "RED" for r in found["NL"])
             say(f"DE holds the TLP:RED alert: {red_at_de}; NL holds it: {red_at_nl}")
+            say(indicator_table(configs))
             blacklist_ok = run_blacklist_demo(folder, configs)
             pseudonyms_ok = pseudonym_demo.run(folder, configs, bootstrap, prefix, exchange, say)
             codes = stop_all(processes)

@@ -42,7 +42,12 @@ from exchange.models.common import (
     SourceReliability,
     Tlp,
 )
-from exchange.models.indicator import CategoryCount, StatisticalIndicator
+from exchange.models.indicator import (
+    CategoryCount,
+    IndicatorMeasure,
+    MeasureCount,
+    StatisticalIndicator,
+)
 from exchange.models.pseudonym import PseudonymQuery, PseudonymResponse, RequestedDetail
 from exchange.models.retraction import Retraction, RetractionReason
 from exchange.topics import MessageType
@@ -180,8 +185,10 @@ __all__ = [
     "HandlingCode",
     "HashAlgorithm",
     "Indicator",
+    "IndicatorMeasure",
     "IndicatorType",
     "InformationReliability",
+    "MeasureCount",
     "OffenceAlert",
     "OffenceCategory",
     "Payload",

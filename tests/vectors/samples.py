@@ -121,6 +121,12 @@ PAYLOADS: dict[MessageType, dict[str, Any]] = {
             {"category": "IDENTITY_FRAUD", "count": 312},
             {"category": "ATTACK_ON_INFORMATION_SYSTEMS", "count": 57},
         ],
+        "revision": 2,
+        "measures": [
+            {"measure": "ALERTS_SENT", "category": "IDENTITY_FRAUD", "count": 312},
+            {"measure": "ALERTS_RECEIVED", "category": "SEXUAL_VIOLENCE", "suppressed_below": 5},
+            {"measure": "QUARANTINED", "reason": "bad_signature", "count": 9},
+        ],
     },
     MessageType.RETRACTION: {
         "retracted_message_id": "019ac9f2-6a00-7000-8000-000000000001",
