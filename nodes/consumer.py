@@ -525,23 +525,22 @@ class Consumer:
 
 
 async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    """The end offset of every partition of ``topics`` (for ``exchange node status``)."""
+    """The end offset of every partition of ``topics`` (for ``exchange node status``); a
+    topic the cluster does not know has no entry."""
     consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, None))
-
-    def known_partitions() -> list[TopicPartition]:
-        return [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
 
     with kafka_errors("reading end offsets"):
         await consumer.start()
         try:
-            partitions = known_partitions()
-            if not partitions:
-                await consumer.topics()  # fetch the metadata, then ask again
-                partitions = known_partitions()
+            # Fresh metadata for every topic: the client's own view right after start may
+            # lack some (consumer.topics() returns a new view without updating it), and a
+            # topic left out would read as "nothing on it".
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(cluster.partitions_for_topic(topic) or ())
+            ]
             ends = await consumer.end_offsets(partitions) if partitions else {}
         finally:
             await consumer.stop()

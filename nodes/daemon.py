@@ -414,7 +414,12 @@ class Node:
         positive proof that nothing more is on its way (TimeoutError otherwise)."""
         assert self.consumer is not None, "node not started"
         consumer = self.consumer
-        ends = await end_offsets(self.config.kafka.settings(), self.topics)
+        async with asyncio.timeout(within_s):
+            while True:  # every topic's partitions, or the proof would be vacuous
+                ends = await end_offsets(self.config.kafka.settings(), self.topics)
+                if {topic for topic, _ in ends} >= set(self.topics):
+                    break
+                await asyncio.sleep(0.1)
 
         def done() -> bool:
             committed = consumer.committed()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,12 +25,16 @@ from exchange.stats.period import Period, PeriodKind, period_containing
 from exchange.topics import TopicKind, topic_name
 from nodes.config import load_config
 from nodes.daemon import Node
+from nodes.pseudonyms.cli import import_file
 from nodes.stats import render
 from nodes.stats.publish import publish_period
 from nodes.stats.report import Report, load_report
 from nodes.store.base import AuditAction
 from tests.helpers.federation import Federation, alert_data
 from tests.node.helpers import wait_for
+from tests.pseudonyms.test_flow import CSV as PATROL_CSV
+from tests.pseudonyms.test_flow import answers, ask
+from tests.pseudonyms.test_flow import service as pseudonym_service
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +50,8 @@ M = IndicatorMeasure
 
 def make_node(fed: Federation, name: str) -> Node:
     stats = {"enabled": False, "threshold": THRESHOLDS[name]}
-    return Node(load_config(fed.config_path(name), **FAST, stats=stats))
+    rules = {"pseudonyms": {"query_allowed_from": ["*"]}}
+    return Node(load_config(fed.config_path(name), **FAST, stats=stats, rules=rules))
 
 
 @asynccontextmanager
@@ -78,17 +82,6 @@ def delta(list_id: str, added: dict[str, str], removed: list[str]) -> dict[str, 
         ],
         "removed": [{"kind": "DOMAIN", "value": v} for v in removed],
         "reason": "weekly review",
-    }
-
-
-def query(category: str) -> dict[str, Any]:
-    return {
-        "query_id": str(uuid.uuid4()),
-        "pseudonym": "darkseller42",
-        "platform": "ExampleForum",
-        "category": category,
-        "justification": "Investigation 2026/123 into a marketplace vendor.",
-        "requested_detail": "HIT_ONLY",
     }
 
 
@@ -210,22 +203,16 @@ async def test_published_indicators_equal_what_each_node_sent_stored_and_quarant
             "de.domains", {"a.example": "FRAUDULENT_SALES", "b.example": "OTHER"}, ["c.example"]
         )
         await de.submit("BlacklistDelta", bl, handling={"tlp": "GREEN", "code": "H0"})
-        q = query("ILLICIT_DRUG_TRADE")
-        await nl.submit("PseudonymQuery", q, handling={"tlp": "AMBER", "code": "H1"})
+        # NL asks (blinded) about a handle DE's patrol holds: DE answers HIT, FR NO_HIT.
+        csv_path = tmp_path / "patrol.csv"
+        csv_path.write_text(PATROL_CSV, encoding="utf-8")
+        await import_file(
+            pseudonym_service(de), de.store, csv_path, actor="test", now=datetime.now(UTC)
+        )
+        query_id = await ask(nl)  # category ILLICIT_DRUG_TRADE
         await produce_garbage(fed)
-        await everyone_caught_up(nodes)
-        (asked,) = [
-            r
-            for r in await de.store.list_records(sender="NL", limit=10)
-            if r.message_type == "PseudonymQuery"
-        ]
-        for answerer, hit in ((de, True), (fr, False)):
-            answer = {"query_id": q["query_id"], "in_reply_to": str(asked.message_id), "hit": hit}
-            if hit:
-                answer["details"] = "Known since 2025."
-            await answerer.submit(
-                "PseudonymResponse", answer, handling={"tlp": "AMBER", "code": "H1"}
-            )
+        got = await answers(nl, query_id, 2)
+        assert (got["DE"]["outcome"], got["FR"]["outcome"]) == ("HIT", "NO_HIT")
         await everyone_caught_up(nodes)
 
         period = period_containing(datetime.now(UTC).date(), PeriodKind.MONTH)
