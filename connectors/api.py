@@ -23,7 +23,10 @@ whose ``__init__`` takes the context is one). A node's config lists instances::
   skips it. Raise :class:`RecordRejected` to refuse one record for good: the node logs and
   records it (``node status``) and moves on.
 - An :class:`InboundConnector` runs as a task for the node's life and files new messages
-  with ``await context.submit(...)``: validated, then put in the node's outbox.
+  with ``await context.submit(...)``: validated, then put in the node's outbox. It may also
+  change the node's own blacklists (``context.blacklist_change``: the node normalizes the
+  entries and picks the version) and ask pseudonym queries (``context.ask_pseudonym``: the
+  node blinds the handle); neither takes a raw delta or query.
 
 A plugin sees only :class:`ConnectorContext` and :class:`SharedRecord`: never the store,
 the keys or the node's internals.
