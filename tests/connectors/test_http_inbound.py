@@ -443,12 +443,17 @@ async def test_a_report_or_read_token_may_neither_change_a_blacklist_nor_ask(api
 
 
 async def test_a_pseudonym_query_posted_to_fr_gets_des_hit_and_the_handle_never_travels(
-    api: Api, live_federation: Federation, kafka_bootstrap: str, tmp_path: Path
+    api: Api,
+    live_federation: Federation,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """FR's REST API blinds the handle it is given: DE answers HIT with its case reference
     and contact unit (GET /v1/pseudonym-queries/{id}); the handle, as posted or normalized,
-    is in no raw record on any topic, nor in FR's outbox or audit log. A bad handle is
-    refused 422 naming it, without echoing it."""
+    is in no raw record on any topic, nor in FR's outbox, audit log or log output. A bad
+    handle is refused 422 naming it, without echoing it."""
     csv_path = tmp_path / "patrol.csv"
     csv_path.write_text(pseudonym_flow.CSV, encoding="utf-8")
     de = pseudonym_flow.make_node(live_federation, "DE")
@@ -492,5 +497,9 @@ async def test_a_pseudonym_query_posted_to_fr_gets_des_hit_and_the_handle_never_
     forms = pseudonym_flow.spellings(QUERY["handle"]) | pseudonym_flow.spellings("dark_seller42")
     for form in forms:
         assert form not in blob, f"{form!r} travelled on the bus"
+    printed = capfd.readouterr()
+    logged = printed.out + printed.err + caplog.text
+    assert "pseudonym query sent" in logged  # the logs were captured
     for text in (QUERY["handle"], "dark_seller42", "DARK_SELLER42"):
         assert text not in kept_text
+        assert text not in logged
