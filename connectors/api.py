@@ -23,7 +23,10 @@ whose ``__init__`` takes the context is one). A node's config lists instances::
   skips it. Raise :class:`RecordRejected` to refuse one record for good: the node logs and
   records it (``node status``) and moves on.
 - An :class:`InboundConnector` runs as a task for the node's life and files new messages
-  with ``await context.submit(...)``: validated, then put in the node's outbox.
+  with ``await context.submit(...)``: validated, then put in the node's outbox. It may also
+  change the node's own blacklists (``context.blacklist_change``: the node normalizes the
+  entries and picks the version) and ask pseudonym queries (``context.ask_pseudonym``: the
+  node blinds the handle); neither takes a raw delta or query.
 
 A plugin sees only :class:`ConnectorContext` and :class:`SharedRecord`: never the store,
 the keys or the node's internals.
@@ -141,6 +144,53 @@ class Submission:
 SubmitMany = Callable[[Sequence[Submission]], Awaitable[list[tuple[int, UUID]]]]
 
 
+@dataclass(frozen=True, slots=True)
+class BlacklistChange:
+    """A change of one of this node's blacklists, put in the outbox as its next delta."""
+
+    list_id: str
+    version: int
+    outbox_id: int
+    message_id: UUID
+
+
+#: ``blacklist_change(list, add=[{kind, value, category, reason, algorithm?, expires_at?}],
+#: remove=[{kind, value, algorithm?}], reason=...) -> BlacklistChange``: every entry
+#: normalized like ``exchange blacklist add|remove``, the next version picked by the node;
+#: InputError lists every problem (``list``, ``add[i].value``, ``reason``); all or nothing.
+BlacklistChanger = Callable[..., Awaitable[BlacklistChange]]
+
+
+@dataclass(frozen=True, slots=True)
+class PseudonymAsked:
+    """A pseudonym query put in the outbox (the handle itself only as its blind)."""
+
+    query_id: str
+    outbox_id: int
+    message_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class PseudonymAnswer:
+    """One member's answer to a query this node asked."""
+
+    responder: str
+    received_at: datetime
+    outcome: str  # HIT, NO_HIT, REFUSED (DETAILS, DENIED for requests for details)
+    hit: bool
+    case_reference: str | None
+    contact_unit: str | None
+    refusal_reason: str | None
+
+
+#: ``ask_pseudonym(platform=, handle=, purpose=, legal_basis=, category=, justification=,
+#: actor=, recipients=()) -> PseudonymAsked``: the node normalizes and blinds the handle
+#: (as ``exchange pseudonym query`` does); InputError names the field (``handle``, ...).
+PseudonymAsker = Callable[..., Awaitable[PseudonymAsked]]
+#: ``pseudonym_answers(query id) -> [PseudonymAnswer, ...]``: the answers stored so far.
+PseudonymAnswers = Callable[[str], Awaitable[list[PseudonymAnswer]]]
+
+
 async def _no_submit(*_: Any, **__: Any) -> int:
     raise InputError(
         [("connector", "this connector may not submit messages")], reason=Reason.BAD_CONFIG
@@ -153,6 +203,24 @@ async def _no_submit_many(_: Sequence[Submission]) -> list[tuple[int, UUID]]:
 
 async def _no_status(_outbox_id: int) -> SubmissionStatus | None:
     return None
+
+
+async def _no_blacklist(*_: Any, **__: Any) -> BlacklistChange:
+    raise InputError(
+        [("connector", "this node offers no blacklist changes to connectors")],
+        reason=Reason.BAD_CONFIG,
+    )
+
+
+async def _no_pseudonyms(*_: Any, **__: Any) -> PseudonymAsked:
+    raise InputError(
+        [("connector", "this node offers no pseudonym queries to connectors")],
+        reason=Reason.BAD_CONFIG,
+    )
+
+
+async def _no_answers(_query_id: str) -> list[PseudonymAnswer]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -170,6 +238,12 @@ class ConnectorContext:
     submission_status: StatusLookup = field(default=_no_status)
     #: Many messages in one store transaction (validated off the event loop): all or none.
     submit_many: SubmitMany = field(default=_no_submit_many)
+    #: The next delta of one of this node's own blacklists (versions kept by the node).
+    blacklist_change: BlacklistChanger = field(default=_no_blacklist)
+    #: A hit/no-hit query: the node blinds the handle; it never goes out in clear.
+    ask_pseudonym: PseudonymAsker = field(default=_no_pseudonyms)
+    #: Read-only: the answers received so far to a query this node asked.
+    pseudonym_answers: PseudonymAnswers = field(default=_no_answers)
 
     def path(self, option: str, default: str | None = None) -> Path:
         """The option ``option`` as a path, relative ones resolved against ``base_dir``."""

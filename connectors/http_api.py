@@ -4,24 +4,28 @@ Routes (all JSON; every request carries ``Authorization: Bearer <token>``)::
 
     POST /v1/alerts              an OffenceAlert          roles: submit, or report (its categories)
     POST /v1/alerts/batch        up to 1,000 of them, in one transaction: all or none
-    POST /v1/blacklist           a BlacklistDelta         role: submit
-    POST /v1/pseudonym-queries   a PseudonymQuery         role: submit
+    POST /v1/blacklist           a change of this node's own list            role: submit
+    POST /v1/pseudonym-queries   a hit/no-hit query (the node blinds it)     role: submit
+    GET  /v1/pseudonym-queries/{query_id}   the answers so far        roles: submit, read
     GET  /v1/submissions/{id}    pending / signed / sent, with the message id
     GET  /openapi.json           the OpenAPI 3.1 document (no token needed)
 
-A POST body is ``{"payload": {...}, "handling": {...}, "recipients": [...]}``; the payload is
-the message's model (``components.schemas``), validated exactly like ``exchange alert
+An alert's body is ``{"payload": {...}, "handling": {...}, "recipients": [...]}``; the payload
+is the OffenceAlert model (``components.schemas``), validated exactly like ``exchange alert
 publish`` (``nodes.inbound.build_item`` through ``ConnectorContext.submit``). It is answered
 202 with the submission's status (its outbox id and the message id it will travel under).
+
+A blacklist change (``BlacklistChangeIn``) names the list and the entries to add and remove
+as ``exchange blacklist add|remove`` takes them; the node normalizes them and publishes the
+list's next version (``ConnectorContext.blacklist_change``). A pseudonym query
+(``PseudonymQueryIn``) carries the handle to this node only: the node blinds it
+(``ConnectorContext.ask_pseudonym``), so the handle never reaches the bus, the outbox or the
+logs. Neither takes a raw message: a client never picks a version or sends a handle in clear.
 
 Errors are ``application/problem+json``: ``{"status": 422, "title": ..., "problems": [{"field":
 "payload.title", "reason": "..."}]}``. 401: no or unknown token; 403: the token's role or
 categories do not allow it (the field is named); 404: no such submission; 413: body too
 large; 422: bad input, every problem listed.
-
-The blacklist and pseudonym handlers accept today's models (``exchange.models``) as they are
-and only hand them to ``submit``: the semantics of both are being reworked, and the handlers
-are kept to a few lines so they follow.
 """
 
 from collections.abc import Mapping
@@ -37,9 +41,16 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.api import ConnectorContext, Submission, SubmissionStatus
+from connectors.http_models import (
+    BlacklistChangeIn,
+    BlacklistChangeOut,
+    PseudonymAnswersOut,
+    PseudonymQueryIn,
+    PseudonymQueryOut,
+)
 from connectors.tokens import Grant, Role, TokenTable
 from exchange.errors import ExchangeError, InputError
-from exchange.models import BlacklistDelta, OffenceAlert, PseudonymQuery
+from exchange.models import OffenceAlert
 from exchange.topics import MessageType
 
 PROBLEM = "application/problem+json"
@@ -73,11 +84,7 @@ def _payload_field(model: str) -> Any:
 
 
 #: Each body model's payload, pointed at its message model in the OpenAPI document.
-PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
-    "AlertSubmission": OffenceAlert,
-    "BlacklistSubmission": BlacklistDelta,
-    "PseudonymQuerySubmission": PseudonymQuery,
-}
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {"AlertSubmission": OffenceAlert}
 
 
 class _Submission(BaseModel):
@@ -89,14 +96,6 @@ class _Submission(BaseModel):
 
 class AlertSubmission(_Submission):
     payload: dict[str, Any] = _payload_field("OffenceAlert")
-
-
-class BlacklistSubmission(_Submission):
-    payload: dict[str, Any] = _payload_field("BlacklistDelta")
-
-
-class PseudonymQuerySubmission(_Submission):
-    payload: dict[str, Any] = _payload_field("PseudonymQuery")
 
 
 class AlertBatch(BaseModel):
@@ -157,24 +156,11 @@ def problem(status: int, title: str, problems: list[tuple[str, str]]) -> JSONRes
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _categories(message_type: MessageType, payload: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The offence categories a submission names, with their fields."""
-    if message_type is MessageType.BLACKLIST_DELTA:
-        added = payload.get("added")
-        entries = added if isinstance(added, list) else []
-        return [
-            (f"payload.added[{i}].category", e.get("category"))
-            for i, e in enumerate(entries)
-            if isinstance(e, Mapping)
-        ]
-    return [("payload.category", payload.get("category"))]
-
-
 def authorise(
     grant: Grant, message_type: MessageType, payload: Mapping[str, Any], where: str = ""
 ) -> None:
-    """Refused(403) unless ``grant`` may file this message: SUBMIT files any type, REPORT only
-    alerts; either only of its categories. ``where`` prefixes the field named."""
+    """Refused(403) unless ``grant`` may file this alert (SUBMIT, or REPORT of its
+    categories). ``where`` prefixes the field named."""
     may = grant.may(Role.SUBMIT) or (
         grant.may(Role.REPORT) and message_type is MessageType.OFFENCE_ALERT
     )
@@ -183,11 +169,33 @@ def authorise(
         raise Refused(
             403, "forbidden", [("authorization", f"roles {roles} may not file a {message_type}")]
         )
-    for field, category in _categories(message_type, payload):
+    allowed_categories(grant, [(where + "payload.category", payload.get("category"))])
+
+
+def allowed_categories(grant: Grant, named: list[tuple[str, Any]]) -> None:
+    """Refused(403) unless every category named is among the token's (if it has a list)."""
+    for field, category in named:
         if not grant.category_allowed(category if isinstance(category, str) else None):
             allowed = sorted(grant.categories)
             reason = f"{category!r} is not among this token's {allowed}"
-            raise Refused(403, "forbidden", [(where + field, reason)])
+            raise Refused(403, "forbidden", [(field, reason)])
+
+
+def submitter(grant: Grant, what: str) -> None:
+    """Refused(403) unless ``grant`` has the SUBMIT role (blacklist changes, queries)."""
+    if not grant.may(Role.SUBMIT):
+        roles = sorted(r.value for r in grant.roles)
+        raise Refused(403, "forbidden", [("authorization", f"roles {roles} may not {what}")])
+
+
+def field_path(loc: tuple[Any, ...]) -> str:
+    """A validation error's location as the API names fields: ``add[0].value``."""
+    out = ""
+    for part in loc:
+        if part == "body":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else f"{'.' if out else ''}{part}"
+    return out or "body"
 
 
 def build_app(
@@ -220,10 +228,7 @@ def build_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            (".".join(str(p) for p in err["loc"] if p != "body") or "body", str(err["msg"]))
-            for err in exc.errors()
-        ]
+        problems = [(field_path(tuple(err["loc"])), str(err["msg"])) for err in exc.errors()]
         return problem(422, "invalid input", problems)
 
     @app.exception_handler(InputError)
@@ -299,15 +304,83 @@ def build_app(
         accepted = [{"outbox_id": o, "message_id": str(m)} for o, m in done]
         return JSONResponse({"accepted": accepted}, status_code=202)
 
-    @app.post("/v1/blacklist", **accepted)
-    async def post_blacklist(body: BlacklistSubmission, grant: Authorised) -> JSONResponse:
-        """File a blacklist change (today's BlacklistDelta model)."""
-        return await accept(grant, MessageType.BLACKLIST_DELTA, body, body.payload)
+    @app.post(
+        "/v1/blacklist", status_code=202, response_model=BlacklistChangeOut, responses=responses
+    )
+    async def post_blacklist(body: BlacklistChangeIn, grant: Authorised) -> JSONResponse:
+        """Change one of this node's own blacklists: the node normalizes every entry and
+        publishes the list's next version (as ``exchange blacklist add|remove``)."""
+        submitter(grant, "change a blacklist")
+        allowed_categories(
+            grant, [(f"add[{i}].category", e.category) for i, e in enumerate(body.add)]
+        )
+        done = await context.blacklist_change(
+            body.list_name,
+            add=[e.model_dump(exclude_none=True) for e in body.add],
+            remove=[e.model_dump(exclude_none=True) for e in body.remove],
+            reason=body.reason,
+        )
+        remember(grant, [done.outbox_id])
+        context.log.info(
+            "blacklist change accepted",
+            client=grant.name,
+            list_id=done.list_id,
+            version=done.version,
+            outbox_id=done.outbox_id,
+        )
+        out = BlacklistChangeOut(
+            outbox_id=done.outbox_id,
+            message_id=done.message_id,
+            list_id=done.list_id,
+            version=done.version,
+        )
+        return JSONResponse(jsonable_encoder(out), status_code=202)
 
-    @app.post("/v1/pseudonym-queries", **accepted)
-    async def post_pseudonym(body: PseudonymQuerySubmission, grant: Authorised) -> JSONResponse:
-        """Ask the federation about a pseudonym (today's PseudonymQuery model)."""
-        return await accept(grant, MessageType.PSEUDONYM_QUERY, body, body.payload)
+    @app.post(
+        "/v1/pseudonym-queries",
+        status_code=202,
+        response_model=PseudonymQueryOut,
+        responses=responses,
+    )
+    async def post_pseudonym(body: PseudonymQueryIn, grant: Authorised) -> JSONResponse:
+        """Ask the members whether they know a handle: the node blinds it; only the blind
+        travels (as ``exchange pseudonym query``). Answers: GET the query id."""
+        submitter(grant, "ask about a pseudonym")
+        allowed_categories(grant, [("category", body.category)])
+        asked = await context.ask_pseudonym(
+            platform=body.platform,
+            handle=body.handle,
+            purpose=body.purpose,
+            legal_basis=body.legal_basis,
+            category=body.category,
+            justification=body.justification,
+            actor=grant.name,
+            recipients=tuple(body.recipients),
+        )
+        remember(grant, [asked.outbox_id])
+        context.log.info(
+            "pseudonym query sent",
+            client=grant.name,
+            query_id=asked.query_id,
+            outbox_id=asked.outbox_id,
+        )
+        out = PseudonymQueryOut(
+            query_id=asked.query_id, outbox_id=asked.outbox_id, message_id=asked.message_id
+        )
+        return JSONResponse(jsonable_encoder(out), status_code=202)
+
+    @app.get(
+        "/v1/pseudonym-queries/{query_id}",
+        response_model=PseudonymAnswersOut,
+        responses=responses,
+    )
+    async def get_pseudonym(query_id: str, grant: Authorised) -> PseudonymAnswersOut:
+        """The answers received so far to a query this node asked (hit or not; on a hit
+        the responder's case reference and contact unit)."""
+        if not (grant.may(Role.SUBMIT) or grant.may(Role.READ)):
+            submitter(grant, "read pseudonym answers")
+        answers = await context.pseudonym_answers(query_id)
+        return PseudonymAnswersOut.of(query_id, answers)
 
     @app.get(
         "/v1/submissions/{outbox_id}",

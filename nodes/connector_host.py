@@ -1,5 +1,6 @@
 """What the node offers its connectors: their context (``submit``, ``submit_many`` for a
-batch in one transaction, a read-only status of submissions), and the run of an inbound
+batch in one transaction, a read-only status of submissions, blacklist changes and
+pseudonym queries through :mod:`nodes.connector_services`), and the run of an inbound
 connector with its state kept in the node status.
 
 Kept apart from :mod:`nodes.daemon` so the daemon only wires them in."""
@@ -19,6 +20,7 @@ from connectors.api import ConnectorContext, InboundConnector, Submission, Submi
 from exchange.errors import InputError
 from exchange.trust import TrustList
 from nodes.config import ConnectorConfig, NodeConfig
+from nodes.connector_services import ask_pseudonym, blacklist_change, pseudonym_answers
 from nodes.inbound import build_item
 from nodes.logging import get_logger
 from nodes.store.base import OutboxItem, Store
@@ -38,6 +40,9 @@ def connector_context(node: Node, spec: ConnectorConfig, base_dir: Path) -> Conn
         submit=node.submit,
         submission_status=functools.partial(submission_status, node.store),
         submit_many=functools.partial(submit_many, node),
+        blacklist_change=functools.partial(blacklist_change, node),
+        ask_pseudonym=functools.partial(ask_pseudonym, node, spec.name),
+        pseudonym_answers=functools.partial(pseudonym_answers, node),
     )
 
 

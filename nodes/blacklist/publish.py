@@ -9,8 +9,10 @@ any message (``nodes.inbound.build_item``) and enqueued; the publisher signs and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from exchange.blacklist.deltas import (
     Delta,
@@ -67,6 +69,16 @@ async def next_version(db: BlacklistDB, list_id: str) -> int:
     return max(applied, int(rows[0][0]) if rows else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A delta put in the outbox: its list, version, outbox id and message id."""
+
+    list_id: str
+    version: int
+    outbox_id: int
+    message_id: UUID
+
+
 async def publish_delta(
     db: BlacklistDB,
     *,
@@ -80,14 +92,41 @@ async def publish_delta(
     now: datetime,
 ) -> int:
     """Enqueue the next delta of ``list_id``; its version."""
+    published = await enqueue_delta(
+        db,
+        node=node,
+        prefix=prefix,
+        trust=trust,
+        list_id=list_id,
+        added=added,
+        removed=removed,
+        reason=reason,
+        now=now,
+    )
+    return published.version
+
+
+async def enqueue_delta(
+    db: BlacklistDB,
+    *,
+    node: str,
+    prefix: str,
+    trust: TrustList | None,
+    list_id: str,
+    added: Sequence[Entry],
+    removed: Sequence[EntryKey],
+    reason: str,
+    now: datetime,
+) -> Published:
+    """:func:`publish_delta`, telling the outbox id and message id too."""
     check_owner(node, list_id)
     base = await next_version(db, list_id)
     delta = Delta(
         node, list_id, DeltaKind.DELTA, base, base + 1, tuple(added), tuple(removed), reason
     )
     item = _item(to_payload(delta), node, prefix, trust, now)
-    await _enqueue(db, [item], list_id, base + 1, None)
-    return base + 1
+    (outbox_id,) = await _enqueue(db, [item], list_id, base + 1, None)
+    return Published(list_id, base + 1, outbox_id, item.message_id or UUID(int=0))
 
 
 async def publish_snapshot(
@@ -143,9 +182,10 @@ async def _published(db: BlacklistDB, list_id: str, version: int, snapshot_at: i
 
 async def _enqueue(
     db: BlacklistDB, items: list[OutboxItem], list_id: str, version: int, snapshot_at: int | None
-) -> None:
-    await db.store.enqueue(items)
+) -> list[int]:
+    ids = await db.store.enqueue(items)
     await _published(db, list_id, version, snapshot_at)
+    return ids
 
 
 async def publish_repairs(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from nodes.inbound import build_item
 from nodes.pseudonyms.repo import Incoming, PseudonymRepo, Request
 from nodes.store.base import AuditAction, AuditEvent, OutboxItem
 
-__all__ = ["ANSWER_HANDLING", "PseudonymService"]
+__all__ = ["ANSWER_HANDLING", "Asked", "PseudonymService"]
 
 #: Answers and queries: for the named recipients only, not to be shared onward.
 ANSWER_HANDLING = {"tlp": "AMBER", "code": "H2"}
@@ -53,6 +53,15 @@ LOGGED_FIELDS = (
     "case_reference",
     "category",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A query put in the outbox: its query id, outbox id and message id."""
+
+    query_id: str
+    outbox_id: int
+    message_id: uuid.UUID
 
 
 class PseudonymService:
@@ -314,9 +323,44 @@ class PseudonymService:
         case_reference: str | None = None,
     ) -> str:
         """Enqueue a blinded query (or, with ``follow_up_of``, a request for details) and
-        log it; its query id. The handle never leaves this function in clear."""
+        log it; its query id. The handle never leaves :meth:`ask_sent` in clear."""
+        sent = await self.ask_sent(
+            platform=platform,
+            handle=handle,
+            actor=actor,
+            justification=justification,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            category=category,
+            now=now,
+            recipients=recipients,
+            follow_up_of=follow_up_of,
+            case_reference=case_reference,
+        )
+        return sent.query_id
+
+    async def ask_sent(
+        self,
+        *,
+        platform: str,
+        handle: str,
+        actor: str,
+        justification: str,
+        purpose: str,
+        legal_basis: str,
+        category: str,
+        now: datetime,
+        recipients: list[str] | None = None,
+        follow_up_of: str | None = None,
+        case_reference: str | None = None,
+    ) -> Asked:
+        """:meth:`ask`, telling the query's outbox id and message id too. Problems name
+        ``--platform``/``--handle`` (the CLI's options) or ``payload.<field>``."""
         try:
             plat = normalize_platform(platform)
+        except HandleError as exc:
+            raise InputError([("--platform", str(exc))]) from exc
+        try:
             norm = normalize_handle(plat, handle)
         except HandleError as exc:
             raise InputError([("--handle", str(exc))]) from exc
@@ -368,5 +412,5 @@ class PseudonymService:
                 "follow_up_of": follow_up_of,
             },
         )
-        await self.repo.send([item], [audit])
-        return query_id
+        (outbox_id,) = await self.repo.send([item], [audit])
+        return Asked(query_id, outbox_id, item.message_id or uuid.UUID(int=0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from exchange.blacklist import entry_items
 from exchange.blacklist import normalize as n
 from exchange.blacklist.entries_file import parse_additions, parse_removals
 from tests.helpers.federation import NOW
@@ -106,3 +107,30 @@ def test_a_removal_file_is_normalized_like_additions() -> None:
     keys, problems = parse_removals("DOMAIN Good.Example.\nIP 10.0.0.0/8\nURL nope\n")
     assert keys == [("DOMAIN", "good.example", ""), ("IP", "10.0.0.0/8", "")]
     assert [p[0] for p in problems] == ["line 3"]
+
+
+def test_entries_given_as_objects_are_normalized_and_each_problem_names_its_field() -> None:
+    """The REST API's entries: canonical values, the change's reason as default, and every
+    bad field named ``add[i].<field>``; a duplicate after normalization is refused too."""
+    items = [
+        {"kind": "domain", "value": "Good.Example.", "category": "OTHER"},
+        {"kind": "HASH", "value": "AB" * 32, "algorithm": "SHA256", "category": "OTHER"},
+        {"kind": "DOMAIN", "value": "good.example", "category": "OTHER"},
+        {"kind": "URL", "value": "nope", "category": "NOT_ONE", "expires_at": "soon"},
+        {"kind": "DOMAIN", "value": "x.example", "algorithm": "MD5", "category": "OTHER"},
+    ]
+    entries, problems = entry_items.parse_additions(items, reason="listed", now=NOW)
+    assert [(e.value, e.reason) for e in entries] == [
+        ("good.example", "listed"),
+        ("ab" * 32, "listed"),
+    ]
+    assert [f for f, _ in problems] == [
+        "add[2].value",
+        "add[3].value",
+        "add[3].category",
+        "add[3].expires_at",
+        "add[4].algorithm",
+    ]
+    keys, bad = entry_items.parse_removals([{"kind": "IP", "value": "10.0.0.0/8"}, {"kind": "X"}])
+    assert keys == [("IP", "10.0.0.0/8", "")]
+    assert [f for f, _ in bad] == ["remove[1].kind", "remove[1].value"]

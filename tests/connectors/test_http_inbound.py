@@ -5,11 +5,12 @@ document, and a submission followed until it is signed, sent and stored by anoth
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,29 @@ from openapi_spec_validator import validate
 
 from connectors.http_inbound import HttpInboundConnector
 from connectors.tokens import hash_token
-from exchange.topics import MessageType
+from nodes.blacklist.db import blacklist_db
+from nodes.blacklist.state import versions
 from nodes.config import load_config
 from nodes.daemon import Node
+from nodes.pseudonyms.cli import import_file
 from tests.connectors.tls import make_pki
-from tests.helpers.federation import Federation, alert_data, sample_payloads
+from tests.helpers.federation import Federation, alert_data
+from tests.node.helpers import wait_for
+from tests.pseudonyms import test_flow as pseudonym_flow
 
 pytestmark = pytest.mark.integration
 
 FAST = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
+SYNC_FAST = {"sync_interval_s": 0.2}
+#: A pseudonym query as a police system posts it (full-width @, upper case: DE's handle).
+QUERY = {
+    "platform": "Telegram",
+    "handle": "\uff20DARK_SELLER42",
+    "purpose": "investigation FR-2026-33",
+    "legal_basis": "CPP art. 230-45",
+    "category": "ILLICIT_DRUG_TRADE",
+    "justification": "vendor seen on a drug market channel",
+}
 TOKENS = {
     "officer": "officer-token-0123456789",
     "bank": "bank-token-0123456789",
@@ -125,7 +140,7 @@ async def test_a_posted_alert_is_signed_sent_and_stored_by_another_member(
 
 async def test_a_report_token_files_only_alerts_of_its_own_categories(api: Api) -> None:
     """A victim company's token (role report, IDENTITY_FRAUD) files an IDENTITY_FRAUD alert;
-    another category, a blacklist change or a read-only token is refused 403 naming why."""
+    another category or a read-only token is refused 403 naming why."""
     own = await api.post("/v1/alerts", {"payload": alert_data(category="IDENTITY_FRAUD")}, "bank")
     assert own.status_code == 202, own.text
     other = await api.post(
@@ -133,8 +148,6 @@ async def test_a_report_token_files_only_alerts_of_its_own_categories(api: Api) 
     )
     assert other.status_code == 403
     assert "FRAUDULENT_SALES" in problems(other)["payload.category"]
-    delta = sample_payloads()[MessageType.BLACKLIST_DELTA].model_dump(mode="json")
-    assert (await api.post("/v1/blacklist", {"payload": delta}, "bank")).status_code == 403
     reader = await api.post("/v1/alerts", {"payload": alert_data()}, "auditor")
     assert reader.status_code == 403
     assert "authorization" in problems(reader)
@@ -211,20 +224,6 @@ async def test_a_body_over_the_limit_is_refused_413_before_it_is_read_whole(api:
     assert "body" in problems(chunked)
 
 
-async def test_blacklist_changes_and_pseudonym_queries_are_accepted_with_todays_models(
-    api: Api,
-) -> None:
-    """A BlacklistDelta and a PseudonymQuery posted by a submit token are queued (202)."""
-    payloads = sample_payloads(datetime.now().astimezone())
-    for path, kind in (
-        ("/v1/blacklist", MessageType.BLACKLIST_DELTA),
-        ("/v1/pseudonym-queries", MessageType.PSEUDONYM_QUERY),
-    ):
-        answer = await api.post(path, {"payload": payloads[kind].model_dump(mode="json")})
-        assert answer.status_code == 202, answer.text
-        assert answer.json()["message_type"] == kind.value
-
-
 async def test_the_openapi_document_is_served_valid_with_every_route_and_model(api: Api) -> None:
     """GET /openapi.json is a valid OpenAPI document naming the routes and the payload models."""
     answer = await api.client.get("/openapi.json")
@@ -237,22 +236,39 @@ async def test_the_openapi_document_is_served_valid_with_every_route_and_model(a
         "/v1/blacklist",
         "/v1/pseudonym-queries",
         "/v1/submissions/{outbox_id}",
+        "/v1/pseudonym-queries/{query_id}",
     } <= set(document["paths"])
     schemas = document["components"]["schemas"]
     for name in (
         "OffenceAlert",
-        "BlacklistDelta",
-        "PseudonymQuery",
         "AlertSubmission",
         "AlertBatch",
         "SubmissionOut",
         "ProblemReport",
+        "BlacklistChangeOut",
+        "PseudonymQueryOut",
+        "PseudonymAnswersOut",
     ):
         assert name in schemas
-    alert_body = document["paths"]["/v1/alerts"]["post"]["requestBody"]["content"][
-        "application/json"
-    ]
-    assert alert_body["schema"]["$ref"] == "#/components/schemas/AlertSubmission"
+    for path, model in (
+        ("/v1/alerts", "AlertSubmission"),
+        ("/v1/blacklist", "BlacklistChangeIn"),
+        ("/v1/pseudonym-queries", "PseudonymQueryIn"),
+    ):
+        body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["$ref"] == f"#/components/schemas/{model}"
+    change = schemas["BlacklistChangeIn"]
+    assert set(change["required"]) == {"list", "reason"}
+    assert change["properties"]["list"]["description"]
+    entry = schemas["BlacklistEntryIn"]
+    assert set(entry["required"]) == {"kind", "value", "category"}
+    assert {"reason", "algorithm", "expires_at"} <= set(entry["properties"])
+    query = schemas["PseudonymQueryIn"]
+    assert set(query["required"]) == set(QUERY)  # all but recipients
+    assert all(p.get("description") for p in query["properties"].values())
+    # no route takes a raw delta or query any more
+    assert "BlacklistDelta" not in schemas
+    assert "PseudonymQuery" not in schemas
     assert set(document["paths"]["/v1/alerts"]["post"]["responses"]) >= {"202", "401", "403", "422"}
 
 
@@ -311,3 +327,172 @@ async def test_a_taken_port_leaves_the_node_running_and_the_api_restarting(
         finally:
             await node.stop()
         assert node.supervisor.fatal is None
+
+
+CSAM = "CHILD_SEXUAL_ABUSE_MATERIAL"
+
+
+def change(list_name: str = "csam", **kw: Any) -> dict[str, Any]:
+    entry = {"kind": "DOMAIN", "value": "Bad-Shop.Example.", "category": CSAM, "reason": "shop"}
+    return {"list": list_name, "add": [entry], "reason": "found by the hotline", **kw}
+
+
+async def test_a_blacklist_change_posted_to_fr_reaches_de_as_version_1_then_2(
+    api: Api, live_federation: Federation
+) -> None:
+    """POST /v1/blacklist publishes the next version of FR's own list (normalized entries,
+    versions picked by the node): DE applies fr.csam version 1, then 2 with a removal."""
+    de = Node(load_config(live_federation.config_path("DE"), **FAST, blacklist=SYNC_FAST))
+    await de.start()
+    db = blacklist_db(de.store, de.config.store.url)
+    try:
+        first = await api.post("/v1/blacklist", change())
+        assert first.status_code == 202, first.text
+        assert (first.json()["list_id"], first.json()["version"]) == ("fr.csam", 1)
+        url = {"kind": "URL", "value": "HTTP://Bad-Shop.Example:80", "category": CSAM}
+        second = await api.post(
+            "/v1/blacklist",
+            change(
+                "fr.csam",
+                add=[url],
+                remove=[{"kind": "DOMAIN", "value": "BAD-SHOP.example"}],
+                reason="moved to a URL",
+            ),
+        )
+        assert second.status_code == 202, second.text
+        assert second.json()["version"] == 2
+        status = await api.status(second.json()["outbox_id"])
+        assert status["message_id"] == second.json()["message_id"]
+
+        async def at_two() -> bool:
+            return (await versions(db)).get("fr.csam") == 2
+
+        await wait_for(at_two, within_s=60, what="DE holds fr.csam version 2")
+        async with db.transaction() as tx:
+            rows = await tx.fetch("SELECT kind, value FROM bl_entries WHERE list_id = 'fr.csam'")
+        assert [tuple(r) for r in rows] == [("URL", "http://bad-shop.example/")]
+    finally:
+        await db.close()
+        await de.stop()
+
+
+async def test_a_bad_blacklist_change_is_refused_422_naming_each_problem_and_nothing_is_sent(
+    api: Api,
+) -> None:
+    """Bad entries (value, kind, category, expiry), a missing reason, a missing value and
+    another member's list are each named; nothing is queued, and the next good change is
+    still version 1."""
+    bad = change(
+        add=[
+            {"kind": "DOMAIN", "value": "good.example", "category": CSAM},
+            {"kind": "DOMAIN", "value": "not a domain", "category": CSAM},
+            {"kind": "SHAPE", "value": "x.example", "category": CSAM},
+            {"kind": "IP", "value": "192.0.2.1", "category": "NOPE"},
+            {"kind": "HASH", "value": "abc", "algorithm": "SHA256", "category": CSAM},
+            {
+                "kind": "IP",
+                "value": "192.0.2.2",
+                "category": CSAM,
+                "expires_at": "2001-01-01T00:00:00+00:00",
+            },
+        ],
+        reason=" ",
+    )
+    refused = await api.post("/v1/blacklist", bad)
+    assert refused.status_code == 422
+    assert {
+        "add[1].value",
+        "add[2].kind",
+        "add[3].category",
+        "add[4].value",
+        "add[5].expires_at",
+        "reason",
+    } <= set(problems(refused))
+    assert "add[0].value" not in problems(refused)
+    shapeless = await api.post("/v1/blacklist", change(add=[{"kind": "DOMAIN"}]))
+    assert shapeless.status_code == 422
+    assert "add[0].value" in problems(shapeless)
+    theirs = await api.post("/v1/blacklist", change("de.csam"))
+    assert theirs.status_code == 422
+    assert "owned by DE" in problems(theirs)["list"]
+    assert await api.node.store.outbox_depth() == 0
+    good = await api.post("/v1/blacklist", change())
+    assert (good.status_code, good.json().get("version")) == (202, 1), good.text
+
+
+async def test_a_report_or_read_token_may_neither_change_a_blacklist_nor_ask(api: Api) -> None:
+    """Only a submit token may change a blacklist or ask about a pseudonym (403 otherwise);
+    a report token may not read the answers either."""
+    query = {**QUERY, "category": "IDENTITY_FRAUD"}
+    for who in ("bank", "auditor"):
+        for path, body in (("/v1/blacklist", change()), ("/v1/pseudonym-queries", query)):
+            answer = await api.post(path, body, who)
+            assert answer.status_code == 403, (who, path, answer.text)
+            assert "authorization" in problems(answer)
+    bank = {"Authorization": f"Bearer {TOKENS['bank']}"}
+    listing = await api.client.get("/v1/pseudonym-queries/some-id", headers=bank)
+    assert listing.status_code == 403
+    assert await api.node.store.outbox_depth() == 0
+
+
+async def test_a_pseudonym_query_posted_to_fr_gets_des_hit_and_the_handle_never_travels(
+    api: Api,
+    live_federation: Federation,
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """FR's REST API blinds the handle it is given: DE answers HIT with its case reference
+    and contact unit (GET /v1/pseudonym-queries/{id}); the handle, as posted or normalized,
+    is in no raw record on any topic, nor in FR's outbox, audit log or log output. A bad
+    handle is refused 422 naming it, without echoing it."""
+    csv_path = tmp_path / "patrol.csv"
+    csv_path.write_text(pseudonym_flow.CSV, encoding="utf-8")
+    de = pseudonym_flow.make_node(live_federation, "DE")
+    await de.start()
+    try:
+        kept, _ = await import_file(
+            pseudonym_flow.service(de), de.store, csv_path, actor="test", now=datetime.now(UTC)
+        )
+        assert kept == 2
+        bad = await api.post("/v1/pseudonym-queries", {**QUERY, "handle": "two words"})
+        assert bad.status_code == 422
+        assert "handle" in problems(bad)
+        assert "two words" not in bad.text
+        answer = await api.post("/v1/pseudonym-queries", {**QUERY, "recipients": ["DE"]})
+        assert answer.status_code == 202, answer.text
+        query_id = answer.json()["query_id"]
+        officer = {"Authorization": f"Bearer {TOKENS['officer']}"}
+
+        async def answered() -> bool:
+            got = await api.client.get(f"/v1/pseudonym-queries/{query_id}", headers=officer)
+            return bool(got.json()["answers"])
+
+        await wait_for(answered, within_s=60, what="FR stored an answer")
+        got = await api.client.get(f"/v1/pseudonym-queries/{query_id}", headers=officer)
+        (hit,) = got.json()["answers"]
+        assert (hit["responder"], hit["outcome"], hit["hit"]) == ("DE", "HIT", True)
+        assert (hit["case_reference"], hit["contact_unit"]) == (
+            "DE-BKA-2026-117",
+            "BKA SO41 cyber patrol",
+        )
+        item = await api.node.store.outbox_item(answer.json()["outbox_id"])
+        assert item is not None
+        kept_text = json.dumps(item.payload) + "".join(
+            json.dumps([e.event.justification, e.event.subject, dict(e.event.details)])
+            for e in await api.node.store.audit_entries()
+        )
+    finally:
+        await de.stop()
+    raw = await pseudonym_flow.raw_records(live_federation, kafka_bootstrap)
+    blob = b"\n".join(k + b"\n" + v for _t, k, v, _ts in raw)
+    forms = pseudonym_flow.spellings(QUERY["handle"]) | pseudonym_flow.spellings("dark_seller42")
+    for form in forms:
+        assert form not in blob, f"{form!r} travelled on the bus"
+    printed = capfd.readouterr()
+    logged = printed.out + printed.err + caplog.text
+    assert "pseudonym query sent" in logged  # the logs were captured
+    for text in (QUERY["handle"], "dark_seller42", "DARK_SELLER42"):
+        assert text not in kept_text
+        assert text not in logged
