@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from exchange.models.common import Line, Model, OffenceCategory, Text, Uuid
+from exchange.models.common import LINE_PATTERN, Line, Model, OffenceCategory, Text, Uuid
 
 
 class RequestedDetail(StrEnum):
@@ -39,7 +39,10 @@ class PseudonymQuery(Model):
 
     query_id: Uuid = Field(description="Unique id of the query (text UUID on the wire).")
     pseudonym: str = Field(
-        default="", max_length=256, description="The handle in clear: old queries only."
+        default="",
+        max_length=256,
+        pattern=LINE_PATTERN,  # single-line, as before blinding; empty in blinded queries
+        description="The handle in clear: old queries only.",
     )
     platform: Line = Field(max_length=100, description="Where the pseudonym is used.")
     category: OffenceCategory = Field(description="The offence suspected.")
