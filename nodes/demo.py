@@ -29,8 +29,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from nodes.blacklist.demo import run_blacklist_demo
 from nodes.config import load_config
@@ -38,6 +39,7 @@ from nodes.pseudonyms import demo as pseudonym_demo
 from nodes.stats.demo import indicator_table
 from nodes.store.base import StoredRecord, open_store
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 NODES = ("FR", "DE", "NL")
@@ -88,6 +90,16 @@ FR_ALERTS = [
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+def attempt(step: str, run: Callable[[], T]) -> T | None:
+    """``run()``, or None after saying why it failed: one step's failure must not hide the
+    daemons' logs (printed at the end) behind a traceback."""
+    try:
+        return run()
+    except Exception as exc:
+        say(f"{step}: FAILED: {type(exc).__name__}: {exc}")
+        return None
 
 
 def broker_answers(bootstrap: str) -> bool:
@@ -241,9 +253,16 @@ def main() -> int:
             red_at_de = any(r.tlp == "RED" for r in found["DE"])
             red_at_nl = any(r.tlp == "RED" for r in found["NL"])
             say(f"DE holds the TLP:RED alert: {red_at_de}; NL holds it: {red_at_nl}")
-            say(indicator_table(configs))
-            blacklist_ok = run_blacklist_demo(folder, configs)
-            pseudonyms_ok = pseudonym_demo.run(folder, configs, bootstrap, prefix, exchange, say)
+            say(attempt("statistics", lambda: indicator_table(configs)) or "")
+            blacklist_ok = bool(
+                attempt("joint blacklist", lambda: run_blacklist_demo(folder, configs))
+            )
+            pseudonyms_ok = bool(
+                attempt(
+                    "pseudonyms",
+                    lambda: pseudonym_demo.run(folder, configs, bootstrap, prefix, exchange, say),
+                )
+            )
             codes = stop_all(processes)
             say(f"daemons stopped with SIGTERM, exit codes {codes}")
             say("\nan auditor replays the topics from the bus alone (exchange audit replay):")
