@@ -107,4 +107,6 @@ def run(
     )  # fmt: skip
     say("an auditor checks answers against queries and DE's disclosure against its approval:")
     say(audit.stdout.rstrip())
+    if audit.returncode != 0:
+        say(f"exit code {audit.returncode}: {audit.stderr.rstrip()}")
     return hit and audit.returncode == 0
