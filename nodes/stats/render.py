@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
-from typing import Any
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from exchange.errors import InputError
 from exchange.models import IndicatorMeasure, OffenceCategory
 from nodes.stats.report import Report, Row
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: every CLI call would pay
+    from matplotlib.figure import Figure
 
 #: The panel of counts that have no offence category (blacklist removals, unknown queries).
 NO_CATEGORY = "(no category)"
@@ -161,6 +161,9 @@ def figure(report: Report, measure: IndicatorMeasure = IndicatorMeasure.ALERTS_S
     names = [c.value for c in OffenceCategory] + ([NO_CATEGORY] if NO_CATEGORY in data else [])
     cols = 3
     rows = -(-len(names) // cols)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(cols * 4.2, rows * 2.8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
