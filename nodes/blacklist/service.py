@@ -88,6 +88,9 @@ async def run(node: Any) -> None:
     interval = settings(node.config).sync_interval_s
     try:
         while True:
+            # Cleared before the round, so a commit during it wakes the next one at once;
+            # left set, the event would make this loop spin (every node, all the time).
+            node._committed.clear()
             try:
                 await step(db, node)
             except ExchangeError as exc:
