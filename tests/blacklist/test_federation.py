@@ -4,6 +4,7 @@ quarantined, and a gap is held and then repaired from the owner's snapshot."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -230,3 +231,33 @@ async def test_a_node_on_postgresql_materializes_and_exports_the_joint_list(
             assert await versions(de_db) == {"fr.csam": 2, "nl.csam": 1}
         finally:
             await de_db.close()
+
+
+async def test_an_idle_nodes_blacklist_loop_runs_once_per_interval_not_back_to_back(
+    live_federation: Federation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the nodes have stored what was sent and sit idle, each node's blacklist loop
+    runs a round per sync interval (0.2 s here), not continuously: a commit wakes it once.
+    The bound is loose (a busy machine runs fewer rounds, never more)."""
+    from nodes.blacklist import service
+
+    rounds: dict[str, int] = {}
+    real_step = service.step
+
+    async def counted(db: Any, node: Node) -> None:
+        rounds[node.config.node_id] = rounds.get(node.config.node_id, 0) + 1
+        await real_step(db, node)
+
+    monkeypatch.setattr(service, "step", counted)
+    async with three(live_federation, tmp_path / "exports") as (fr, nl, de):
+        await fr.submit("BlacklistDelta", payload("fr.csam", 0, 1, ["a.example"]), handling=GREEN)
+        nodes = (fr, nl, de)
+        for node in nodes:
+            await node.wait_caught_up(60)
+        before = dict(rounds)
+        window_s = 2.0
+        await asyncio.sleep(window_s)  # measuring idleness: nothing to wait for
+        for node in nodes:
+            name = node.config.node_id
+            ran = rounds.get(name, 0) - before.get(name, 0)
+            assert ran <= window_s / 0.2 + 5, f"{name} ran {ran} rounds in {window_s} s idle"
