@@ -138,7 +138,7 @@ def _stored(item: Incoming, opened: OpenedRecord, raw: RawRecord) -> StoredRecor
         tlp=opened.tlp,
         handling_code=opened.handling_code,
         recipients=opened.recipients,
-        payload=item.payload or {},
+        payload={} if item.payload is None else item.payload,
         envelope_hash=opened.envelope_hash,
         expires_at=item.expires_at,
     )

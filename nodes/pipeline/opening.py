@@ -41,6 +41,7 @@ from nodes.pipeline.records import (
 from nodes.store.base import (
     QuarantineEntry,
 )
+from nodes.store.jsontext import JsonText
 
 OWN_MESSAGE = "own_message"
 
@@ -236,7 +237,7 @@ def ready(opening: Opening | OpenedRecord) -> Ready:
         tlp=str(handling.tlp.value),
         handling_code=str(handling.code.value),
         envelope_hash=verified.envelope_hash,
-        payload=None if payload is None else payload.model_dump(mode="json"),
+        payload=None if payload is None else JsonText(payload.model_dump_json()),
     )
 
 

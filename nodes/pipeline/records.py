@@ -194,7 +194,7 @@ class OpenedRecord:
     tlp: str
     handling_code: str
     envelope_hash: bytes
-    payload: dict[str, Any] | None
+    payload: Mapping[str, Any] | None
 
 
 #: What :func:`decide` takes for one record.

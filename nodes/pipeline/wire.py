@@ -2,11 +2,13 @@
 
 A :class:`RawRecord` travels as a tuple of its fields; what comes back (:data:`ReadyWire`)
 is ``("q", reason, detail)`` for a quarantine entry (the caller still has the raw bytes),
-``("s", reason)`` for a skip, or ``("o", facts...)`` for an opened record.
+``("s", reason)`` for a skip, or ``("o", facts...)`` for an opened record, its payload as
+JSON text (:class:`~nodes.store.jsontext.JsonText` on both sides: never parsed on the way).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,6 +16,8 @@ from uuid import UUID
 from exchange.topics import MessageType
 from nodes.pipeline.records import OpenedRecord, RawRecord, Ready, Skipped, quarantine
 from nodes.store.base import QuarantineEntry
+from nodes.store.codecs import dump_json
+from nodes.store.jsontext import JsonText
 
 #: One record into a worker: (topic, partition, offset, key, value, timestamp ms, its type).
 RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None, int | None]
@@ -60,8 +64,15 @@ def to_wire(item: Ready) -> ReadyWire:
         item.tlp,
         item.handling_code,
         item.envelope_hash,
-        item.payload,
+        None if item.payload is None else _text(item.payload),
     )
+
+
+def _text(payload: Mapping[str, Any]) -> str:
+    """The payload's JSON text: what ``ready`` made (or the encoding of another mapping)."""
+    if type(payload) is JsonText:
+        return payload.text
+    return dump_json(payload, "payload")
 
 
 def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
@@ -83,5 +94,5 @@ def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
         tlp,
         code,
         ehash,
-        payload,
+        None if payload is None else JsonText(payload),
     )

@@ -22,6 +22,7 @@ from nodes.store.base import (
     StoredRecord,
     StoreError,
 )
+from nodes.store.jsontext import JsonText
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICRO = timedelta(microseconds=1)
@@ -46,7 +47,10 @@ _ENCODER = json.JSONEncoder(
 
 
 def dump_json(value: Mapping[str, Any] | Sequence[Any], field: str) -> str:
-    """``value`` as compact JSON text; a StoreError naming ``field`` when it is not JSON-able."""
+    """``value`` as compact JSON text; a StoreError naming ``field`` when it is not JSON-able.
+    A :class:`JsonText` is its own text (it was written by a serializer already)."""
+    if type(value) is JsonText:
+        return value.text
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
