@@ -21,6 +21,7 @@ start with 'forkserver' (never 'fork': the node has threads and an event loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import multiprocessing
 import multiprocessing.connection
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from exchange import codec
 from exchange.errors import ExchangeError, Reason
@@ -57,10 +59,17 @@ from nodes.pipeline import (
 TASKS_PER_WORKER = 2
 #: The smallest task worth a trip to another process.
 MIN_CHUNK = 32
+#: How often a batch waiting on the workers checks that every one is alive. The executor
+#: notices a dead worker itself, except one killed while it writes a result: its reader
+#: then waits for the rest of that result for ever (the other workers hold the pipe open).
+WATCH_S = 0.5
+#: After :func:`_break`, how long the executor may take to fail its futures.
+BREAK_GRACE_S = 10.0
 
 InitArgs = tuple[str, bytes, bytes | None, float, tuple[str, ...]]
 
 _context: PipelineContext | None = None
+_T = TypeVar("_T")
 
 
 def _init_args(ctx: PipelineContext) -> InitArgs:
@@ -116,6 +125,58 @@ def _pid() -> int:
     return os.getpid()
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: signal 0 tells whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _dead_workers(executor: ProcessPoolExecutor) -> list[int]:
+    processes = getattr(executor, "_processes", None) or {}
+    return [pid for pid in list(processes) if not _alive(pid)]
+
+
+def _break(executor: ProcessPoolExecutor) -> None:
+    """Make ``executor`` notice that it is broken: kill its other workers and close this
+    process's end of the result pipe, so its reader meets the end of the pipe and fails
+    every pending future with BrokenProcessPool (and its thread ends)."""
+    for pid in list(getattr(executor, "_processes", None) or {}):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    queue = getattr(executor, "_result_queue", None)
+    writer = getattr(queue, "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(OSError):
+            writer.close()
+
+
+async def _watched(executor: ProcessPoolExecutor, future: asyncio.Future[_T]) -> _T:
+    """``await future`` (a task of ``executor``), raising BrokenProcessPool when one of
+    the executor's workers is found dead, even where the executor itself would hang."""
+    broken_at: float | None = None
+    loop = asyncio.get_running_loop()
+    while True:
+        done, _ = await asyncio.wait({future}, timeout=WATCH_S)
+        if done:
+            return future.result()
+        if broken_at is None:
+            dead = _dead_workers(executor)
+            if dead:
+                _break(executor)
+                broken_at = loop.time()
+        elif loop.time() - broken_at > BREAK_GRACE_S:
+            raise BrokenProcessPool("a record-opening process died; its pool did not notice")
+
+
 class OpenPool:
     """``processes`` worker processes opening records for one consumer."""
 
@@ -166,18 +227,21 @@ class OpenPool:
         size = max(MIN_CHUNK, -(-len(todo) // (self.processes * TASKS_PER_WORKER)))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         futures: list[asyncio.Future[list[ReadyWire]]] = []
+        executor = self._executor
         try:
             for chunk in chunks:
                 wire = [raw_to_wire(raws[i]) for i in chunk]
-                futures.append(loop.run_in_executor(self._executor, _open_chunk, wire, now))
+                futures.append(loop.run_in_executor(executor, _open_chunk, wire, now))
             for chunk, future in zip(chunks, futures, strict=True):
-                for i, w in zip(chunk, await future, strict=True):
+                opened: list[ReadyWire] = await _watched(executor, future)
+                for i, w in zip(chunk, opened, strict=True):
                     out[i] = from_wire(raws[i], w, now)
             return [item for item in out if item is not None]
         except BrokenProcessPool as exc:
             for future in futures:
                 future.cancel()
-            self._restart()
+            if self._executor is executor:  # not restarted already (another batch in flight)
+                self._restart()
             raise ExchangeError(
                 Reason.UNAVAILABLE, f"a record-opening process died ({exc}); pool restarted"
             ) from exc

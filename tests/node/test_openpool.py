@@ -3,9 +3,15 @@ and a worker killed mid-stream loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import signal
+import struct
+import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,7 +23,7 @@ from exchange.seal import Sealed
 from exchange.topics import TopicKind, topic_name
 from nodes.config import load_config
 from nodes.daemon import Node
-from nodes.openpool import MIN_CHUNK, OpenPool
+from nodes.openpool import BREAK_GRACE_S, MIN_CHUNK, OpenPool, _watched
 from nodes.pipeline import PipelineContext, RawRecord, process
 from tests.helpers.federation import ALERTS, NOW, Federation
 from tests.node.test_pipeline import context, raw
@@ -153,3 +159,29 @@ async def test_a_worker_killed_mid_stream_loses_nothing(live_federation: Federat
     finally:
         await producer.stop()
         await node.stop()
+
+
+def _block(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+async def test_a_worker_dying_while_its_result_is_half_written_breaks_the_pool() -> None:
+    """A worker killed mid-way through writing a result leaves the executor's reader waiting
+    for the rest for ever; the watch finds the dead worker, breaks the pool and raises."""
+    executor = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("forkserver"))
+    loop = asyncio.get_running_loop()
+    try:
+        pids = await asyncio.gather(*(loop.run_in_executor(executor, os.getpid) for _ in "ab"))
+        pending = loop.run_in_executor(executor, _block, 120.0)
+        # The executor's reader now gets a header announcing 1 MB and only 10 bytes of it:
+        # exactly what a worker killed mid-write leaves in the pipe.
+        writer = executor._result_queue._writer  # type: ignore[attr-defined]
+        os.write(writer.fileno(), struct.pack("!i", 1_000_000) + b"x" * 10)
+        os.kill(pids[0], signal.SIGKILL)
+        started = loop.time()
+        with pytest.raises(BrokenProcessPool):
+            await _watched(executor, pending)
+        assert loop.time() - started < BREAK_GRACE_S + 30
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
