@@ -29,6 +29,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,27 @@ STATUS_EVERY_S = 5.0
 #: batch check's gain (256: ~5x single checks, bench zip215), small enough that the first
 #: chunk is ready soon.
 OPEN_CHUNK = 256
+
+
+@dataclass
+class _Fetched:
+    """A fetched batch on its way: the records to open, those refused before decoding, the
+    round's clock, and the task opening them (in the worker processes)."""
+
+    raws: list[RawRecord]
+    refused: list[tuple[RawRecord, QuarantineEntry]]
+    now: datetime
+    opening: asyncio.Future[Sequence[Opening | OpenedRecord]]
+
+    def discard(self) -> None:
+        """Drop it undecided (a rewind or a rebalance: its records will be read again)."""
+        self.opening.cancel()
+
+
+def _retrieve(future: asyncio.Future[Sequence[Opening | OpenedRecord]]) -> None:
+    """Read a discarded opening's outcome, so its error is not reported as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -136,6 +158,9 @@ class Consumer:
         self._position: dict[TopicPartition, int] = {}
         #: Held from a fetched batch until its commit is queued: a rebalance waits for it.
         self._round_lock = asyncio.Lock()
+        #: The next batch, fetched and being opened in the worker processes while the one
+        #: in hand is decided and committed; dropped by every seek (see :meth:`_round`).
+        self._ahead: _Fetched | None = None
         self._assign_error: Exception | None = None
         self._last_status = 0.0
         self.alive = False
@@ -159,9 +184,16 @@ class Consumer:
             await task
 
     async def on_revoked(self) -> None:
-        """Partitions are about to move: let the round in hand finish and commit first."""
+        """Partitions are about to move: let the round in hand finish and commit first, and
+        drop the batch fetched ahead (the next owner reads it from the stored offsets)."""
         async with self._round_lock:
+            self._drop_ahead()
             await self.settle()
+
+    def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.discard()
 
     async def on_assigned(
         self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
@@ -191,6 +223,7 @@ class Consumer:
             return
         consumer.pause(*partitions)  # synchronously, before anything else can fetch
         async with self._round_lock:
+            self._drop_ahead()  # read past the offsets about to be set: read again
             await self.settle()  # a commit in flight moves the stored offsets
             stored = await self.store.load_offsets(self.group)
             fresh = []
@@ -253,8 +286,10 @@ class Consumer:
                         ExchangeError(Reason.UNAVAILABLE, f"{type(exc).__name__}: {exc}")
                     )
                     await self._pause(backoff.next_delay())
+            self._drop_ahead()  # fetched, not decided: read again at the next start
             await self.settle()
         finally:
+            self._drop_ahead()
             self.alive = False
             await self._close()
 
@@ -299,28 +334,60 @@ class Consumer:
             self.open_pool.shutdown()
 
     async def _round(self, consumer: AIOKafkaConsumer) -> None:
+        """Decide and queue the commit of one batch.
+
+        With worker processes, the batch after it is fetched (what the client has already
+        buffered) and sent to the workers before this one is decided: the workers open it
+        while this process decides, stores and fetches. Every seek drops that batch, so a
+        rewind or a rebalance never decides records past the offsets it sets.
+        """
         if self._assign_error is not None:  # partitions left paused: rewind, then resume
             error, self._assign_error = self._assign_error, None
             raise TransientError(f"seeking to the stored offsets: {error}")
-        with kafka_errors("fetching"):
-            batch = await consumer.getmany(
-                timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
-            )
+        batch = None
+        if self._ahead is None:
+            with kafka_errors("fetching"):
+                batch = await consumer.getmany(
+                    timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_records
+                )
         async with self._round_lock:
-            now = self.clock()
-            raws, refused = self._take(batch, now)
-            if not raws and not refused:
+            current, self._ahead = self._ahead, None
+            if current is None and batch is not None:
+                current = self._fetched(batch)
+            if current is None:
                 await self.settle()
                 return
-            self.metrics.consumed.inc(len(raws) + len(refused))
-            opened = await self._open_matching_own(raws, now) if raws else []
+            if self.open_pool is not None:
+                with kafka_errors("fetching"):
+                    buffered = await consumer.getmany(
+                        timeout_ms=0, max_records=self.config.max_records
+                    )
+                self._ahead = self._fetched(buffered)
+            opened = await current.opening
+            now = current.now
+            self.metrics.consumed.inc(len(current.raws) + len(current.refused))
             await self.settle()
             already = await self.store.seen_message_ids(message_ids(opened))
-            outcome = process(raws, self.context, now, already, opened)
-            for raw, entry in refused:
+            outcome = process(current.raws, self.context, now, already, opened)
+            for raw, entry in current.refused:
                 outcome.add(raw, Decision(entry))
             self._log_internal(outcome)
-            self._commit_task = asyncio.create_task(self._commit(outcome, raws, now))
+            self._commit_task = asyncio.create_task(self._commit(outcome, current.raws, now))
+
+    def _fetched(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> _Fetched | None:
+        """Take ``batch`` (see :meth:`_take`) and start opening it; None when it is empty."""
+        now = self.clock()
+        raws, refused = self._take(batch, now)
+        if not raws and not refused:
+            return None
+        opening: asyncio.Future[Sequence[Opening | OpenedRecord]]
+        if raws:
+            opening = asyncio.ensure_future(self._open_matching_own(raws, now))
+            opening.add_done_callback(_retrieve)
+        else:
+            opening = asyncio.get_running_loop().create_future()
+            opening.set_result([])
+        return _Fetched(raws, refused, now, opening)
 
     def _take(
         self, batch: Mapping[TopicPartition, Sequence[Any]], now: datetime
