@@ -19,16 +19,15 @@ from connectors.api import ConnectorContext, RecordRejected, SharedRecord
 from connectors.webhook import WebhookConnector, verify_signature
 from exchange.ids import NodeId
 from exchange.topics import TopicKind
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.logging import get_logger
 from nodes.store.base import AuditAction
 from tests.helpers.federation import NOW, Federation, alert_data
+from tests.helpers.nodes import make_node
 
 pytestmark = pytest.mark.integration
 
 SECRET = "a-shared-secret-of-some-length"
-FAST = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
 
 
 class CaseSystem:
@@ -109,7 +108,7 @@ async def receiver() -> AsyncIterator[CaseSystem]:
 
 @pytest.fixture
 async def sender(live_federation: Federation) -> AsyncIterator[Node]:
-    node = Node(load_config(live_federation.config_path("FR"), **FAST))
+    node = make_node(live_federation, "FR")
     await node.start()
     try:
         yield node
@@ -118,7 +117,7 @@ async def sender(live_federation: Federation) -> AsyncIterator[Node]:
 
 
 def de_node(fed: Federation, url: str) -> Node:
-    return Node(load_config(fed.config_path("DE"), **FAST, connectors=[webhook(url)]))
+    return make_node(fed, "DE", connectors=[webhook(url)])
 
 
 async def send(node: Node, *titles: str) -> None:

@@ -7,8 +7,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,30 +20,10 @@ from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, OutboxStatus, StoredRecord, open_store
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import FAST, make_node, running
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
-
-
-def make_node(fed: Federation, name: str, **tables: Any) -> Node:
-    return Node(load_config(fed.config_path(name), **{**FAST, **tables}))
-
-
-@asynccontextmanager
-async def running(*nodes: Node) -> AsyncIterator[None]:
-    for node in nodes:
-        await node.start()
-    try:
-        yield
-    finally:
-        for node in nodes:
-            await node.stop()
 
 
 async def send_alert(
