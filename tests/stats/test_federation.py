@@ -24,7 +24,7 @@ from exchange.topics import TopicKind, topic_name
 from nodes.daemon import Node
 from nodes.pseudonyms.cli import import_file
 from nodes.stats import render
-from nodes.stats.publish import publish_period
+from nodes.stats.publish import Outcome, publish_period
 from nodes.stats.report import Report, load_report
 from nodes.store.base import AuditAction
 from tests.helpers.federation import Federation, alert_data
@@ -46,6 +46,19 @@ def make_node(fed: Federation, name: str) -> Node:
     stats = {"enabled": False, "threshold": THRESHOLDS[name]}
     rules = {"pseudonyms": {"query_allowed_from": ["*"]}}
     return tuned_node(fed, name, stats=stats, rules=rules)
+
+
+async def publish_now(node: Node, period: Period) -> Outcome:
+    """``node`` publishes its indicator for ``period`` now, as the ``test`` actor."""
+    return await publish_period(
+        node.store,
+        node=node.config.node,
+        prefix=node.config.kafka.topic_prefix,
+        stats=node.config.stats,
+        period=period,
+        now=datetime.now(UTC),
+        actor="test",
+    )
 
 
 async def alerts(node: Node, category: str, n: int) -> None:
@@ -204,15 +217,7 @@ async def test_published_indicators_equal_what_each_node_sent_stored_and_quarant
             name = node.config.node_id
             counted = truth(fed.db_path(name), name, period)
             expected[name] = expected_cells(counted, THRESHOLDS[name])
-            outcome = await publish_period(
-                node.store,
-                node=node.config.node,
-                prefix=fed.prefix,
-                stats=node.config.stats,
-                period=period,
-                now=datetime.now(UTC),
-                actor="test",
-            )
+            outcome = await publish_now(node, period)
             assert outcome.queued
             assert outcome.indicator.revision == 1
         # the traffic did reach every kind of count
@@ -252,27 +257,11 @@ async def test_published_indicators_equal_what_each_node_sent_stored_and_quarant
         assert legacy == {"FRAUDULENT_SALES": 6}
 
         # unchanged counts: nothing queued again; a change: revision 2 replaces revision 1
-        same = await publish_period(
-            fr.store,
-            node=fr.config.node,
-            prefix=fed.prefix,
-            stats=fr.config.stats,
-            period=period,
-            now=datetime.now(UTC),
-            actor="test",
-        )
+        same = await publish_now(fr, period)
         assert not same.queued
         await alerts(fr, "IDENTITY_THEFT", 5)
         await everyone_caught_up(nodes)
-        corrected = await publish_period(
-            fr.store,
-            node=fr.config.node,
-            prefix=fed.prefix,
-            stats=fr.config.stats,
-            period=period,
-            now=datetime.now(UTC),
-            actor="test",
-        )
+        corrected = await publish_now(fr, period)
         assert corrected.queued
         assert corrected.replaces_revision == 1
         await everyone_caught_up(nodes)
