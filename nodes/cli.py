@@ -125,7 +125,7 @@ def _register_alert(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure(config.log)
-    from nodes.daemon import run_node
+    from nodes.run import run_node
 
     return asyncio.run(run_node(config))
 
