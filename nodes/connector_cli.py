@@ -32,7 +32,8 @@ from nodes.config import NodeConfig, load_config
 from nodes.logging import configure, get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
-from nodes.store.base import StoredRecord, open_store
+from nodes.store.base import StoredRecord
+from nodes.store.opened import opened_store
 
 
 def register(subparsers: Any) -> None:
@@ -95,9 +96,7 @@ def _target(config: NodeConfig, name: str) -> Outbound:
 async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tuple[int, int]:
     """Hand the stored history to connector ``name``; (delivered, withheld)."""
     target = _target(config, name)
-    store = open_store(config.store.url)
-    await store.open()
-    try:
+    async with opened_store(config.store.url) as store:
         records: list[StoredRecord] = []
         for kind in sorted(target.topics):
             topic = topic_name(kind, config.kafka.topic_prefix)
@@ -121,8 +120,6 @@ async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tup
             return await dispatcher.backfill(chosen)
         finally:
             await dispatcher.close()
-    finally:
-        await store.close()
 
 
 def _backfill(args: argparse.Namespace) -> int:
