@@ -29,6 +29,7 @@ from connectors.tokens import new_token
 from exchange.errors import InputError
 from exchange.topics import topic_name
 from nodes.config import NodeConfig, load_config
+from nodes.connector_host import outbound_of
 from nodes.logging import configure, get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
@@ -83,14 +84,7 @@ def _target(config: NodeConfig, name: str) -> Outbound:
     connector = instantiate(spec.plugin, context)
     if not isinstance(connector, OutboundConnector):
         raise InputError([("name", f"{name} is an inbound connector: it takes no history")])
-    return Outbound(
-        spec.name,
-        frozenset(spec.topics),
-        connector,
-        context,
-        allowed_tlp=frozenset(spec.allowed_tlp),
-        timeout_s=spec.timeout_s,
-    )
+    return outbound_of(spec, connector, context)
 
 
 async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tuple[int, int]:

@@ -54,7 +54,7 @@ from nodes import trustfeed
 from nodes.blacklist import service as blacklist_service
 from nodes.clock import Clock, utc_now
 from nodes.config import NodeConfig
-from nodes.connector_host import connector_context, run_inbound
+from nodes.connector_host import connector_context, outbound_of, run_inbound
 from nodes.consumer import Consumer
 from nodes.http import HttpServer
 from nodes.inbound import build_item
@@ -315,16 +315,7 @@ class Node(NodeStatus):
             self._contexts[spec.name] = context
             connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
-                outbound.append(
-                    Outbound(
-                        spec.name,
-                        frozenset(spec.topics),
-                        connector,
-                        context,
-                        allowed_tlp=frozenset(spec.allowed_tlp),
-                        timeout_s=spec.timeout_s,
-                    )
-                )
+                outbound.append(outbound_of(spec, connector, context))
             if isinstance(connector, InboundConnector):  # a server (TAXII) can be both
                 inbound.append((spec.name, connector))
         return outbound, inbound
