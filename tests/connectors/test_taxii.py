@@ -24,7 +24,7 @@ from nodes.daemon import Node
 from tests.connectors.helpers import assert_valid_stix
 from tests.helpers.broker import free_port
 from tests.helpers.federation import Federation, alert_data
-from tests.helpers.nodes import make_node
+from tests.helpers.nodes import make_node, retract
 
 TOKENS = {
     "green-reader": {"roles": ["read"], "max_tlp": "GREEN", "max_handling_code": "H1"},
@@ -235,13 +235,7 @@ async def test_a_retracted_alert_leaves_the_collection(taxii: Taxii) -> None:
     await fr.wait_stored(2)
     stored = await fr.store.list_records(topic=fr.topics[0])
     [target] = [r for r in stored if r.payload.get("alert_id") == alert_id]
-    await fr.submit(
-        "Retraction",
-        {"retracted_message_id": str(target.message_id), "reason": "WITHDRAWN"},
-        handling={"tlp": "GREEN", "code": "H0"},
-        topic="alerts",
-        key=target.key,
-    )
+    await retract(fr, target)
     connector = taxii.connector
 
     async def gone() -> bool:

@@ -23,7 +23,7 @@ from nodes.daemon import Node
 from nodes.logging import get_logger
 from nodes.store.base import AuditAction
 from tests.helpers.federation import NOW, Federation, alert_data
-from tests.helpers.nodes import make_node
+from tests.helpers.nodes import make_node, retract
 
 pytestmark = pytest.mark.integration
 
@@ -182,13 +182,7 @@ async def test_a_receiver_down_for_a_while_then_back_gets_everything_once_per_ke
         await receiver.start()
         await receiver.wait_for(3)
         (first, *_) = await de.store.list_records(topic=de.topics[0])
-        await sender.submit(
-            "Retraction",
-            {"retracted_message_id": str(first.message_id), "reason": "WITHDRAWN"},
-            handling={"tlp": "GREEN", "code": "H0"},
-            topic="alerts",
-            key=first.key,
-        )
+        await retract(sender, first)
         await receiver.wait_for(4)
         assert receiver.processed[f"retract:{first.message_id}"]["event"] == "retract"
         delivered = [k for k in receiver.processed if k.startswith("deliver:")]

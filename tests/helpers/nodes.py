@@ -2,7 +2,7 @@
 
     fr = make_node(fed, "FR", stats={"enabled": False})   # FAST settings, then the test's
     async with running(fr, de):                            # started; stopped on exit
-        ...
+        await retract(fr, record)                          # fr withdraws its own record
 
 :data:`FAST` is the tuning every integration test shares (no HTTP listener, short publisher
 backoff and poll intervals, a short consumer poll); a test's own tables are laid over it.
@@ -17,6 +17,7 @@ from typing import Any
 from nodes.clock import Clock, utc_now
 from nodes.config import load_config
 from nodes.daemon import Node
+from nodes.store.base import StoredRecord
 from tests.helpers.federation import Federation
 
 FAST: dict[str, Any] = {
@@ -44,3 +45,15 @@ async def running(*nodes: Node) -> AsyncIterator[None]:
     finally:
         for node in started:
             await node.stop()
+
+
+async def retract(node: Node, record: StoredRecord, reason: str = "WITHDRAWN") -> int:
+    """``node`` retracts its own alert ``record`` (TLP:GREEN, H0, on the record's key); the
+    retraction's outbox id."""
+    return await node.submit(
+        "Retraction",
+        {"retracted_message_id": str(record.message_id), "reason": reason},
+        handling={"tlp": "GREEN", "code": "H0"},
+        topic="alerts",
+        key=record.key,
+    )
