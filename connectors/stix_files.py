@@ -4,37 +4,25 @@ Options: ``dir`` (required; relative to the node's config folder). Each OffenceA
 shares is written as ``<dir>/<message_id>.json``, a bundle made by :mod:`connectors.stix`
 (the sender's identity, TLP 2.0 and handling-code markings, one indicator per alert
 indicator, a report naming them). A retraction removes the file. Other message types are
-not STIX alerts: they are not written (and not counted as disclosed).
+not STIX alerts: they are not written (and not counted as disclosed). The file handling is
+:class:`connectors.folder.AlertFileConnector`'s.
 """
 
 from __future__ import annotations
 
-from uuid import UUID
+from typing import Any
 
-from connectors.api import ConnectorContext, RecordRejected, SharedRecord
-from connectors.folder import RecordFolder
+from connectors.api import SharedRecord
+from connectors.folder import AlertFileConnector
 from connectors.stix import alert_bundle
 from connectors.stix_patterns import PatternRefused
 
 
-class StixConnector:
+class StixConnector(AlertFileConnector):
     """Writes STIX bundles into ``options.dir``."""
 
-    def __init__(self, context: ConnectorContext) -> None:
-        self.folder = RecordFolder(context.path("dir"))
+    document = "STIX bundle"
+    refused = (PatternRefused, KeyError, ValueError)
 
-    async def deliver(self, record: SharedRecord, context: ConnectorContext) -> bool:
-        if record.message_type != "OffenceAlert":
-            return False
-        try:
-            bundle = alert_bundle(record)
-        except (PatternRefused, KeyError, ValueError) as exc:
-            raise RecordRejected(f"no STIX bundle for this alert: {exc}") from None
-        await self.folder.write(record.message_id, bundle)
-        return True
-
-    async def retract(self, message_id: UUID, context: ConnectorContext) -> bool:
-        return await self.folder.remove(message_id)
-
-    async def close(self) -> None:
-        return None
+    def render(self, record: SharedRecord) -> dict[str, Any]:
+        return alert_bundle(record)

@@ -19,28 +19,33 @@ time, for the auditor's replay.
 
 Validity windows are ``[valid_from, valid_until)``; a key revoked at T refuses
 every record appended at or after T (see exchange.seal: the broker's append time).
+
+This module holds :class:`TrustList` (validation, look-ups, new versions) and loading; the
+parts are in :mod:`exchange.trust_entries` (members, keys, revocations), the Avro record and
+the signature checks in :mod:`exchange.trust_wire`, the history in
+:mod:`exchange.trust_history`. Every public name is importable from here.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
-import hmac
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from exchange import codec, crypto
+from exchange import codec, crypto, trust_wire
 from exchange.errors import ExchangeError, Reason, TrustListError, VerificationError
 from exchange.ids import KeyId, NodeId
 from exchange.keys import SigningKey, key_id_for, load_public_key
 from exchange.pseudonyms.keys import WrappedPseudonymKey
-from exchange.pseudonyms.wire import pseudonym_key_from_avro, pseudonym_key_to_avro
+from exchange.trust_entries import SMALL_ORDER, KeyEntry, Member, Revocation, bad, entry_ms, to_ms
+from exchange.trust_history import TrustHistory
+from exchange.trust_wire import root_fingerprint
 
 __all__ = [
+    "ROOT_PUBLIC_FILE",
     "KeyEntry",
     "Member",
     "Revocation",
@@ -52,68 +57,6 @@ __all__ = [
 ]
 
 ROOT_PUBLIC_FILE = "root.pub"
-#: Under ZIP-215 (docs/signature-rule.md) anyone can sign for a small-order key.
-_SMALL_ORDER = (
-    "not an Ed25519 key of the prime-order subgroup (small-order, mixed-order or"
-    " non-canonical): under the ZIP-215 rule anyone could sign for it"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyEntry:
-    """A public key with its validity window ``[valid_from, valid_until)``."""
-
-    key_id: KeyId
-    public_key: bytes
-    valid_from: datetime
-    valid_until: datetime | None = None
-
-    @classmethod
-    def for_key(
-        cls, public_key: bytes, valid_from: datetime, valid_until: datetime | None = None
-    ) -> KeyEntry:
-        """An entry whose key id is computed from ``public_key``."""
-        return cls(key_id_for(public_key), public_key, valid_from, valid_until)
-
-    def valid_at(self, at: datetime) -> bool:
-        """Whether ``at`` falls inside the validity window."""
-        return self.valid_from <= at and (self.valid_until is None or at < self.valid_until)
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    """One member node and its keys."""
-
-    node_id: NodeId
-    name: str
-    signing_keys: tuple[KeyEntry, ...]
-    encryption_keys: tuple[KeyEntry, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    """A revoked key: refused for messages created at or after ``revoked_at``."""
-
-    key_id: KeyId
-    revoked_at: datetime
-    reason: str
-
-
-def _bad(detail: str, field: str | None = None) -> TrustListError:
-    return TrustListError(Reason.BAD_TRUST_LIST, detail, field=field)
-
-
-def _ms(t: datetime, field: str) -> datetime:
-    """``t`` in UTC truncated to the millisecond, as it travels (timestamp-millis)."""
-    if t.tzinfo is None:
-        raise _bad("times must be timezone-aware", field)
-    t = t.astimezone(UTC)
-    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
-
-
-def _entry_ms(k: KeyEntry, field: str) -> KeyEntry:
-    until = None if k.valid_until is None else _ms(k.valid_until, f"{field}.valid_until")
-    return replace(k, valid_from=_ms(k.valid_from, f"{field}.valid_from"), valid_until=until)
 
 
 class TrustList:
@@ -143,14 +86,14 @@ class TrustList:
         pseudonym_keys: Iterable[WrappedPseudonymKey] = (),
     ) -> None:
         if len(root_public_key) != 32:
-            raise _bad("the root public key is not 32 bytes", "root_public_key")
+            raise bad("the root public key is not 32 bytes", "root_public_key")
         if not crypto.is_prime_order_point(root_public_key):
-            raise _bad(_SMALL_ORDER, "root_public_key")
+            raise bad(SMALL_ORDER, "root_public_key")
         if version < 1:
-            raise _bad("version starts at 1", "version")
+            raise bad("version starts at 1", "version")
         self.federation = federation
         self.version = version
-        self.issued_at = _ms(issued_at, "issued_at")
+        self.issued_at = to_ms(issued_at, "issued_at")
         self.root_public_key = root_public_key
         self.root_key_id = key_id_for(root_public_key)
         by_node: dict[NodeId, Member] = {}
@@ -161,15 +104,15 @@ class TrustList:
             m = replace(
                 m,
                 signing_keys=tuple(
-                    _entry_ms(k, f"{where}.signing_keys[{j}]") for j, k in enumerate(m.signing_keys)
+                    entry_ms(k, f"{where}.signing_keys[{j}]") for j, k in enumerate(m.signing_keys)
                 ),
                 encryption_keys=tuple(
-                    _entry_ms(k, f"{where}.encryption_keys[{j}]")
+                    entry_ms(k, f"{where}.encryption_keys[{j}]")
                     for j, k in enumerate(m.encryption_keys)
                 ),
             )
             if m.node_id in by_node:
-                raise _bad(f"member {m.node_id} listed twice", f"{where}.node_id")
+                raise bad(f"member {m.node_id} listed twice", f"{where}.node_id")
             by_node[m.node_id] = m
             for kind, entries in (
                 ("signing_keys", m.signing_keys),
@@ -178,23 +121,23 @@ class TrustList:
                 for j, k in enumerate(entries):
                     at = f"{where}.{kind}[{j}]"
                     if len(k.public_key) != 32:
-                        raise _bad("public key is not 32 bytes", f"{at}.public_key")
+                        raise bad("public key is not 32 bytes", f"{at}.public_key")
                     if k.key_id != key_id_for(k.public_key):
-                        raise _bad(
+                        raise bad(
                             f"key id {k.key_id} does not match its public key", f"{at}.key_id"
                         )
                     if k.key_id in seen:
-                        raise _bad(f"key {k.key_id} listed twice", f"{at}.key_id")
+                        raise bad(f"key {k.key_id} listed twice", f"{at}.key_id")
                     if kind == "signing_keys" and not crypto.is_prime_order_point(k.public_key):
-                        raise _bad(_SMALL_ORDER, f"{at}.public_key")
+                        raise bad(SMALL_ORDER, f"{at}.public_key")
                     if k.valid_until is not None and k.valid_until <= k.valid_from:
-                        raise _bad("valid_until is not after valid_from", f"{at}.valid_until")
+                        raise bad("valid_until is not after valid_from", f"{at}.valid_until")
                     seen.add(k.key_id)
                     if kind == "signing_keys":
                         signing[k.key_id] = (m.node_id, k)
         revoked: dict[KeyId, Revocation] = {}
         for i, r in enumerate(revocations):
-            r = replace(r, revoked_at=_ms(r.revoked_at, f"revocations[{i}].revoked_at"))
+            r = replace(r, revoked_at=to_ms(r.revoked_at, f"revocations[{i}].revoked_at"))
             earlier = revoked.get(r.key_id)
             if earlier is None or r.revoked_at < earlier.revoked_at:
                 revoked[r.key_id] = r
@@ -298,7 +241,7 @@ class TrustList:
         if key_id not in self._signing and not any(
             k.key_id == key_id for m in self.members.values() for k in m.encryption_keys
         ):
-            raise _bad(f"no key {key_id} to revoke", "key_id")
+            raise bad(f"no key {key_id} to revoke", "key_id")
         revs = (*self.revocations.values(), Revocation(key_id, at, reason))
         return self._next(issued_at or at, revocations=revs)
 
@@ -345,63 +288,12 @@ class TrustList:
 
     def to_avro(self) -> dict[str, Any]:
         """The TrustList record as fastavro expects it."""
-
-        def entry(k: KeyEntry) -> dict[str, Any]:
-            return {
-                "key_id": k.key_id,
-                "public_key": k.public_key,
-                "valid_from": k.valid_from,
-                "valid_until": k.valid_until,
-            }
-
-        return {
-            "federation": self.federation,
-            "version": self.version,
-            "issued_at": self.issued_at,
-            "root_public_key": self.root_public_key,
-            "members": [
-                {
-                    "node_id": m.node_id,
-                    "name": m.name,
-                    "signing_keys": [entry(k) for k in m.signing_keys],
-                    "encryption_keys": [entry(k) for k in m.encryption_keys],
-                }
-                for m in self.members.values()
-            ],
-            "revocations": [
-                {"key_id": r.key_id, "revoked_at": r.revoked_at, "reason": r.reason}
-                for r in self.revocations.values()
-            ],
-            "pseudonym_keys": [pseudonym_key_to_avro(w) for w in self.pseudonym_keys],
-        }
+        return trust_wire.to_avro(self)
 
     @classmethod
     def from_avro(cls, d: Mapping[str, Any]) -> TrustList:
         """From a decoded TrustList record."""
-
-        def entry(k: Mapping[str, Any]) -> KeyEntry:
-            return KeyEntry(KeyId(k["key_id"]), k["public_key"], k["valid_from"], k["valid_until"])
-
-        return cls(
-            federation=d["federation"],
-            version=d["version"],
-            issued_at=d["issued_at"],
-            root_public_key=d["root_public_key"],
-            members=[
-                Member(
-                    NodeId(m["node_id"]),
-                    m["name"],
-                    tuple(entry(k) for k in m["signing_keys"]),
-                    tuple(entry(k) for k in m["encryption_keys"]),
-                )
-                for m in d["members"]
-            ],
-            revocations=[
-                Revocation(KeyId(r["key_id"]), r["revoked_at"], r["reason"])
-                for r in d["revocations"]
-            ],
-            pseudonym_keys=[pseudonym_key_from_avro(w) for w in d.get("pseudonym_keys", ())],
-        )
+        return cls(**trust_wire.list_fields(d))
 
     def encode(self) -> bytes:
         """The TrustList single-object encoding (what the root key signs)."""
@@ -410,7 +302,7 @@ class TrustList:
     def sign(self, root: SigningKey) -> bytes:
         """The trust-list file: a SignedEnvelope over :meth:`encode`, signed by the root key."""
         if root.public_bytes != self.root_public_key:
-            raise _bad("signing key is not this list's root key", "root_public_key")
+            raise bad("signing key is not this list's root key", "root_public_key")
         body = self.encode()
         return codec.encode_signed(body, root.sign(body), root.key_id)
 
@@ -421,45 +313,14 @@ class TrustList:
         The root key is the one named inside the list; it must match the pin (BAD_TRUST_LIST
         naming both fingerprints otherwise), and then sign the list.
         """
-        try:
-            body, _, _ = codec.decode_signed(data)
-            _, record = codec.decode(body, expected="TrustList")
-            named = bytes(record["root_public_key"])
-        except (ExchangeError, KeyError, TypeError) as exc:
-            raise _bad(f"not a signed trust list: {exc}") from exc
-        found = root_fingerprint(named)
-        if not hmac.compare_digest(found, fingerprint.strip().lower()):
-            raise _bad(
-                f"the list's root key has fingerprint {found}, not the pinned {fingerprint}",
-                "root_public_key",
-            )
-        return cls.from_signed(data, named)
+        return cls.from_signed(data, trust_wire.pinned_root_key(data, fingerprint))
 
     @classmethod
     def from_signed(cls, data: bytes, root_public_key: bytes) -> TrustList:
         """Verify and parse a trust-list file against the trusted ``root_public_key``."""
-        if not crypto.is_prime_order_point(root_public_key):
-            raise _bad(_SMALL_ORDER, "root_public_key")
-        try:
-            body, signature, key_id = codec.decode_signed(data)
-        except ExchangeError as exc:
-            raise _bad(f"not a signed trust list: {exc}") from exc
-        if key_id != key_id_for(root_public_key):
-            raise _bad(
-                f"signed by key {key_id}, not by the root key {key_id_for(root_public_key)}",
-                "key_id",
-            )
-        try:
-            crypto.verify(root_public_key, signature, body)
-        except VerificationError:
-            raise _bad("the root signature does not verify", "signature") from None
-        try:
-            _, record = codec.decode(body, expected="TrustList")
-        except ExchangeError as exc:
-            raise _bad(f"signed content is not a TrustList: {exc}") from exc
-        trust = cls.from_avro(record)
+        trust = cls.from_avro(trust_wire.signed_record(data, root_public_key))
         if trust.root_public_key != root_public_key:
-            raise _bad(
+            raise bad(
                 "the root key named inside differs from the trusted root key", "root_public_key"
             )
         return trust
@@ -469,11 +330,6 @@ class TrustList:
             f"TrustList(federation={self.federation!r}, version={self.version}, "
             f"members={sorted(self.members)})"
         )
-
-
-def root_fingerprint(public_key: bytes) -> str:
-    """The fingerprint a config pins the root key by: SHA-256 of the raw 32 bytes, hex."""
-    return hashlib.sha256(public_key).hexdigest()
 
 
 def check_version(trust: TrustList, highest: int | None) -> None:
@@ -504,7 +360,7 @@ def load_trust_list(
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise _bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
+            raise bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
         trust = TrustList.from_signed_pinned(data, root_fingerprint)
         if root_public_key is not None:
             key = (
@@ -513,7 +369,7 @@ def load_trust_list(
                 else root_public_key
             )
             if key != trust.root_public_key:
-                raise _bad("the root key file does not match the pinned fingerprint", str(path))
+                raise bad("the root key file does not match the pinned fingerprint", str(path))
         return trust
     if root_public_key is None:
         root_public_key = path.parent / ROOT_PUBLIC_FILE
@@ -521,51 +377,9 @@ def load_trust_list(
         try:
             root_public_key = load_public_key(root_public_key)
         except ExchangeError as exc:
-            raise _bad(f"root public key: {exc}", str(root_public_key)) from exc
+            raise bad(f"root public key: {exc}", str(root_public_key)) from exc
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise _bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
+        raise bad(f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
     return TrustList.from_signed(data, root_public_key)
-
-
-class TrustHistory:
-    """Every trust list published, each in force from its publication time (ms since the epoch)
-    until the next one's: the auditor verifies each record against the list in force at its
-    append time, so records signed before a rotation still verify after it.
-
-    A record appended before the first publication known is judged by the oldest list.
-    """
-
-    __slots__ = ("_lists", "_starts")
-
-    def __init__(self, lists: Sequence[tuple[int, TrustList]]) -> None:
-        if not lists:
-            raise _bad("a trust history needs at least one list")
-        ordered = sorted(lists, key=lambda p: (p[1].version, p[0]))
-        kept: list[tuple[int, TrustList]] = []
-        for start, trust in ordered:
-            if kept and trust.version == kept[-1][1].version:
-                continue  # the same version published twice: the first publication counts
-            if kept and start < kept[-1][0]:
-                start = kept[-1][0]  # a higher version published earlier than a lower: later
-            kept.append((start, trust))
-        self._starts = [s for s, _ in kept]
-        self._lists = [t for _, t in kept]
-
-    @property
-    def latest(self) -> TrustList:
-        """The highest version."""
-        return self._lists[-1]
-
-    @property
-    def lists(self) -> list[TrustList]:
-        """Every version, oldest first."""
-        return list(self._lists)
-
-    def at(self, ms: int) -> TrustList:
-        """The list in force at ``ms`` (the oldest one before the first publication)."""
-        if len(self._lists) == 1:
-            return self._lists[0]
-        i = bisect.bisect_right(self._starts, ms) - 1
-        return self._lists[max(i, 0)]

@@ -28,7 +28,8 @@ from nodes.config import NodeConfig, load_config
 from nodes.inbound import alert_payload, build_item, items_from_jsonl
 from nodes.logging import configure
 from nodes.pseudonyms.node import overdue_count
-from nodes.store.base import AuditAction, AuditEvent, OutboxItem, Store, open_store
+from nodes.store.base import AuditAction, AuditEvent, OutboxItem, Store
+from nodes.store.opened import with_store
 from nodes.trustfeed import load_pinned
 
 
@@ -124,18 +125,9 @@ def _register_alert(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     configure(config.log)
-    from nodes.daemon import run_node
+    from nodes.run import run_node
 
     return asyncio.run(run_node(config))
-
-
-async def _with_store(config: NodeConfig, work: Any) -> Any:
-    store = open_store(config.store.url)
-    await store.open()
-    try:
-        return await work(store)
-    finally:
-        await store.close()
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -165,7 +157,7 @@ def _status(args: argparse.Namespace) -> int:
             report["kafka_error"] = str(exc)
         return report
 
-    report = asyncio.run(_with_store(config, gather))
+    report = asyncio.run(with_store(config, gather))
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
         return 0
@@ -212,7 +204,7 @@ def _enqueue(config: NodeConfig, items: list[OutboxItem]) -> list[int]:
         ids: list[int] = await store.enqueue(items)
         return ids
 
-    result: list[int] = asyncio.run(_with_store(config, work))
+    result: list[int] = asyncio.run(with_store(config, work))
     return result
 
 
@@ -266,7 +258,7 @@ def _retract(args: argparse.Namespace) -> int:
         async def lookup(store: Store) -> Any:
             return await store.get_record(args.message_id)
 
-        original = asyncio.run(_with_store(config, lookup))
+        original = asyncio.run(with_store(config, lookup))
         if original is None:
             raise InputError(
                 [("message_id", f"{args.message_id} is not in the store: give --topic and --key")]
@@ -329,7 +321,7 @@ def _list(args: argparse.Namespace) -> int:
         )
         return records
 
-    records = asyncio.run(_with_store(config, work))
+    records = asyncio.run(with_store(config, work))
     if args.json:
         rows = [
             {

@@ -28,11 +28,15 @@ Environment variables override the file: prefix ``EXCHANGE_``, nested delimiter 
 Relative paths (keys, TLS files, a SQLite file) are relative to the config file's folder.
 :func:`load_config` reports EVERY problem at once, each as ``path: reason``, in one
 :class:`ConfigError`.
+
+This module holds the top level (:class:`NodeConfig`, loading, the keys, kafka, store, http
+and log tables); the ``[rules.*]`` tables and ``[[connectors]]`` are in
+:mod:`nodes.config_rules`, the ``[retry]``, ``[publisher]`` and ``[consumer]`` tables in
+:mod:`nodes.config_loops`. Every name is importable from here.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Iterator
@@ -40,35 +44,65 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from exchange.bus import KafkaSettings
 from exchange.errors import InputError, Reason
 from exchange.ids import NODE_ID_RE, NodeId
-from exchange.topics import DEFAULT_PREFIX, TopicKind
+from exchange.topics import DEFAULT_PREFIX
 from nodes.blacklist.config import BlacklistConfig
-from nodes.retry import RetryPolicy
+from nodes.config_loops import (
+    ConsumerConfig,
+    OwnMessages,
+    PublisherConfig,
+    RetryConfig,
+    default_open_processes,
+)
+from nodes.config_rules import (
+    ConnectorConfig,
+    HandlingCodeName,
+    OnRetraction,
+    PseudonymRules,
+    RulesConfig,
+    Section,
+    TlpName,
+    TopicRules,
+)
 from nodes.stats.config import StatsConfig
+
+__all__ = [
+    "ConfigError",
+    "ConnectorConfig",
+    "ConsumerConfig",
+    "HandlingCodeName",
+    "HttpConfig",
+    "KafkaConfig",
+    "KeysConfig",
+    "LogConfig",
+    "LogFormat",
+    "LogLevel",
+    "NodeConfig",
+    "OnRetraction",
+    "OwnMessages",
+    "PseudonymRules",
+    "PublisherConfig",
+    "RetryConfig",
+    "RulesConfig",
+    "StoreConfig",
+    "TlpName",
+    "TopicRules",
+    "config_from_dict",
+    "default_open_processes",
+    "load_config",
+]
 
 #: The folder relative paths are resolved against, while a config is being validated.
 _BASE_DIR: ContextVar[Path | None] = ContextVar("_BASE_DIR", default=None)
 
-_FIELD_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _LISTEN_RE = re.compile(r"^[^\s:]+:\d{1,5}$")
-
-HandlingCodeName = Literal["H0", "H1", "H2", "H3"]
-#: A TLP 2.0 level as the wire spells it (``AMBER+STRICT`` is accepted in the file).
-TlpName = Literal["CLEAR", "GREEN", "AMBER", "AMBER_STRICT", "RED"]
-
-
-def _tlp_name(value: Any) -> Any:
-    """``"amber+strict"``, ``"TLP:RED"`` ... as the wire's spelling (others left to fail)."""
-    if isinstance(value, str):
-        return value.strip().upper().removeprefix("TLP:").replace("+", "_")
-    return value
 
 
 class ConfigError(InputError):
@@ -76,13 +110,6 @@ class ConfigError(InputError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         super().__init__(problems, reason=Reason.BAD_CONFIG)
-
-
-class OnRetraction(StrEnum):
-    """What a node does with a stored record its sender retracts."""
-
-    WITHDRAW = "withdraw"  # keep it, marked withdrawn (auditable)
-    PURGE = "purge"  # delete it (an ERASURE audit event is logged)
 
 
 class LogFormat(StrEnum):
@@ -110,11 +137,7 @@ def _existing_file(path: Path) -> Path:
     return path
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class KeysConfig(_Section):
+class KeysConfig(Section):
     """This node's key files and the federation's trust list."""
 
     signing_key: Path
@@ -151,7 +174,7 @@ class KafkaConfig(KafkaSettings):
         return KafkaSettings.model_validate(self.model_dump(exclude={"topic_prefix"}))
 
 
-class StoreConfig(_Section):
+class StoreConfig(Section):
     url: str = "sqlite:///node.db"
     purge_interval_s: float = Field(default=3600.0, gt=0, le=86_400)
     #: Quarantine entries older than this are erased by the retention job (ERASURE logged).
@@ -170,7 +193,7 @@ class StoreConfig(_Section):
         raise ValueError("unsupported store url: use sqlite:///FILE or postgresql://...")
 
 
-class HttpConfig(_Section):
+class HttpConfig(Section):
     listen: str = ""
 
     @field_validator("listen")
@@ -189,211 +212,7 @@ class HttpConfig(_Section):
         return host, int(port)
 
 
-def _node_list(values: list[str], allow_star: bool) -> list[str]:
-    bad = [v for v in values if not (NODE_ID_RE.match(v) or (allow_star and v == "*"))]
-    if bad:
-        raise ValueError(
-            f"not node ids (two upper-case letters{' or *' if allow_star else ''}): {bad}"
-        )
-    return values
-
-
-class TopicRules(_Section):
-    """The data-sharing rules for one topic."""
-
-    accept_senders: list[str] = Field(default_factory=lambda: ["*"])
-    categories_kept: list[str] = Field(default_factory=lambda: ["*"])
-    drop_fields: list[str] = Field(default_factory=list)
-    retention_days: int | None = Field(default=None, ge=1, le=36_500)
-    on_retraction: OnRetraction = OnRetraction.WITHDRAW
-    onward_sharing_max_handling_code: HandlingCodeName = "H1"
-    #: The most restricted TLP that may leave through outbound connectors. RED and
-    #: AMBER+STRICT need, besides, the connector's own ``allowed_tlp`` naming them.
-    onward_sharing_max_tlp: TlpName = "RED"
-
-    @field_validator("onward_sharing_max_tlp", mode="before")
-    @classmethod
-    def _tlp(cls, value: Any) -> Any:
-        return _tlp_name(value)
-
-    @field_validator("accept_senders", "categories_kept", mode="before")
-    @classmethod
-    def _all(cls, value: Any) -> Any:
-        return ["*"] if isinstance(value, str) and value.strip().lower() in ("*", "all") else value
-
-    @field_validator("accept_senders")
-    @classmethod
-    def _senders(cls, value: list[str]) -> list[str]:
-        return _node_list(value, allow_star=True)
-
-    @field_validator("categories_kept")
-    @classmethod
-    def _categories(cls, value: list[str]) -> list[str]:
-        if value == ["*"]:
-            return value
-        from exchange.models import OffenceCategory
-
-        known = {c.value for c in OffenceCategory}
-        bad = [v for v in value if v not in known]
-        if bad:
-            raise ValueError(f"unknown categories {bad}; known: {sorted(known)} or ['*']")
-        return value
-
-    @field_validator("drop_fields")
-    @classmethod
-    def _paths(cls, value: list[str]) -> list[str]:
-        bad = [v for v in value if not _FIELD_PATH_RE.match(v)]
-        if bad:
-            raise ValueError(f"not dotted field paths: {bad}")
-        return value
-
-    @property
-    def all_senders(self) -> bool:
-        return "*" in self.accept_senders
-
-    @property
-    def all_categories(self) -> bool:
-        return "*" in self.categories_kept
-
-
-class PseudonymRules(TopicRules):
-    """Rules for the pseudonym topic, plus who may query and how often (enforced by the query
-    service; stored here so one file holds every rule)."""
-
-    query_allowed_from: list[str] = Field(default_factory=list)
-    max_queries_per_hour: int = Field(default=60, ge=0, le=1_000_000)
-    #: Requests for details undecided this long are overdue (Pruem II: 48 h for core data).
-    details_decision_timeout_h: float = Field(default=48.0, gt=0, le=8760)
-
-    @field_validator("query_allowed_from")
-    @classmethod
-    def _queriers(cls, value: list[str]) -> list[str]:
-        return _node_list(value, allow_star=True)
-
-
-class RulesConfig(_Section):
-    alerts: TopicRules = Field(default_factory=TopicRules)
-    blacklist: TopicRules = Field(default_factory=TopicRules)
-    pseudonyms: PseudonymRules = Field(default_factory=PseudonymRules)
-    indicators: TopicRules = Field(default_factory=TopicRules)
-
-    def for_kind(self, kind: TopicKind) -> TopicRules:
-        rules: TopicRules = getattr(self, kind.value)
-        return rules
-
-
-class ConnectorConfig(_Section):
-    """One outbound/inbound connector plugin instance."""
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    plugin: str = Field(min_length=1)  # entry-point name in exchange.connectors, or "module:attr"
-    topics: list[TopicKind] = Field(default_factory=lambda: list(TopicKind))
-    enabled: bool = True
-    #: TLP levels of RED / AMBER+STRICT this connector may receive (named explicitly; any
-    #: other level only needs the topic's ``onward_sharing_max_tlp``).
-    allowed_tlp: list[TlpName] = Field(default_factory=list)
-    options: dict[str, Any] = Field(default_factory=dict)
-    #: Outbound: the longest one ``deliver``/``retract`` call may take; past it the call is
-    #: abandoned and retried with backoff (a hanging connector never stalls the node).
-    timeout_s: float = Field(default=30.0, gt=0, le=3600)
-
-    @field_validator("allowed_tlp", mode="before")
-    @classmethod
-    def _tlps(cls, value: Any) -> Any:
-        return [_tlp_name(v) for v in value] if isinstance(value, list) else value
-
-
-class RetryConfig(_Section):
-    """The backoff of every loop (publisher, consumer, connectors, retention, and the
-    supervisor restarting a loop that crashed): capped exponential, full jitter."""
-
-    initial_ms: int = Field(default=200, ge=1, le=600_000)
-    max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
-    #: A loop down (crashed, waiting to restart, or failing again right after its restart)
-    #: for longer than this makes /healthz answer 503 naming it.
-    unhealthy_after_s: float = Field(default=60.0, gt=0, le=86_400)
-
-    @model_validator(mode="after")
-    def _order(self) -> RetryConfig:
-        if self.max_ms < self.initial_ms:
-            raise ValueError("max_ms must be >= initial_ms")
-        return self
-
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(self.initial_ms / 1000, self.max_ms / 1000)
-
-
-class PublisherConfig(_Section):
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    #: Former names of ``[retry] initial_ms`` / ``max_ms``, still accepted so node.toml files
-    #: written before ``[retry]`` load unchanged; after loading they equal the [retry] values.
-    backoff_initial_ms: int = Field(default=200, ge=1, le=600_000)
-    backoff_max_ms: int = Field(default=30_000, ge=1, le=3_600_000)
-    poll_interval_ms: int = Field(default=500, ge=10, le=600_000)
-    #: Items signed longer ago than this but not yet on the bus (a broker outage) are signed
-    #: again with a fresh time before sending: receivers refuse a created_at further than
-    #: their max_skew_s (300 s by default) from the broker's time. Keep it well below that.
-    reseal_after_s: float = Field(default=120.0, gt=0, le=86_400)
-    #: Sends not acknowledged within this stop the producer (failing them, so they can be
-    #: signed again later): an idempotent producer would otherwise retry them for ever and
-    #: deliver them, stale, whenever the broker returns.
-    ack_timeout_s: float = Field(default=60.0, gt=0, le=3_600)
-
-    @model_validator(mode="after")
-    def _order(self) -> PublisherConfig:
-        if self.backoff_max_ms < self.backoff_initial_ms:
-            raise ValueError("backoff_max_ms must be >= backoff_initial_ms")
-        return self
-
-
-class OwnMessages(StrEnum):
-    """What a node does with its own messages when it reads them back from the bus."""
-
-    #: match each against the outbox by envelope hash (one hash, no signature check) and
-    #: store it; one signed with this node's key that it never sent is quarantined
-    MATCH = "match"
-    STORE = "store"  # verify and store them like any other (its store shows what it shared)
-    SKIP = "skip"  # skip them unverified (half the CPU on a node that mostly sends)
-
-
-def default_open_processes() -> int:
-    """2 worker processes when there are 2 cores or more to run them on, else 0 (one core:
-    processes only add work).
-
-    Re-measured with ZIP-215 batch checks (2026-11-30, DE alone draining 20,000 alerts on
-    the 2 shared cores, two alternating pairs at a quiet moment): 11.0k msg/s with 2
-    processes, 8.1k with threads (0.74x). CPU a record: threads 126 us, all in the node
-    process (the GIL is released only for the batch check, ~10 us of it); processes 52 us
-    in the node process and 79 us in the workers. On a busier machine (8 more pairs, load
-    average 3-6 from other work) the two came out even (paired ratios 0.44-1.34, median
-    about 1.0): other work then holds the second core the workers need. A node
-    has its cores to itself, so processes stay the default; ``open_processes = 0`` saves
-    their memory (~170 MB on DE).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return 2 if cores >= 2 else 0
-
-
-class ConsumerConfig(_Section):
-    max_records: int = Field(default=2000, ge=1, le=100_000)
-    own_messages: OwnMessages = OwnMessages.MATCH
-    poll_timeout_ms: int = Field(default=500, ge=1, le=60_000)
-    verify_threads: int = Field(default=2, ge=0, le=32)  # 0: verify on the event loop's thread
-    #: Worker processes opening records (nodes.openpool); 0: threads (verify_threads) only.
-    #: Default: 2 when this process may run on 2 or more cores, else 0.
-    open_processes: int = Field(default_factory=default_open_processes, ge=0, le=64)
-    max_skew_s: float = Field(default=300.0, ge=0, le=86_400)
-    #: A record value longer than this is quarantined (too_large) before any decoding.
-    max_record_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
-    #: Bytes one fetch may bring, per partition and in all (what a batch costs in memory).
-    max_partition_fetch_bytes: int = Field(default=4 * 1_048_576, ge=65_536, le=64 * 1_048_576)
-    fetch_max_bytes: int = Field(default=16 * 1_048_576, ge=65_536, le=256 * 1_048_576)
-
-
-class LogConfig(_Section):
+class LogConfig(Section):
     level: LogLevel = LogLevel.INFO
     format: LogFormat = LogFormat.AUTO
 

@@ -29,10 +29,12 @@ from connectors.tokens import new_token
 from exchange.errors import InputError
 from exchange.topics import topic_name
 from nodes.config import NodeConfig, load_config
+from nodes.connector_host import outbound_of
 from nodes.logging import configure, get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import Dispatcher, Outbound
-from nodes.store.base import StoredRecord, open_store
+from nodes.store.base import StoredRecord
+from nodes.store.opened import opened_store
 
 
 def register(subparsers: Any) -> None:
@@ -82,22 +84,13 @@ def _target(config: NodeConfig, name: str) -> Outbound:
     connector = instantiate(spec.plugin, context)
     if not isinstance(connector, OutboundConnector):
         raise InputError([("name", f"{name} is an inbound connector: it takes no history")])
-    return Outbound(
-        spec.name,
-        frozenset(spec.topics),
-        connector,
-        context,
-        allowed_tlp=frozenset(spec.allowed_tlp),
-        timeout_s=spec.timeout_s,
-    )
+    return outbound_of(spec, connector, context)
 
 
 async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tuple[int, int]:
     """Hand the stored history to connector ``name``; (delivered, withheld)."""
     target = _target(config, name)
-    store = open_store(config.store.url)
-    await store.open()
-    try:
+    async with opened_store(config.store.url) as store:
         records: list[StoredRecord] = []
         for kind in sorted(target.topics):
             topic = topic_name(kind, config.kafka.topic_prefix)
@@ -121,8 +114,6 @@ async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tup
             return await dispatcher.backfill(chosen)
         finally:
             await dispatcher.close()
-    finally:
-        await store.close()
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -16,13 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from connectors.api import ConnectorContext, InboundConnector, Submission, SubmissionStatus
+from connectors.api import (
+    ConnectorContext,
+    InboundConnector,
+    OutboundConnector,
+    Submission,
+    SubmissionStatus,
+)
 from exchange.errors import InputError
 from exchange.trust import TrustList
 from nodes.config import ConnectorConfig, NodeConfig
 from nodes.connector_services import ask_pseudonym, blacklist_change, pseudonym_answers
 from nodes.inbound import build_item
 from nodes.logging import get_logger
+from nodes.outbound import Outbound
 from nodes.store.base import OutboxItem, Store
 
 if TYPE_CHECKING:
@@ -119,3 +126,17 @@ async def run_inbound(node: Node, context: ConnectorContext, connector: InboundC
             state = f"down since {node.clock().isoformat()}: {type(exc).__name__}: {exc}"
             await node.store.set_status(key, state)
         raise
+
+
+def outbound_of(
+    spec: ConnectorConfig, connector: OutboundConnector, context: ConnectorContext
+) -> Outbound:
+    """What the delivery loop needs of the outbound connector configured by ``spec``."""
+    return Outbound(
+        spec.name,
+        frozenset(spec.topics),
+        connector,
+        context,
+        allowed_tlp=frozenset(spec.allowed_tlp),
+        timeout_s=spec.timeout_s,
+    )

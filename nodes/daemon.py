@@ -20,7 +20,7 @@ Driving a node from a test (in-process, real broker, real store)::
 Crash tests run ``exchange node run --config FILE`` as a child process instead (SIGKILL it;
 restart it); the stores and offsets it leaves are what the next start resumes from.
 
-``exchange node run`` is :func:`run_node`: SIGTERM/SIGINT stop the node as above, exit 0;
+``exchange node run`` is :func:`nodes.run.run_node`: SIGTERM/SIGINT stop the node as above, exit 0;
 a loop failing fatally (a configuration error: :func:`nodes.supervisor.is_fatal`) stops it
 with exit code 1. Every loop (publisher, consumer, each connector's delivery loop, each
 inbound connector, the retention purge) runs under :class:`nodes.supervisor.Supervisor`,
@@ -30,82 +30,52 @@ is the one for queries, retention and connectors' submissions.
 Outbound connectors are fed by their own delivery loops (:mod:`nodes.outbound`) from a
 queue the consumer's store transaction writes, so a crash never loses a delivery; a restart
 resumes each connector from its cursor.
+
+Beside this module: :mod:`nodes.node_context` (the keys, trust list and pipeline context a
+node starts from; re-exported here), :mod:`nodes.node_status` (waiting, health, metrics:
+:class:`Node` inherits them) and :mod:`nodes.run` (``exchange node run``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
-import gc
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from connectors.api import ConnectorContext, InboundConnector, OutboundConnector, instantiate
 from exchange.bus import KafkaSettings, ensure_topics
 from exchange.errors import ExchangeError
-from exchange.keys import EncryptionKey, SigningKey
 from exchange.topics import TopicKind, topic_name
 from exchange.trust import TrustList
 from nodes import trustfeed
 from nodes.blacklist import service as blacklist_service
-from nodes.blacklist.rules import blacklist_rules
 from nodes.clock import Clock, utc_now
-from nodes.config import NodeConfig, OnRetraction, OwnMessages
-from nodes.connector_host import connector_context, run_inbound
-from nodes.consumer import Consumer, end_offsets
+from nodes.config import NodeConfig
+from nodes.connector_host import connector_context, outbound_of, run_inbound
+from nodes.consumer import Consumer
 from nodes.http import HttpServer
 from nodes.inbound import build_item
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
+from nodes.node_context import load_identity, pipeline_context
+from nodes.node_status import NodeStatus
 from nodes.outbound import Dispatcher, Outbound
-from nodes.pipeline import PipelineContext, TopicPolicy
 from nodes.pseudonyms.node import PseudonymPart
 from nodes.publisher import Publisher
 from nodes.retry import Backoff
-from nodes.rules import build_chain
 from nodes.stats.scheduler import run_scheduler
 from nodes.store.base import Store, open_store
 from nodes.supervisor import Supervisor
 
+__all__ = ["STOP_TIMEOUT_S", "Node", "load_identity", "pipeline_context"]
+
 STOP_TIMEOUT_S = 30.0
 
 
-def load_identity(config: NodeConfig) -> tuple[SigningKey, EncryptionKey, TrustList]:
-    """The node's keys and the verified trust list named by ``config``."""
-    signer = SigningKey.load(config.keys.signing_key)
-    decrypter = EncryptionKey.load(config.keys.encryption_key)
-    trust = trustfeed.load_pinned(config)  # root pinned by fingerprint
-    return signer, decrypter, trust
-
-
-def pipeline_context(
-    config: NodeConfig, trust: TrustList, decrypter: EncryptionKey | None
-) -> PipelineContext:
-    policies: dict[str, TopicPolicy] = {}
-    for kind in TopicKind:
-        rules = config.rules.for_kind(kind)
-        policies[topic_name(kind, config.kafka.topic_prefix)] = TopicPolicy(
-            chain=build_chain(rules, config.node) + blacklist_rules(kind),
-            purge_on_retraction=rules.on_retraction is OnRetraction.PURGE,
-        )
-    own: frozenset[str] = frozenset()
-    if config.consumer.own_messages is OwnMessages.SKIP and config.node in trust.members:
-        own = frozenset(k.key_id for k in trust.member(config.node).signing_keys)
-    return PipelineContext(
-        node=config.node,
-        trust=trust,
-        decryption_key=decrypter,
-        policies=policies,
-        max_skew=timedelta(seconds=config.consumer.max_skew_s),
-        skip_key_ids=own,
-    )
-
-
-class Node:
+class Node(NodeStatus):
     """A running node. Not started by ``__init__``: call :meth:`start`, then :meth:`stop`."""
 
     def __init__(self, config: NodeConfig, *, clock: Clock = utc_now) -> None:
@@ -345,16 +315,7 @@ class Node:
             self._contexts[spec.name] = context
             connector = self.connectors[spec.name] = instantiate(spec.plugin, context)
             if isinstance(connector, OutboundConnector):
-                outbound.append(
-                    Outbound(
-                        spec.name,
-                        frozenset(spec.topics),
-                        connector,
-                        context,
-                        allowed_tlp=frozenset(spec.allowed_tlp),
-                        timeout_s=spec.timeout_s,
-                    )
-                )
+                outbound.append(outbound_of(spec, connector, context))
             if isinstance(connector, InboundConnector):  # a server (TAXII) can be both
                 inbound.append((spec.name, connector))
         return outbound, inbound
@@ -389,75 +350,6 @@ class Node:
             self.publisher.wake()
         return ids[0]
 
-    # --- waiting, health, metrics --------------------------------------------------------
-
-    async def wait_until(self, predicate: Callable[[], bool], within_s: float = 30.0) -> None:
-        """Wait until ``predicate()`` holds after a commit (or now); TimeoutError otherwise."""
-        async with asyncio.timeout(within_s):
-            while not predicate():
-                self._committed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._committed.wait(), 0.1)
-
-    async def wait_stored(
-        self, count: int, within_s: float = 30.0, topic: str | None = None
-    ) -> None:
-        """Wait until this node has stored ``count`` records since it started (TimeoutError)."""
-        await self.wait_until(lambda: self.metrics.stored.value(topic) >= count, within_s)
-
-    async def wait_published(self, count: int, within_s: float = 30.0) -> None:
-        """Wait until this node's publisher has had ``count`` items acknowledged (TimeoutError)."""
-        await self.wait_until(lambda: self.metrics.published.value() >= count, within_s)
-
-    async def wait_caught_up(self, within_s: float = 30.0) -> None:
-        """Wait until this node has committed every record on its topics as of now: the
-        positive proof that nothing more is on its way (TimeoutError otherwise)."""
-        assert self.consumer is not None, "node not started"
-        consumer = self.consumer
-        async with asyncio.timeout(within_s):
-            while True:  # every topic's partitions, or the proof would be vacuous
-                ends = await end_offsets(self.config.kafka.settings(), self.topics)
-                if {topic for topic, _ in ends} >= set(self.topics):
-                    break
-                await asyncio.sleep(0.1)
-
-        def done() -> bool:
-            committed = consumer.committed()
-            return all(committed.get(tp, 0) >= end for tp, end in ends.items())
-
-        await self.wait_until(done, within_s)
-
-    async def health(self) -> list[str]:
-        """[] when healthy, else each problem: the node not running, a loop failed or down
-        for longer than ``[retry] unhealthy_after_s`` (named), Kafka or the store failing."""
-        problems = []
-        if not self._started:
-            problems.append("node is not running")
-        if not self._topics_ready.is_set():
-            problems.append("waiting for Kafka to create or confirm the topics")
-        problems.extend(self.supervisor.problems(self.clock()))
-        if self.consumer is not None and self.consumer.last_error:
-            problems.append(f"consumer: {self.consumer.last_error}")
-        if self.publisher is not None and self.publisher.last_error:
-            problems.append(f"publisher: {self.publisher.last_error}")
-        if self.dispatcher is not None:
-            problems.extend(self.dispatcher.problems())
-        problems.extend(await blacklist_service.problems(self))
-        if self.pseudonyms is not None:
-            problems.extend(await self.pseudonyms.problems(self.clock()))
-        try:
-            await asyncio.wait_for(self.store.schema_version(), 2.0)
-        except Exception as exc:
-            problems.append(f"store does not answer: {type(exc).__name__}: {exc}")
-        return problems
-
-    async def metrics_text(self) -> bytes:
-        try:
-            self.metrics.outbox_depth.set(await asyncio.wait_for(self.store.outbox_depth(), 2.0))
-        except Exception as exc:
-            self.log.debug("outbox depth unavailable", error=str(exc))
-        return self.metrics.render()
-
     async def _purge_loop(self) -> None:
         """Erase expired records, and quarantine entries older than
         ``quarantine_retention_days``, every ``purge_interval_s``. A store error is logged and
@@ -478,43 +370,3 @@ class Node:
             except ExchangeError as exc:
                 self.log.warning("retention purge failed", error=str(exc))
             await asyncio.sleep(interval)
-
-
-async def run_node(config: NodeConfig) -> int:
-    """``exchange node run``: start, wait for SIGTERM/SIGINT, stop cleanly; the exit code."""
-    node = Node(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await node.start()
-    except BaseException:
-        await node.stop()
-        raise
-    _tune_gc()
-    failed = asyncio.create_task(node.supervisor.failed.wait())
-    waiter = asyncio.create_task(stop.wait())
-    await asyncio.wait({failed, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    failed.cancel()
-    waiter.cancel()
-    fatal = node.supervisor.fatal
-    node.log.info(
-        "stopping", signal=stop.is_set(), failed_task=None if fatal is None else fatal.name
-    )
-    await node.stop()
-    return 1 if fatal is not None else 0
-
-
-def _tune_gc() -> None:
-    """Keep the garbage collector off the hot path of a long-running node.
-
-    What start-up loaded (modules, schemas, the trust list, keys) lives as long as the
-    process: ``gc.freeze()`` takes it out of every later collection. A consumed batch
-    makes tens of thousands of short-lived objects (records, payload dicts); with the
-    default thresholds (700 allocations) each batch triggers many collections that
-    re-scan the batch still in hand. Measured on opening 1 KB alerts in 2,000-record
-    batches: 12-14% less time per record with these settings.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)

@@ -37,7 +37,8 @@ from nodes.blacklist.demo import run_blacklist_demo
 from nodes.config import load_config
 from nodes.pseudonyms import demo as pseudonym_demo
 from nodes.stats.demo import indicator_table
-from nodes.store.base import StoredRecord, open_store
+from nodes.store.base import StoredRecord
+from nodes.store.opened import opened_store
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -141,12 +142,8 @@ def alert_lines(items: list[dict[str, Any]], country: str) -> str:
 
 
 async def stored_alerts(config_path: Path) -> list[StoredRecord]:
-    store = open_store(load_config(config_path).store.url)
-    await store.open()
-    try:
+    async with opened_store(load_config(config_path).store.url) as store:
         found = await store.list_records(limit=1000)
-    finally:
-        await store.close()
     return [r for r in found if r.message_type == "OffenceAlert"]
 
 

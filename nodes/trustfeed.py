@@ -33,7 +33,8 @@ from exchange.errors import ExchangeError
 from exchange.topics import trust_topic
 from exchange.trust import TrustList, check_version, load_trust_list
 from nodes.config import NodeConfig
-from nodes.store.base import Store, open_store
+from nodes.store.base import Store
+from nodes.store.opened import opened_store
 
 __all__ = [
     "TRUST_VERSION_KEY",
@@ -73,12 +74,8 @@ async def accept_at_start(store: Store, trust: TrustList) -> None:
 async def accept_on_start(url: str, trust: TrustList) -> None:
     """:func:`accept_at_start` against the store at ``url`` (opened and closed here), so a
     node refuses a rolled-back list before it opens anything else."""
-    store = open_store(url)
-    await store.open()
-    try:
+    async with opened_store(url) as store:
         await accept_at_start(store, trust)
-    finally:
-        await store.close()
 
 
 class TrustFollower:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,7 @@ from tests.helpers.broker import (
     free_port,
     unique_prefix,
 )
+from tests.helpers.federation import NOW, Federation, make_federation
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +67,15 @@ def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
 def topic_prefix() -> str:
     """A topic prefix used by this test only."""
     return unique_prefix()
+
+
+@pytest.fixture
+def live_federation(tmp_path: Path, kafka_bootstrap: str) -> Federation:
+    """FR, DE and NL on the real broker for one test: their own folder, stores and topic
+    prefix; keys valid since 30 days before NOW."""
+    return make_federation(
+        tmp_path / "fed",
+        prefix=unique_prefix(),
+        bootstrap=kafka_bootstrap,
+        valid_from=NOW - timedelta(days=30),
+    )

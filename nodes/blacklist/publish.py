@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from uuid import UUID
 
 from exchange.blacklist.deltas import (
@@ -79,46 +79,30 @@ class Published:
     message_id: UUID
 
 
-async def publish_delta(
-    db: BlacklistDB,
-    *,
-    node: str,
-    prefix: str,
-    trust: TrustList | None,
-    list_id: str,
-    added: Sequence[Entry],
-    removed: Sequence[EntryKey],
-    reason: str,
-    now: datetime,
-) -> int:
+class DeltaChange(TypedDict):
+    """What :func:`publish_delta` and :func:`enqueue_delta` take (as keyword arguments):
+    ``node``'s change to its own list ``list_id`` at ``now``, with its reason."""
+
+    node: str
+    prefix: str
+    trust: TrustList | None
+    list_id: str
+    added: Sequence[Entry]
+    removed: Sequence[EntryKey]
+    reason: str
+    now: datetime
+
+
+async def publish_delta(db: BlacklistDB, **change: Unpack[DeltaChange]) -> int:
     """Enqueue the next delta of ``list_id``; its version."""
-    published = await enqueue_delta(
-        db,
-        node=node,
-        prefix=prefix,
-        trust=trust,
-        list_id=list_id,
-        added=added,
-        removed=removed,
-        reason=reason,
-        now=now,
-    )
-    return published.version
+    return (await enqueue_delta(db, **change)).version
 
 
-async def enqueue_delta(
-    db: BlacklistDB,
-    *,
-    node: str,
-    prefix: str,
-    trust: TrustList | None,
-    list_id: str,
-    added: Sequence[Entry],
-    removed: Sequence[EntryKey],
-    reason: str,
-    now: datetime,
-) -> Published:
+async def enqueue_delta(db: BlacklistDB, **change: Unpack[DeltaChange]) -> Published:
     """:func:`publish_delta`, telling the outbox id and message id too."""
+    node, list_id, now = change["node"], change["list_id"], change["now"]
+    prefix, trust, reason = change["prefix"], change["trust"], change["reason"]
+    added, removed = change["added"], change["removed"]
     check_owner(node, list_id)
     base = await next_version(db, list_id)
     delta = Delta(

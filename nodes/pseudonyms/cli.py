@@ -38,7 +38,8 @@ from exchange.trust import TrustList
 from nodes.config import NodeConfig, load_config
 from nodes.pseudonyms.node import service_for
 from nodes.pseudonyms.service import PseudonymService
-from nodes.store.base import AuditAction, AuditEvent, Store, open_store
+from nodes.store.base import AuditAction, AuditEvent, Store
+from nodes.store.opened import opened_store
 from nodes.trustfeed import load_pinned
 
 __all__ = ["import_file", "register", "wait_answers"]
@@ -56,12 +57,8 @@ async def _with_service(
     trust = load_pinned(config)
     decrypter = EncryptionKey.load(config.keys.encryption_key)
     ring = keyring_for(trust.pseudonym_keys, NodeId(config.node), decrypter)
-    store = open_store(config.store.url)
-    await store.open()
-    try:
+    async with opened_store(config.store.url) as store:
         return await fn(service_for(config, store, lambda: ring, lambda: trust), store, trust)
-    finally:
-        await store.close()
 
 
 async def import_file(

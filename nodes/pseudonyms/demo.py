@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nodes.config import load_config
 from nodes.pseudonyms.repo import repo_for
-from nodes.store.base import open_store
+from nodes.store.opened import opened_store
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -33,16 +33,12 @@ TIMEOUT_S = 90.0
 
 async def _details_at(config: Path, query_id: str) -> str | None:
     settings = load_config(config)
-    store = open_store(settings.store.url)
-    await store.open()
-    try:
+    async with opened_store(settings.store.url) as store:
         topic = f"{settings.kafka.topic_prefix}.pseudonyms.v1"
         for _sender, _at, payload in await repo_for(store).responses(topic, query_id):
             if payload.get("outcome") == "DETAILS":
                 return str(payload.get("details"))
         return None
-    finally:
-        await store.close()
 
 
 def _wait(what: str, check: Callable[[], str | None]) -> str:

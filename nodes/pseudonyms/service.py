@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from exchange.errors import ExchangeError, InputError
 from exchange.ids import NodeId
@@ -34,7 +34,7 @@ from nodes.inbound import build_item
 from nodes.pseudonyms.repo import Incoming, PseudonymRepo, Request
 from nodes.store.base import AuditAction, AuditEvent, OutboxItem
 
-__all__ = ["ANSWER_HANDLING", "Asked", "PseudonymService"]
+__all__ = ["ANSWER_HANDLING", "Asked", "PseudonymService", "Question"]
 
 #: Answers and queries: for the named recipients only, not to be shared onward.
 ANSWER_HANDLING = {"tlp": "AMBER", "code": "H2"}
@@ -62,6 +62,24 @@ class Asked:
     query_id: str
     outbox_id: int
     message_id: uuid.UUID
+
+
+class Question(TypedDict):
+    """What :meth:`PseudonymService.ask` takes (as keyword arguments): the handle asked about
+    on ``platform``, who asks and why, at ``now``; ``follow_up_of`` a query id makes it a
+    request for details."""
+
+    platform: str
+    handle: str
+    actor: str
+    justification: str
+    purpose: str
+    legal_basis: str
+    category: str
+    now: datetime
+    recipients: NotRequired[list[str] | None]
+    follow_up_of: NotRequired[str | None]
+    case_reference: NotRequired[str | None]
 
 
 class PseudonymService:
@@ -307,61 +325,22 @@ class PseudonymService:
 
     # --- asking ------------------------------------------------------------------------
 
-    async def ask(
-        self,
-        *,
-        platform: str,
-        handle: str,
-        actor: str,
-        justification: str,
-        purpose: str,
-        legal_basis: str,
-        category: str,
-        now: datetime,
-        recipients: list[str] | None = None,
-        follow_up_of: str | None = None,
-        case_reference: str | None = None,
-    ) -> str:
+    async def ask(self, **question: Unpack[Question]) -> str:
         """Enqueue a blinded query (or, with ``follow_up_of``, a request for details) and
         log it; its query id. The handle never leaves :meth:`ask_sent` in clear."""
-        sent = await self.ask_sent(
-            platform=platform,
-            handle=handle,
-            actor=actor,
-            justification=justification,
-            purpose=purpose,
-            legal_basis=legal_basis,
-            category=category,
-            now=now,
-            recipients=recipients,
-            follow_up_of=follow_up_of,
-            case_reference=case_reference,
-        )
-        return sent.query_id
+        return (await self.ask_sent(**question)).query_id
 
-    async def ask_sent(
-        self,
-        *,
-        platform: str,
-        handle: str,
-        actor: str,
-        justification: str,
-        purpose: str,
-        legal_basis: str,
-        category: str,
-        now: datetime,
-        recipients: list[str] | None = None,
-        follow_up_of: str | None = None,
-        case_reference: str | None = None,
-    ) -> Asked:
+    async def ask_sent(self, **question: Unpack[Question]) -> Asked:
         """:meth:`ask`, telling the query's outbox id and message id too. Problems name
         ``--platform``/``--handle`` (the CLI's options) or ``payload.<field>``."""
+        q = question
+        now, follow_up_of, recipients = q["now"], q.get("follow_up_of"), q.get("recipients")
         try:
-            plat = normalize_platform(platform)
+            plat = normalize_platform(q["platform"])
         except HandleError as exc:
             raise InputError([("--platform", str(exc))]) from exc
         try:
-            norm = normalize_handle(plat, handle)
+            norm = normalize_handle(plat, q["handle"])
         except HandleError as exc:
             raise InputError([("--handle", str(exc))]) from exc
         key = self.keyring().current
@@ -373,16 +352,16 @@ class PseudonymService:
         payload = {
             "query_id": query_id,
             "platform": plat,
-            "category": category,
-            "justification": justification,
+            "category": q["category"],
+            "justification": q["justification"],
             "requested_detail": "DETAILS" if follow_up_of else "HIT_ONLY",
             "requester": self.node,
             "blinded_handle": blind(key.secret, plat, norm).hex(),
             "pseudonym_key_id": key.key_id,
-            "purpose": purpose,
-            "legal_basis": legal_basis,
+            "purpose": q["purpose"],
+            "legal_basis": q["legal_basis"],
             "follow_up_of": follow_up_of,
-            "case_reference": case_reference,
+            "case_reference": q.get("case_reference"),
         }
         item = build_item(
             "PseudonymQuery",
@@ -399,16 +378,16 @@ class PseudonymService:
         audit = AuditEvent(
             at=now,
             action=AuditAction.CONSULTATION,
-            actor=actor,
-            justification=justification,
+            actor=q["actor"],
+            justification=q["justification"],
             recipients=tuple(recipients or ()),
             subject=query_id,
             details={
                 "event": "pseudonym_details_request" if follow_up_of else "pseudonym_query",
                 "query_id": query_id,
                 "platform": plat,
-                "purpose": purpose,
-                "legal_basis": legal_basis,
+                "purpose": q["purpose"],
+                "legal_basis": q["legal_basis"],
                 "follow_up_of": follow_up_of,
             },
         )

@@ -29,7 +29,8 @@ from nodes.config import NodeConfig, load_config
 from nodes.stats import render
 from nodes.stats.publish import Outcome, publish_period
 from nodes.stats.report import Report, load_report
-from nodes.store.base import AuditAction, AuditEvent, Store, open_store
+from nodes.store.base import AuditAction, AuditEvent, Store
+from nodes.store.opened import with_store
 
 
 def register(subparsers: Any) -> None:
@@ -57,15 +58,6 @@ def register(subparsers: Any) -> None:
     rep.set_defaults(func=_report)
 
 
-async def _with_store(config: NodeConfig, work: Any) -> Any:
-    store = open_store(config.store.url)
-    await store.open()
-    try:
-        return await work(store)
-    finally:
-        await store.close()
-
-
 def _period(config: NodeConfig, text: str | None, now: datetime) -> Period:
     if text is None:
         return period_containing(now.date(), config.stats.period).previous()
@@ -89,7 +81,7 @@ def _publish(args: argparse.Namespace) -> int:
             force=args.force,
         )
 
-    outcome: Outcome = asyncio.run(_with_store(config, work))
+    outcome: Outcome = asyncio.run(with_store(config, work))
     ind = outcome.indicator
     if not outcome.queued:
         print(f"{period.label}: unchanged since revision {ind.revision}; nothing queued")
@@ -154,7 +146,7 @@ def _report(args: argparse.Namespace) -> int:
         )
         return report
 
-    report: Report = asyncio.run(_with_store(config, work))
+    report: Report = asyncio.run(with_store(config, work))
     print(render.table(report), end="")
     if args.out is not None:
         render.write(report, args.out, measures)

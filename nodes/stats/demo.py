@@ -14,16 +14,12 @@ from pathlib import Path
 from exchange.stats.period import PeriodKind, period_containing
 from nodes.config import load_config
 from nodes.stats.report import load_report
-from nodes.store.base import open_store
+from nodes.store.opened import opened_store
 
 
 async def _members_in_force(config_path: Path) -> int:
-    store = open_store(load_config(config_path).store.url)
-    await store.open()
-    try:
+    async with opened_store(load_config(config_path).store.url) as store:
         return len((await load_report(store, now=datetime.now(UTC))).current)
-    finally:
-        await store.close()
 
 
 def indicator_table(configs: dict[str, Path], timeout_s: float = 60.0) -> str:

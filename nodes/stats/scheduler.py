@@ -20,7 +20,8 @@ from exchange.stats.period import Period, period_containing
 from nodes.config import NodeConfig
 from nodes.logging import get_logger
 from nodes.stats.publish import publish_period
-from nodes.store.base import Store, open_store
+from nodes.store.base import Store
+from nodes.store.opened import opened_store
 
 if TYPE_CHECKING:
     from nodes.daemon import Node
@@ -74,9 +75,7 @@ async def run_scheduler(node: Node) -> None:
             node.publisher.wake()
 
     log = get_logger(node=config.node_id)
-    store = open_store(config.store.url)
-    await store.open()
-    try:
+    async with opened_store(config.store.url) as store:
         await asyncio.sleep(config.stats.first_check_after_s)
         while True:
             try:
@@ -84,5 +83,3 @@ async def run_scheduler(node: Node) -> None:
             except ExchangeError as exc:
                 log.warning("statistics check failed", error=str(exc))
             await asyncio.sleep(config.stats.check_interval_s)
-    finally:
-        await store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,23 +11,9 @@ import pytest
 from exchange.blacklist.deltas import Delta, parse_delta
 from nodes.blacklist.db import BlacklistDB, opened
 from tests.helpers.federation import NOW
-from tests.helpers.postgres import postgres_server, postgres_url
+from tests.helpers.postgres import postgres_server, postgres_url, store_url
 
-__all__ = ["postgres_server", "postgres_url"]
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.postgres]),
-    ]
-)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store: a SQLite file, or a PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'node.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+__all__ = ["postgres_server", "postgres_url", "store_url"]
 
 
 @pytest.fixture
@@ -79,8 +64,3 @@ def delta(
             "removed": [item(k, v) for k, v in removed],
         },
     )
-
-
-from tests.node.conftest import live_federation  # noqa: E402
-
-__all__ += ["live_federation"]

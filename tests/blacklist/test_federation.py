@@ -19,18 +19,13 @@ from nodes.blacklist.db import blacklist_db
 from nodes.blacklist.export import confirm_applied
 from nodes.blacklist.publish import publish_delta
 from nodes.blacklist.state import versions
-from nodes.config import load_config
 from nodes.daemon import Node
 from tests.helpers.federation import Federation
+from tests.helpers.nodes import make_node
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
 CSAM = "CHILD_SEXUAL_ABUSE_MATERIAL"
 GREEN = {"tlp": "GREEN", "code": "H0"}
 
@@ -87,9 +82,9 @@ async def three(
         },
     }
     nodes = [
-        Node(load_config(fed.config_path("FR"), **FAST)),
-        Node(load_config(fed.config_path("NL"), **FAST)),
-        Node(load_config(fed.config_path("DE"), **FAST, connectors=[connector])),
+        make_node(fed, "FR"),
+        make_node(fed, "NL"),
+        make_node(fed, "DE", connectors=[connector]),
     ]
     for node in nodes:
         await node.start()

@@ -9,28 +9,24 @@ import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from exchange.bus import KafkaSettings, ensure_topics
 from exchange.cli import main as exchange_main
 from exchange.topics import trust_topic
-from nodes.config import load_config
 from nodes.daemon import Node
 from tests.helpers.broker import unique_prefix
 from tests.helpers.cluster import LocalCluster, partition_state, wait_in_sync
 from tests.helpers.federation import Federation, make_federation
+from tests.helpers.nodes import make_node
 from tests.node.helpers import alert_items, enqueue, outbox_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
 TOTAL = 20_000
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100, "own_messages": "skip"},
-}
+#: Each node skips its own records (the test counts what the others stored).
+CONSUMER = {"poll_timeout_ms": 100, "own_messages": "skip"}
 
 
 async def federation(tmp_path: Path, cluster: LocalCluster) -> Federation:
@@ -45,7 +41,7 @@ async def federation(tmp_path: Path, cluster: LocalCluster) -> Federation:
 
 def node(fed: Federation, name: str) -> Node:
     kafka = {"topic_replication_factor": 3, "request_timeout_ms": 15_000}
-    return Node(load_config(fed.config_path(name), kafka=kafka, **FAST))
+    return make_node(fed, name, kafka=kafka, consumer=CONSUMER)
 
 
 def stored_message_ids(fed: Federation, name: str) -> Counter[str]:

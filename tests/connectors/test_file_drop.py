@@ -13,12 +13,10 @@ from connectors.api import ConnectorContext
 from connectors.file_drop import FileDropConnector
 from exchange.errors import InputError
 from exchange.ids import NodeId
-from nodes.config import load_config
-from nodes.daemon import Node
 from nodes.logging import get_logger
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node
 
-FAST = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
 HEADER = "title,category,observed_at,description,domain,url,tlp,handling_code,country_of_origin"
 
 
@@ -54,8 +52,8 @@ async def test_good_rows_are_submitted_and_bad_rows_listed_beside_the_moved_file
         "plugin": "file-drop",
         "options": {"folder": str(drop), "poll_interval_s": 0.1, "settle_s": 0.3},
     }
-    fr = Node(load_config(live_federation.config_path("FR"), **FAST, connectors=[spec]))
-    de = Node(load_config(live_federation.config_path("DE"), **FAST))
+    fr = make_node(live_federation, "FR", connectors=[spec])
+    de = make_node(live_federation, "DE")
     await fr.start()
     await de.start()
     try:

@@ -22,17 +22,16 @@ from connectors.http_inbound import HttpInboundConnector
 from connectors.tokens import hash_token
 from nodes.blacklist.db import blacklist_db
 from nodes.blacklist.state import versions
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.pseudonyms.cli import import_file
 from tests.connectors.tls import make_pki
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node
 from tests.node.helpers import wait_for
 from tests.pseudonyms import test_flow as pseudonym_flow
 
 pytestmark = pytest.mark.integration
 
-FAST = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
 SYNC_FAST = {"sync_interval_s": 0.2}
 #: A pseudonym query as a police system posts it (full-width @, upper case: DE's handle).
 QUERY = {
@@ -90,9 +89,7 @@ class Api:
 
 @pytest.fixture
 async def api(live_federation: Federation) -> AsyncIterator[Api]:
-    node = Node(
-        load_config(live_federation.config_path("FR"), **FAST, connectors=[rest_connector()])
-    )
+    node = make_node(live_federation, "FR", connectors=[rest_connector()])
     await node.start()
     try:
         rest = node.connectors["rest"]
@@ -116,7 +113,7 @@ async def test_a_posted_alert_is_signed_sent_and_stored_by_another_member(
 ) -> None:
     """POST /v1/alerts answers 202 with the outbox id; its status goes to sent with the
     message id, under which another member stores it."""
-    de = Node(load_config(live_federation.config_path("DE"), **FAST))
+    de = make_node(live_federation, "DE")
     await de.start()
     try:
         answer = await api.post(
@@ -284,7 +281,7 @@ async def test_with_mutual_tls_only_clients_with_a_certificate_of_the_ca_get_in(
         "key": str(pki["server_key"]),
         "client_ca": str(pki["ca"]),
     }
-    node = Node(load_config(live_federation.config_path("FR"), **FAST, connectors=[spec]))
+    node = make_node(live_federation, "FR", connectors=[spec])
     await node.start()
     try:
         rest = node.connectors["rest"]
@@ -316,7 +313,7 @@ async def test_a_taken_port_leaves_the_node_running_and_the_api_restarting(
         taken.listen()
         spec = rest_connector()
         spec["options"]["listen"] = f"127.0.0.1:{taken.getsockname()[1]}"
-        node = Node(load_config(live_federation.config_path("FR"), **FAST, connectors=[spec]))
+        node = make_node(live_federation, "FR", connectors=[spec])
         await node.start()
         try:
             await node.wait_until(lambda: node.supervisor.loops["inbound:rest"].restarts >= 2)
@@ -342,7 +339,7 @@ async def test_a_blacklist_change_posted_to_fr_reaches_de_as_version_1_then_2(
 ) -> None:
     """POST /v1/blacklist publishes the next version of FR's own list (normalized entries,
     versions picked by the node): DE applies fr.csam version 1, then 2 with a removal."""
-    de = Node(load_config(live_federation.config_path("DE"), **FAST, blacklist=SYNC_FAST))
+    de = make_node(live_federation, "DE", blacklist=SYNC_FAST)
     await de.start()
     db = blacklist_db(de.store, de.config.store.url)
     try:

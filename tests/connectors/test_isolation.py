@@ -15,13 +15,11 @@ from uuid import UUID
 import pytest
 
 from connectors.api import ConnectorContext, SharedRecord
-from nodes.config import load_config
-from nodes.daemon import Node
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node
 
 pytestmark = pytest.mark.integration
 
-FAST = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
 FAILS = 3  # calls Flaky fails before it works
 
 
@@ -99,8 +97,8 @@ async def test_a_hanging_or_raising_connector_stops_neither_the_node_nor_the_oth
     others and the node go on, the status and metrics show the failing one, and the node
     still stops in time."""
     fed = live_federation
-    fr = Node(load_config(fed.config_path("FR"), **FAST))
-    de = Node(load_config(fed.config_path("DE"), **FAST, connectors=connectors(tmp_path)))
+    fr = make_node(fed, "FR")
+    de = make_node(fed, "DE", connectors=connectors(tmp_path))
     await fr.start()
     await de.start()
     try:

@@ -20,17 +20,12 @@ from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 from connectors.taxii import TaxiiConnector
 from connectors.taxii.app import MEDIA_TYPE
 from connectors.tokens import hash_token
-from nodes.config import load_config
 from nodes.daemon import Node
 from tests.connectors.helpers import assert_valid_stix
 from tests.helpers.broker import free_port
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node, retract
 
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 500, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
 TOKENS = {
     "green-reader": {"roles": ["read"], "max_tlp": "GREEN", "max_handling_code": "H1"},
     "amber-reader": {"roles": ["read"], "max_tlp": "AMBER", "max_handling_code": "H1"},
@@ -83,8 +78,8 @@ async def taxii(live_federation: Federation) -> AsyncIterator[Taxii]:
         "topics": ["alerts"],
         "options": {"listen": f"127.0.0.1:{port}", "index": "taxii.db", "tokens": tokens},
     }
-    fr = Node(load_config(fed.config_path("FR"), **FAST))
-    de = Node(load_config(fed.config_path("DE"), **FAST, connectors=[spec]))
+    fr = make_node(fed, "FR")
+    de = make_node(fed, "DE", connectors=[spec])
     await fr.start()
     await de.start()
     try:
@@ -240,13 +235,7 @@ async def test_a_retracted_alert_leaves_the_collection(taxii: Taxii) -> None:
     await fr.wait_stored(2)
     stored = await fr.store.list_records(topic=fr.topics[0])
     [target] = [r for r in stored if r.payload.get("alert_id") == alert_id]
-    await fr.submit(
-        "Retraction",
-        {"retracted_message_id": str(target.message_id), "reason": "WITHDRAWN"},
-        handling={"tlp": "GREEN", "code": "H0"},
-        topic="alerts",
-        key=target.key,
-    )
+    await retract(fr, target)
     connector = taxii.connector
 
     async def gone() -> bool:

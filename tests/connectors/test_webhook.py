@@ -19,16 +19,15 @@ from connectors.api import ConnectorContext, RecordRejected, SharedRecord
 from connectors.webhook import WebhookConnector, verify_signature
 from exchange.ids import NodeId
 from exchange.topics import TopicKind
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.logging import get_logger
 from nodes.store.base import AuditAction
 from tests.helpers.federation import NOW, Federation, alert_data
+from tests.helpers.nodes import make_node, retract
 
 pytestmark = pytest.mark.integration
 
 SECRET = "a-shared-secret-of-some-length"
-FAST = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
 
 
 class CaseSystem:
@@ -109,7 +108,7 @@ async def receiver() -> AsyncIterator[CaseSystem]:
 
 @pytest.fixture
 async def sender(live_federation: Federation) -> AsyncIterator[Node]:
-    node = Node(load_config(live_federation.config_path("FR"), **FAST))
+    node = make_node(live_federation, "FR")
     await node.start()
     try:
         yield node
@@ -118,7 +117,7 @@ async def sender(live_federation: Federation) -> AsyncIterator[Node]:
 
 
 def de_node(fed: Federation, url: str) -> Node:
-    return Node(load_config(fed.config_path("DE"), **FAST, connectors=[webhook(url)]))
+    return make_node(fed, "DE", connectors=[webhook(url)])
 
 
 async def send(node: Node, *titles: str) -> None:
@@ -183,13 +182,7 @@ async def test_a_receiver_down_for_a_while_then_back_gets_everything_once_per_ke
         await receiver.start()
         await receiver.wait_for(3)
         (first, *_) = await de.store.list_records(topic=de.topics[0])
-        await sender.submit(
-            "Retraction",
-            {"retracted_message_id": str(first.message_id), "reason": "WITHDRAWN"},
-            handling={"tlp": "GREEN", "code": "H0"},
-            topic="alerts",
-            key=first.key,
-        )
+        await retract(sender, first)
         await receiver.wait_for(4)
         assert receiver.processed[f"retract:{first.message_id}"]["event"] == "retract"
         delivered = [k for k in receiver.processed if k.startswith("deliver:")]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from tests.helpers.broker import unique_prefix
 from tests.helpers.federation import NOW, Federation, make_federation
 
 
@@ -16,15 +14,4 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Federation:
     """FR, DE and NL with keys valid since 30 days before NOW, topic prefix ``ncp``."""
     return make_federation(
         tmp_path_factory.mktemp("federation"), valid_from=NOW - timedelta(days=30)
-    )
-
-
-@pytest.fixture
-def live_federation(tmp_path: Path, kafka_bootstrap: str) -> Federation:
-    """A fresh federation for one integration test: its own folder, stores and topic prefix."""
-    return make_federation(
-        tmp_path / "fed",
-        prefix=unique_prefix(),
-        bootstrap=kafka_bootstrap,
-        valid_from=NOW - timedelta(days=30),
     )

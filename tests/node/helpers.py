@@ -1,6 +1,7 @@
 """Helpers for the node's integration tests and benchmark, on a tuned
 :func:`tests.helpers.federation.make_federation`:
 
+- :func:`fr_and_de` makes the two-member federation (FR, DE) most of these tests run on;
 - :func:`alert_items` builds validated outbox items (about 1 KB alerts) and :func:`enqueue`
   puts them into a node's outbox (its real SQLite store);
 - :class:`NodeProcess` runs ``exchange node run`` as a child process, to be killed with
@@ -35,11 +36,28 @@ from exchange.trust import load_trust_list
 from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import OutboxItem, QuarantineEntry, Store, open_store
-from tests.helpers.federation import Federation, alert_payload
+from tests.helpers.federation import Federation, alert_payload, make_federation
 
 REPO = Path(__file__).resolve().parents[2]
 #: The interpreter of the project's venv (the one running the tests).
 PYTHON = sys.executable
+
+# --- the federation --------------------------------------------------------------------------
+
+
+def fr_and_de(tmp_path: Path, bootstrap: str, prefix: str, **options: Any) -> Federation:
+    """FR and DE in ``tmp_path/fed`` on the broker at ``bootstrap`` under topic ``prefix``,
+    their keys valid from a day before now; ``options`` go to :func:`make_federation`
+    (``tuned=True``, ``tables=...``, ``per_node=...``)."""
+    return make_federation(
+        tmp_path / "fed",
+        ("FR", "DE"),
+        datetime.now(UTC),
+        bootstrap=bootstrap,
+        prefix=prefix,
+        **options,
+    )
+
 
 # --- outbox input ----------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,11 @@ import pytest
 from exchange.topics import TopicKind
 from nodes.daemon import Node
 from tests.helpers.broker import LocalBroker, unique_prefix
-from tests.helpers.federation import Federation, make_federation
+from tests.helpers.federation import Federation
 from tests.node.helpers import (
     alert_items,
     count_stored,
+    fr_and_de,
     node_store,
     outbox_counts,
     outbox_ids,
@@ -68,12 +68,10 @@ async def test_broker_stopped_mid_stream_loses_nothing(
     producer when the broker went away is abandoned after ack_timeout_s (3 s here; the
     idempotent producer would retry it for ever and deliver it stale) and signed again with
     a fresh time after reseal_after_s (5 s here), or DE would refuse it as backdated."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=private_broker.bootstrap,
-        prefix=unique_prefix(),
+    fed = fr_and_de(
+        tmp_path,
+        private_broker.bootstrap,
+        unique_prefix(),
         tables={
             "kafka": {"request_timeout_ms": 5000},
             "publisher": {

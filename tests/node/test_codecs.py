@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,9 @@ from exchange.topics import TopicKind
 from nodes.daemon import Node
 from nodes.store.base import OutboxItem
 from tests.helpers.broker import LocalBroker
-from tests.helpers.federation import Federation, make_federation
+from tests.helpers.federation import Federation
 from tests.node.helpers import (
+    fr_and_de,
     quarantine_of,
     signed_items,
     stored_ids,
@@ -88,14 +88,7 @@ async def test_records_compressed_with_every_codec_are_stored_and_audited(
 ) -> None:
     """FR's alerts written by producers compressing with gzip, snappy, lz4 and zstd are all
     stored by DE, nothing is quarantined, and the auditor's replay finds nothing wrong."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
-        tuned=True,
-    )
+    fed = fr_and_de(tmp_path, kafka_bootstrap, topic_prefix, tuned=True)
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix)
     per_codec = 5
     items = await signed_items(fed, "FR", per_codec * len(CODECS))
@@ -129,14 +122,7 @@ async def test_a_corrupt_batch_on_the_broker_is_quarantined_and_the_node_reads_p
     at its offsets; DE stores the batches around it and what comes later, and the auditor
     reports it with its place instead of stopping."""
     bootstrap = private_broker.bootstrap
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=bootstrap,
-        prefix=topic_prefix,
-        tuned=True,
-    )
+    fed = fr_and_de(tmp_path, bootstrap, topic_prefix, tuned=True)
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
     items = await signed_items(fed, "FR", 9)
     for chunk in (items[0:3], items[3:6], items[6:9]):  # three batches, uncompressed
@@ -172,12 +158,10 @@ async def test_a_record_over_the_size_cap_is_quarantined_before_decoding(
     """A value longer than max_record_bytes is refused as too_large without being decoded:
     the quarantine keeps its first 4 KiB, names its size and SHA-256, and the alert after
     it is stored."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
+    fed = fr_and_de(
+        tmp_path,
+        kafka_bootstrap,
+        topic_prefix,
         per_node={"DE": {"consumer": {"max_record_bytes": 8192}}},
     )
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
@@ -223,14 +207,7 @@ async def test_a_batch_that_would_inflate_to_gigabytes_is_quarantined_whole_unre
     """A non-member's zstd batch that would inflate 80 MB (past the 64 MiB bound) is one
     undecodable_batch entry covering all its offsets, naming the bound; DE never inflates
     it, and stores the alerts before and after it."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
-        tuned=True,
-    )
+    fed = fr_and_de(tmp_path, kafka_bootstrap, topic_prefix, tuned=True)
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=1)
     topic = fed.topic(TopicKind.ALERTS)
     before, after = await signed_items(fed, "FR", 2)

@@ -22,10 +22,9 @@ from connectors.api import (
 from connectors.jsonl import JsonlConnector
 from exchange.errors import InputError, Reason
 from exchange.ids import NodeId
-from nodes.config import load_config
-from nodes.daemon import Node
 from nodes.logging import get_logger
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node
 
 
 def context(tmp_path: Path, **options: Any) -> ConnectorContext:
@@ -155,14 +154,13 @@ class Feeder:
 async def test_inbound_connector_feeds_the_outbox(live_federation: Federation) -> None:
     """What an inbound connector submits is validated, published and stored by the others."""
     fed = live_federation
-    fast = {"http": {"listen": ""}, "publisher": {"poll_interval_ms": 50}}
     feeder = {
         "name": "case-system",
         "plugin": "tests.node.test_connectors:Feeder",
         "options": {"titles": ["from the case system", "and another"]},
     }
-    fr = Node(load_config(fed.config_path("FR"), **fast, connectors=[feeder]))
-    de = Node(load_config(fed.config_path("DE"), **fast))
+    fr = make_node(fed, "FR", connectors=[feeder])
+    de = make_node(fed, "DE")
     assert isinstance(Feeder(context(Path("."), titles=[])), InboundConnector)
     await fr.start()
     await de.start()

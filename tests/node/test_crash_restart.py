@@ -9,7 +9,6 @@ sent leaves behind, which a random SIGKILL only sometimes hits.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,13 @@ from exchange.topics import TopicKind
 from exchange.trust import load_trust_list
 from nodes.daemon import Node
 from nodes.publisher import Publisher
-from tests.helpers.federation import Federation, make_federation
+from tests.helpers.federation import Federation
 from tests.node.helpers import (
     NodeProcess,
     alert_items,
     count_stored,
     enqueue,
+    fr_and_de,
     node_store,
     outbox_counts,
     outbox_ids,
@@ -73,12 +73,10 @@ async def test_consumer_killed_mid_stream_stores_every_alert_exactly_once(
     tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     """DE, killed twice with SIGKILL while storing FR's stream, ends with exactly FR's sent set."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
+    fed = fr_and_de(
+        tmp_path,
+        kafka_bootstrap,
+        topic_prefix,
         tables={"consumer": {"max_records": 100}},  # many small batches: kills land mid-commit
     )
     phase, total = 1000, 3000
@@ -126,13 +124,8 @@ async def test_publisher_killed_mid_publish_delivers_every_alert_exactly_once(
     tmp_path: Path, kafka_bootstrap: str, topic_prefix: str
 ) -> None:
     """FR, killed with SIGKILL mid-publish and restarted, gets every queued alert stored once."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
-        tables={"publisher": {"batch_size": 500}},
+    fed = fr_and_de(
+        tmp_path, kafka_bootstrap, topic_prefix, tables={"publisher": {"batch_size": 500}}
     )
     total = 10_000
     await enqueue(fed, "FR", alert_items(fed, "FR", total))
@@ -189,14 +182,7 @@ async def test_signed_items_resent_after_a_crash_are_stored_once(
 ) -> None:
     """Items on the bus but not yet marked sent when FR crashed are re-sent with the same bytes:
     DE stores each once and quarantines every second copy as replayed."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
-        tuned=True,
-    )
+    fed = fr_and_de(tmp_path, kafka_bootstrap, topic_prefix, tuned=True)
     total = 300
     await enqueue(fed, "FR", alert_items(fed, "FR", total))
     config = fed.config("FR")

@@ -7,8 +7,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,30 +20,10 @@ from nodes.inbound import build_item
 from nodes.publisher import Publisher
 from nodes.store.base import AuditAction, OutboxStatus, StoredRecord, open_store
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import FAST, make_node, retract, running
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
-
-
-def make_node(fed: Federation, name: str, **tables: Any) -> Node:
-    return Node(load_config(fed.config_path(name), **{**FAST, **tables}))
-
-
-@asynccontextmanager
-async def running(*nodes: Node) -> AsyncIterator[None]:
-    for node in nodes:
-        await node.start()
-    try:
-        yield
-    finally:
-        for node in nodes:
-            await node.stop()
 
 
 async def send_alert(
@@ -167,13 +145,7 @@ async def test_retraction_withdraws_or_purges_as_each_node_chose(
         await send_alert(fr, "stays")
         await asyncio.gather(de.wait_stored(2), nl.wait_stored(2), fr.wait_stored(2))
         (target,) = [r for r in await records(fr) if r.payload["title"] == "to be withdrawn"]
-        await fr.submit(
-            "Retraction",
-            {"retracted_message_id": str(target.message_id), "reason": "WITHDRAWN"},
-            handling={"tlp": "GREEN", "code": "H0"},
-            topic="alerts",
-            key=target.key,
-        )
+        await retract(fr, target)
         await asyncio.gather(de.wait_stored(3), nl.wait_stored(3))
         assert de.metrics.retractions.value() == 1
         assert nl.metrics.retractions.value() == 1
@@ -234,13 +206,7 @@ async def test_a_replayed_copy_of_a_purged_record_is_never_stored_or_delivered_a
         await send_alert(fr, "to be purged")
         await asyncio.gather(de.wait_stored(1), fr.wait_stored(1))
         (target,) = await records(fr)
-        await fr.submit(
-            "Retraction",
-            {"retracted_message_id": str(target.message_id), "reason": "REMOVED_AFTER_REVIEW"},
-            handling={"tlp": "GREEN", "code": "H0"},
-            topic="alerts",
-            key=target.key,
-        )
+        await retract(fr, target, "REMOVED_AFTER_REVIEW")
         await de.wait_until(lambda: de.metrics.retractions.value() >= 1)
         assert await de.store.get_record(target.message_id) is None
         [stone] = await de.store.tombstones()

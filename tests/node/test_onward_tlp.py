@@ -12,7 +12,8 @@ import pytest
 from nodes.config import load_config
 from nodes.daemon import Node
 from tests.helpers.federation import Federation
-from tests.node.test_daemon import FAST, running, send_alert
+from tests.helpers.nodes import FAST, make_node, running
+from tests.node.test_daemon import send_alert
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ async def test_red_and_amber_strict_reach_only_connectors_that_name_them(
     fed = live_federation
     plain, red_ok, capped = tmp_path / "plain.jsonl", tmp_path / "red.jsonl", tmp_path / "cap.jsonl"
     open_rules = {"alerts": {"onward_sharing_max_handling_code": "H3"}}
-    fr = Node(load_config(fed.config_path("FR"), **FAST))
+    fr = make_node(fed, "FR")
     de = Node(
         load_config(
             fed.config_path("DE"),

@@ -20,14 +20,14 @@ from connectors.api import ConnectorContext, RecordRejected, SharedRecord
 from connectors.jsonl import JsonlConnector
 from exchange.ids import NodeId
 from exchange.topics import TopicKind
-from nodes.config import RulesConfig, load_config
-from nodes.daemon import Node
+from nodes.config import RulesConfig
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.outbound import ConnectorDown, Dispatcher, Outbound
 from nodes.store.base import AuditAction, StoredRecord
 from nodes.store.sqlite import SqliteStore
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node
 from tests.store.conftest import NOW, commit, make_record, retraction
 
 EVERY_TOPIC = frozenset(TopicKind)
@@ -333,16 +333,14 @@ async def test_a_node_restarted_delivers_what_its_connector_missed(
     to it after the node restarts, once each, and the node reported the connector meanwhile."""
     fed = live_federation
     out = tmp_path / "case.jsonl"
-    fast = {
-        "http": {"listen": ""},
+    tuned: dict[str, Any] = {
         "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 500, "poll_interval_ms": 50},
-        "consumer": {"poll_timeout_ms": 100},
         "rules": {"alerts": {"onward_sharing_max_handling_code": "H0"}},
     }
     down = {"name": "case", "plugin": "tests.node.test_outbound:Unreachable"}
     working = {"name": "case", "plugin": "jsonl", "options": {"path": str(out)}}
-    fr = Node(load_config(fed.config_path("FR"), **fast))
-    de = Node(load_config(fed.config_path("DE"), **fast, connectors=[down]))
+    fr = make_node(fed, "FR", **tuned)
+    de = make_node(fed, "DE", **tuned, connectors=[down])
     await fr.start()
     await de.start()
     try:
@@ -357,7 +355,7 @@ async def test_a_node_restarted_delivers_what_its_connector_missed(
         await fr.stop()
     assert not out.exists()
 
-    again = Node(load_config(fed.config_path("DE"), **fast, connectors=[working]))
+    again = make_node(fed, "DE", **tuned, connectors=[working])
     await again.start()
     try:
         await again.wait_until(lambda: again.metrics.disclosed.value("case") >= 2)

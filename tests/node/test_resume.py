@@ -11,7 +11,6 @@ land in the store as a ``replayed`` quarantine entry, or, once purged, be stored
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,12 @@ from exchange.bus import ensure_topics
 from exchange.topics import TopicKind
 from nodes.daemon import Node
 from nodes.store.base import Store
-from tests.helpers.federation import Federation, make_federation
+from tests.helpers.federation import Federation
 from tests.helpers.load import cpu_hog
 from tests.node.helpers import (
     alert_items,
     enqueue,
+    fr_and_de,
     node_store,
     quarantine_of,
     stored_ids,
@@ -84,12 +84,10 @@ async def test_each_restart_resumes_exactly_at_the_stored_offsets_under_load(
 ) -> None:
     """DE, stopped mid-stream three times on twelve partitions beside a CPU hog, takes every
     record exactly once across its four lives: nothing below its stored offsets is read."""
-    fed = make_federation(
-        tmp_path / "fed",
-        ("FR", "DE"),
-        datetime.now(UTC),
-        bootstrap=kafka_bootstrap,
-        prefix=topic_prefix,
+    fed = fr_and_de(
+        tmp_path,
+        kafka_bootstrap,
+        topic_prefix,
         per_node={"DE": {"consumer": {"max_records": 50, "poll_timeout_ms": 50}}},
     )
     await ensure_topics(fed.config("DE").kafka.settings(), topic_prefix, partitions=PARTITIONS)

@@ -25,8 +25,9 @@ from nodes.daemon import Node
 from nodes.http import HttpServer
 from nodes.supervisor import TaskState
 from tests.helpers.federation import Federation
+from tests.helpers.nodes import FAST
 from tests.node.helpers import REPO
-from tests.node.test_daemon import FAST, send_alert
+from tests.node.test_daemon import send_alert
 
 RETRY = {"initial_ms": 10, "max_ms": 50, "unhealthy_after_s": 0.5}
 

@@ -9,7 +9,6 @@ import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,23 +17,17 @@ from exchange.errors import Reason, TrustListError
 from exchange.ids import NodeId
 from exchange.keys import SigningKey
 from exchange.trust import KeyEntry, TrustList, root_fingerprint
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.trustfeed import TRUST_VERSION_KEY
 from tests.audit.history import produce
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node
 
 pytestmark = pytest.mark.integration
 
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
-
 
 def _node(fed: Federation, name: str) -> Node:
-    return Node(load_config(fed.config_path(name), **FAST))
+    return make_node(fed, name)
 
 
 def _write(fed: Federation, trust: TrustList, name: str = "trust.list") -> Path:

@@ -12,7 +12,6 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -26,20 +25,14 @@ from exchange.keys import SigningKey
 from exchange.seal import Sealed
 from exchange.trust import KeyEntry
 from exchange.uuid7 import uuid7
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.store.base import QuarantineEntry, StoredRecord
 from tests.audit.history import produce
 from tests.helpers.broker import create_topics, unique_prefix
 from tests.helpers.federation import NOW, Federation, Member, handling, make_federation
+from tests.helpers.nodes import make_node
 
 pytestmark = pytest.mark.integration
-
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
 
 
 @dataclass
@@ -111,8 +104,8 @@ async def _scenario(kafka_bootstrap: str, folder: Path) -> Outcome:
     ).revoke(KeyId(stolen.key_id), revoked_at, "key stolen", issued_at=revoked_at)
     fed.publish_trust(trust)
 
-    de = Node(load_config(fed.config_path("DE"), **FAST))
-    nl = Node(load_config(fed.config_path("NL"), **FAST))
+    de = make_node(fed, "DE")
+    nl = make_node(fed, "NL")
     # The topics exist, stamped with the broker's time, before anything is produced: a node
     # creates them in the background, and a raw producer first would auto-create them with
     # the producer's time (records then refused as not_append_time).
@@ -264,7 +257,7 @@ async def test_a_topic_stamped_with_the_producers_time_is_refused(
     record's time along with created_at: the node refuses such records (not_append_time)."""
     fed = live_federation
     await create_topics(kafka_bootstrap, [fed.topic()], partitions=1)  # CreateTime
-    de = Node(load_config(fed.config_path("DE"), **FAST))
+    de = make_node(fed, "DE")
     await de.start()
     try:
         then = datetime.now(UTC) - timedelta(hours=1)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,6 @@ from exchange.keys import EncryptionKey
 from exchange.models import parse_payload
 from exchange.seal import open_verified, verify_record
 from exchange.topics import MessageType, TopicKind, topic_name
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.pseudonyms.cli import audit_log, import_file
 from nodes.pseudonyms.node import service_for
@@ -34,15 +31,12 @@ from nodes.pseudonyms.service import PseudonymService
 from nodes.store.base import AuditAction
 from tests.audit.history import produce
 from tests.helpers.federation import Federation
+from tests.helpers.nodes import make_node as tuned_node
+from tests.helpers.nodes import running
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
 HANDLE = "@Dark_Seller42"
 CSV = (
     "platform,handle,case_reference,contact_unit,first_seen,last_seen\n"
@@ -64,19 +58,7 @@ class Clock:
 
 def make_node(fed: Federation, name: str, clock: Clock | None = None, **rules: Any) -> Node:
     pseudonyms = {"query_allowed_from": ["*"], **rules}
-    config = load_config(fed.config_path(name), **FAST, rules={"pseudonyms": pseudonyms})
-    return Node(config, clock=clock or Clock())
-
-
-@asynccontextmanager
-async def running(*nodes: Node) -> AsyncIterator[None]:
-    for node in nodes:
-        await node.start()
-    try:
-        yield
-    finally:
-        for node in nodes:
-            await node.stop()
+    return tuned_node(fed, name, clock=clock or Clock(), rules={"pseudonyms": pseudonyms})
 
 
 def service(node: Node) -> PseudonymService:

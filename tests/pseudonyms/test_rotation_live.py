@@ -18,7 +18,8 @@ from exchange.trust import TrustList, root_fingerprint
 from nodes.pseudonyms.cli import import_file
 from nodes.pseudonyms.node import service_for
 from tests.helpers.federation import Federation
-from tests.pseudonyms.test_flow import CSV, answers, ask, make_node, running, service
+from tests.helpers.nodes import running
+from tests.pseudonyms.test_flow import CSV, answers, ask, make_node, service
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,6 @@ import asyncio
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,15 @@ from exchange.cli import main
 from exchange.models import IndicatorMeasure, StatisticalIndicator
 from exchange.stats.period import Period, PeriodKind, period_containing
 from exchange.topics import TopicKind, topic_name
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.pseudonyms.cli import import_file
 from nodes.stats import render
-from nodes.stats.publish import publish_period
+from nodes.stats.publish import Outcome, publish_period
 from nodes.stats.report import Report, load_report
 from nodes.store.base import AuditAction
 from tests.helpers.federation import Federation, alert_data
+from tests.helpers.nodes import make_node as tuned_node
+from tests.helpers.nodes import running
 from tests.node.helpers import wait_for
 from tests.pseudonyms.test_flow import CSV as PATROL_CSV
 from tests.pseudonyms.test_flow import answers, ask
@@ -38,11 +37,6 @@ from tests.pseudonyms.test_flow import service as pseudonym_service
 
 pytestmark = pytest.mark.integration
 
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
 #: FR hides counts under 5; DE and NL publish exact counts (threshold 0).
 THRESHOLDS = {"FR": 5, "DE": 0, "NL": 0}
 M = IndicatorMeasure
@@ -51,18 +45,20 @@ M = IndicatorMeasure
 def make_node(fed: Federation, name: str) -> Node:
     stats = {"enabled": False, "threshold": THRESHOLDS[name]}
     rules = {"pseudonyms": {"query_allowed_from": ["*"]}}
-    return Node(load_config(fed.config_path(name), **FAST, stats=stats, rules=rules))
+    return tuned_node(fed, name, stats=stats, rules=rules)
 
 
-@asynccontextmanager
-async def running(*nodes: Node) -> AsyncIterator[None]:
-    for node in nodes:
-        await node.start()
-    try:
-        yield
-    finally:
-        for node in nodes:
-            await node.stop()
+async def publish_now(node: Node, period: Period) -> Outcome:
+    """``node`` publishes its indicator for ``period`` now, as the ``test`` actor."""
+    return await publish_period(
+        node.store,
+        node=node.config.node,
+        prefix=node.config.kafka.topic_prefix,
+        stats=node.config.stats,
+        period=period,
+        now=datetime.now(UTC),
+        actor="test",
+    )
 
 
 async def alerts(node: Node, category: str, n: int) -> None:
@@ -221,15 +217,7 @@ async def test_published_indicators_equal_what_each_node_sent_stored_and_quarant
             name = node.config.node_id
             counted = truth(fed.db_path(name), name, period)
             expected[name] = expected_cells(counted, THRESHOLDS[name])
-            outcome = await publish_period(
-                node.store,
-                node=node.config.node,
-                prefix=fed.prefix,
-                stats=node.config.stats,
-                period=period,
-                now=datetime.now(UTC),
-                actor="test",
-            )
+            outcome = await publish_now(node, period)
             assert outcome.queued
             assert outcome.indicator.revision == 1
         # the traffic did reach every kind of count
@@ -269,27 +257,11 @@ async def test_published_indicators_equal_what_each_node_sent_stored_and_quarant
         assert legacy == {"FRAUDULENT_SALES": 6}
 
         # unchanged counts: nothing queued again; a change: revision 2 replaces revision 1
-        same = await publish_period(
-            fr.store,
-            node=fr.config.node,
-            prefix=fed.prefix,
-            stats=fr.config.stats,
-            period=period,
-            now=datetime.now(UTC),
-            actor="test",
-        )
+        same = await publish_now(fr, period)
         assert not same.queued
         await alerts(fr, "IDENTITY_THEFT", 5)
         await everyone_caught_up(nodes)
-        corrected = await publish_period(
-            fr.store,
-            node=fr.config.node,
-            prefix=fed.prefix,
-            stats=fr.config.stats,
-            period=period,
-            now=datetime.now(UTC),
-            actor="test",
-        )
+        corrected = await publish_now(fr, period)
         assert corrected.queued
         assert corrected.replaces_revision == 1
         await everyone_caught_up(nodes)

@@ -5,7 +5,6 @@ correction."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -13,19 +12,13 @@ from aiokafka import AIOKafkaProducer
 from exchange.models import StatisticalIndicator
 from exchange.stats.period import PeriodKind, period_containing
 from exchange.stats.tally import build_indicator
-from nodes.config import load_config
 from nodes.daemon import Node
 from nodes.stats.report import load_report
 from tests.helpers.federation import Federation
+from tests.helpers.nodes import make_node
 from tests.node.helpers import wait_for
 
 pytestmark = pytest.mark.integration
-
-FAST: dict[str, Any] = {
-    "http": {"listen": ""},
-    "publisher": {"backoff_initial_ms": 50, "backoff_max_ms": 1000, "poll_interval_ms": 50},
-    "consumer": {"poll_timeout_ms": 100},
-}
 
 
 async def indicators(node: Node, sender: str) -> list[StatisticalIndicator]:
@@ -44,8 +37,8 @@ async def test_the_daemon_publishes_the_closed_period_once_and_a_forgery_is_set_
     indicator claiming to be FR's (a higher revision) is set aside at DE."""
     fed = live_federation
     stats = {"first_check_after_s": 0, "check_interval_s": 0.2}
-    fr = Node(load_config(fed.config_path("FR"), **FAST, stats=stats))
-    de = Node(load_config(fed.config_path("DE"), **FAST, stats={"enabled": False}))
+    fr = make_node(fed, "FR", stats=stats)
+    de = make_node(fed, "DE", stats={"enabled": False})
     last_month = period_containing(datetime.now(UTC).date(), PeriodKind.MONTH).previous()
     await fr.start()
     await de.start()

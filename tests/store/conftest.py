@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -27,9 +26,9 @@ from nodes.store.base import (
     StoredRecord,
     open_store,
 )
-from tests.helpers.postgres import postgres_server, postgres_url
+from tests.helpers.postgres import postgres_server, postgres_url, store_url
 
-__all__ = ["postgres_server", "postgres_url"]
+__all__ = ["postgres_server", "postgres_url", "store_url"]
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TOPIC = "ncp.alerts.v1"
@@ -61,17 +60,10 @@ class Backend:
             await pg.close()
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgres", marks=[pytest.mark.integration, pytest.mark.postgres]),
-    ]
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+@pytest.fixture
+def backend(store_url: str) -> Backend:
     """The backend under test: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return Backend("sqlite", f"sqlite:///{tmp_path / 'node.db'}")
-    return Backend("postgres", request.getfixturevalue("postgres_url"))
+    return Backend("sqlite" if store_url.startswith("sqlite:") else "postgres", store_url)
 
 
 @pytest.fixture
