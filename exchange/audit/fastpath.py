@@ -143,6 +143,8 @@ class Shapes:
 
     def __init__(self) -> None:
         self.shapes: dict[ShapeKey, Facts] = {}
+        #: Records the fast path accepted (for tests and profiles).
+        self.accepted = 0
         self._keys: dict[int, tuple[TrustList, dict[bytes, Key | None]]] = {}
 
     def keys_of(self, trust: TrustList) -> dict[bytes, Key | None]:
@@ -325,4 +327,5 @@ def fast_check(
             else:
                 rest.append(c.record)
                 rest_shapes.append(None)
+        shapes.accepted += len(out)
     return out, rest, rest_shapes
