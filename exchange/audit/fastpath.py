@@ -97,13 +97,15 @@ class Accepted(NamedTuple):
     envelope_hash: bytes
 
 
-_signed_header: bytes | None = None
+_headers: tuple[bytes, bytes] | None = None
 
 
-def _signed() -> bytes:
-    global _signed_header
-    _signed_header = codec.REGISTRY.current("SignedEnvelope").header
-    return _signed_header
+def _load_headers() -> tuple[bytes, bytes]:
+    """The SignedEnvelope's and the Envelope's headers; the Envelope's only while it is
+    the wire v2 layout :mod:`exchange.envelope.binary` reads (else nothing matches it)."""
+    global _headers
+    _headers = codec.REGISTRY.current("SignedEnvelope").header, binary.header() or b"-"
+    return _headers
 
 
 def _us(t: datetime) -> int:
@@ -196,7 +198,8 @@ def scan(
     doubt, its shape when only the shape is unknown, else None (the full path decides).
     IndexError on bytes that end early."""
     topic, _partition, _offset, ts, record_key, value = record
-    if type(value) is not bytes or value[:10] != (_signed_header or _signed()):
+    signed_header, envelope_header = _headers or _load_headers()
+    if type(value) is not bytes or value[:10] != signed_header:
         return None
     # the SignedEnvelope: as exchange.codec.decode_signed reads its usual shape
     h0 = value[10]
@@ -217,7 +220,7 @@ def scan(
         if key is None:
             return None
     data = value[12:stop]
-    if data[:10] != binary.header() or data[26] & 0x81:
+    if data[:10] != envelope_header or data[26] & 0x81:
         return None
     # topic, key, sender: strings of one-byte lengths (0-63 bytes)
     n = data[27]
@@ -237,12 +240,36 @@ def scan(
     start = pos + 1
     pos = start + (n >> 1)
     sender_bytes = data[start:pos]
-    created, pos = _long(data, pos)
-    if pos < 0:
-        return None
-    sequence, pos = _long(data, pos)
-    if pos < 0:
-        return None
+    # created_at: 2^34 to 2^41 ms (1970-07 to 2039-09) is six bytes, read in one go
+    x = int.from_bytes(data[pos : pos + 6], "little")
+    if x & 0x808080808080 == 0x008080808080:
+        x = (
+            (x & 0x7F)
+            | (x >> 1 & 0x3F80)
+            | (x >> 2 & 0x1FC000)
+            | (x >> 3 & 0xFE00000)
+            | (x >> 4 & 0x7F0000000)
+            | (x >> 5 & 0x3F800000000)
+        )
+        created = (x >> 1) ^ -(x & 1)
+        pos += 6
+    else:
+        created, pos = _long(data, pos)
+        if pos < 0:
+            return None
+    # sequence: one or two bytes inline (up to 8191), longer through _long
+    b = data[pos]
+    if not b & 0x80:
+        sequence = (b >> 1) ^ -(b & 1)
+        pos += 1
+    elif not data[pos + 1] & 0x80:
+        b = (b & 0x7F) | data[pos + 1] << 7
+        sequence = (b >> 1) ^ -(b & 1)
+        pos += 2
+    else:
+        sequence, pos = _long(data, pos)
+        if pos < 0:
+            return None
     previous: bytes | None = None
     branch = data[pos]
     if branch == 2:
@@ -259,7 +286,14 @@ def scan(
     tail = data[pos : pos + 7]
     if len(tail) != 7 or tail[0] or tail[3] or tail[6] or tail.translate(None, _SMALL):
         return None
-    body, pos = _long(data, pos + 7)
+    # the payload's length: two bytes inline (64 B to 8 KB), else through _long
+    pos += 7
+    b = data[pos]
+    if b & 0x81 == 0x80 and not data[pos + 1] & 0x80:
+        body = ((b & 0x7F) | data[pos + 1] << 7) >> 1
+        pos += 2
+    else:
+        body, pos = _long(data, pos)
     if pos < 0 or body < 0 or pos + body != len(data):
         return None
     shape = (topic, key.owner, data[26], topic_bytes, sender_bytes, tail)

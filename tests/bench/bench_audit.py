@@ -15,10 +15,15 @@ Measured, in the same run:
   main process plans the offsets (no consumer group), each worker reads its pieces of
   the partitions itself, verifies them and returns digests, the main process runs the
   chain checks; messages per second from planning to the last check, the median of
-  three runs (the slowest is reported too). Target: >= 0.70 of the bare rate;
+  three runs (the slowest is reported too). Target (issue 16): >= 2.0 of the bare rate;
 - ``audit replay-verify (threads)``: the same with a thread pool (the main process
   then reads and hands out batches), for the comparison the verify_pool docstring
-  reports (processes are kept when faster).
+  reports (processes are kept when faster);
+- ``audit stage: ...``: where a worker's time goes, in microseconds a record on one
+  core (process CPU time), over a sample of the history: reading it from Kafka (one
+  worker's consumer), the full path (``check_many``: parse, key, ZIP-215 batch check,
+  Envelope decode, checks), the fast path (``fast_check``: in-place read, the same
+  batch check, SHA-256), the batch check alone, and a whole digest (``DigestBuilder``).
 """
 
 from __future__ import annotations
@@ -29,13 +34,23 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import nacl.bindings
 
-from exchange.audit.reader import KafkaHistoryReader
+from exchange import zip215
+from exchange.audit.digest import CHUNK, DigestBuilder, check_many
+from exchange.audit.fastpath import Candidate, Shapes, fast_check, scan
+from exchange.audit.reader import (
+    KafkaHistoryReader,
+    Range,
+    RangeReader,
+    RangeSource,
+    RawRecord,
+)
 from exchange.audit.replay import replay_kafka
 from exchange.audit.verify_pool import Mode, VerifyPool, default_workers
 from exchange.bus import KafkaSettings
@@ -44,6 +59,7 @@ from exchange.ids import NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import OffenceAlert
 from exchange.seal import seal
+from exchange.trust import TrustList
 from tests.bench.harness import BenchContext, Figure
 from tests.helpers.broker import create_topics, produce_many
 from tests.helpers.federation import handling, make_alert, make_federation
@@ -52,6 +68,7 @@ N_FULL = 200_000
 MEMBERS = ("FR", "DE", "NL", "BE")
 MESSAGE_BYTES = 1200
 BARE = "bare Ed25519 verify, all cores (PyNaCl)"
+STAGE_SAMPLE = 10_000
 
 
 def _bare_worker(n: int) -> float:
@@ -136,6 +153,55 @@ async def replay_rate(
     return n / elapsed
 
 
+def _cpu_us(work: Callable[[], object], n: int) -> float:
+    """Microseconds of this process's CPU time a record for ``work`` over ``n`` records."""
+    t0 = time.process_time()
+    work()
+    return (time.process_time() - t0) / n * 1e6
+
+
+def stage_costs(bootstrap: str, where: Range, trust: bytes, root: bytes) -> list[Figure]:
+    """A worker's stages over the records ``where`` (a partition's first), in this
+    process, on one core."""
+    reader = RangeReader(RangeSource(KafkaSettings(bootstrap_servers=bootstrap)))
+    sample: list[RawRecord] = []
+    try:
+        read = _cpu_us(
+            lambda: sample.extend(r for b in reader.batches(*where) for r in b),
+            where[3] - where[2],
+        )
+    finally:
+        reader.close()
+    n = len(sample)
+    judge, now = TrustList.from_signed(trust, root), datetime.now(UTC)
+    chunks = [sample[i : i + CHUNK] for i in range(0, n, CHUNK)]
+    shapes = Shapes()
+    DigestBuilder(judge, now, shapes).add_many(sample)  # learns the senders' shapes
+    keys = shapes.keys_of(judge)
+    items = [
+        [c.item for r in chunk if isinstance(c := scan(r, judge, keys, shapes.shapes), Candidate)]
+        for chunk in chunks
+    ]
+    full = _cpu_us(lambda: [check_many(c, judge, now) for c in chunks], n)
+    fast = _cpu_us(lambda: [fast_check(c, judge, shapes) for c in chunks], n)
+    verify = _cpu_us(lambda: [zip215.verify_batch(i) for i in items], n)
+
+    def digest() -> None:
+        builder = DigestBuilder(judge, now, shapes)
+        builder.add_many(sample)
+        builder.digest()
+
+    whole = _cpu_us(digest, n)
+    unit = "us/msg"
+    return [
+        Figure("audit stage: Kafka read and parse (a worker's consumer)", read, unit),
+        Figure("audit stage: full path (parse, batch verify, Envelope decode, checks)", full, unit),
+        Figure("audit stage: fast path (in-place read, batch verify, SHA-256)", fast, unit),
+        Figure(f"audit stage: ZIP-215 batch verify alone, {CHUNK} a batch", verify, unit),
+        Figure("audit stage: whole digest (fast path and columns)", whole, unit),
+    ]
+
+
 async def run(ctx: BenchContext) -> list[Figure]:
     """Build the history, then measure bare verify and the replay in the same run."""
     n = ctx.n(N_FULL, minimum=1000)
@@ -170,6 +236,10 @@ async def run(ctx: BenchContext) -> list[Figure]:
         thread_rate = await replay_rate(
             ctx.bootstrap, topic, fed.trust_bytes, root, n, "thread", workers
         )
+        settings = KafkaSettings(bootstrap_servers=ctx.bootstrap, client_id="bench-audit")
+        t, p, start, end = (await KafkaHistoryReader(settings, [topic]).ranges())[0]
+        where = (t, p, start, min(end, start + STAGE_SAMPLE))
+        stages = await asyncio.to_thread(stage_costs, ctx.bootstrap, where, fed.trust_bytes, root)
     bare = statistics.median(bares)
     rates: dict[Mode, float] = {"process": statistics.median(process_rates), "thread": thread_rate}
     return [
@@ -184,4 +254,5 @@ async def run(ctx: BenchContext) -> list[Figure]:
         ),
         Figure("audit replay-verify (threads)", rates["thread"], "msgs/s", BARE, bare),
         Figure("audit bench history sealing", n / sealed_s, "msgs/s"),
+        *stages,
     ]
