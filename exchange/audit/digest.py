@@ -15,11 +15,13 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from itertools import islice
 from typing import Any
 
+from exchange import zip215
 from exchange.audit.checks import HASH, Block, RecordSummary
-from exchange.audit.fastpath import SHAPES, Accepted, Shapes, fast_check
+from exchange.audit.fastpath import SHAPES, Candidate, Shapes, split
 from exchange.audit.reader import RawRecord
 from exchange.audit.tally import Tally
 from exchange.codec import decode_signed
@@ -241,26 +243,38 @@ class DigestBuilder:
     def add_many(self, records: Iterable[RawRecord]) -> None:
         """Verify and take in records, :data:`CHUNK` signatures a batch check.
 
-        The common shape through :func:`~exchange.audit.fastpath.fast_check`, the rest
-        (and whatever it is not sure of) through :func:`check_many`, whose acceptances
-        teach the fast path their shape."""
+        The common shape through :func:`~exchange.audit.fastpath.split` and one batch
+        check, the rest (and whatever it is not sure of) through :func:`check_many`,
+        whose acceptances teach the fast path their shape."""
         it = iter(records)
         while chunk := list(islice(it, CHUNK)):
-            accepted, rest, shapes = fast_check(chunk, self.trust, self._shapes)
-            if accepted:
-                self._add_accepted(accepted)
+            found, rest, shapes = split(chunk, self.trust, self._shapes)
+            if found:
+                verdicts = zip215.verify_batch([c.item for c in found])
+                failed = self._add_candidates(found, verdicts)
+                rest += failed
+                shapes += [None] * len(failed)
             if rest:
-                verdicts = check_many(rest, self.trust, self.now)
-                self._add_checked(rest, verdicts)
+                verdicts_ = check_many(rest, self.trust, self.now)
+                self._add_checked(rest, verdicts_)
                 learn = self._shapes.learn
-                for record, v, shape in zip(rest, verdicts, shapes, strict=True):
+                for record, v, shape in zip(rest, verdicts_, shapes, strict=True):
                     if shape is not None and type(v) is Verified:
                         learn(shape, v, record[0])
 
-    def _add_accepted(self, accepted: Sequence[Accepted]) -> None:
-        """Take in records the fast path verified (what :meth:`_add_checked` keeps)."""
+    def _add_candidates(
+        self, found: Sequence[Candidate], verdicts: Sequence[bool]
+    ) -> list[RawRecord]:
+        """Take in the fast path's candidates whose signature held (what
+        :meth:`_add_checked` keeps); the records of the others, for the full path."""
         columns, kinds = self._columns, self._kinds
-        for record, (kind, chain), mid, sequence, previous, envelope_hash in accepted:
+        failed: list[RawRecord] = []
+        for (record, (kind, chain), mid, sequence, previous, item), ok in zip(
+            found, verdicts, strict=True
+        ):
+            if not ok:
+                failed.append(record)
+                continue
             ts = record[3]
             times = kinds.get(kind)
             if times is None:
@@ -278,7 +292,9 @@ class DigestBuilder:
             c.partitions.append(record[1])
             c.offsets.append(record[2])
             c.mids += mid
-            c.hashes += envelope_hash
+            c.hashes += sha256(item[1]).digest()
+        self._shapes.accepted += len(found) - len(failed)
+        return failed
 
     def _add_checked(
         self, records: Sequence[RawRecord], verdicts: Sequence[Verified | RecordSummary]

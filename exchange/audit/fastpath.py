@@ -50,6 +50,7 @@ from exchange.seal import DEFAULT_MAX_SKEW, MAX_ID_AGE, Verified
 from exchange.trust import TrustHistory, TrustList
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_tuple_new = tuple.__new__  # a NamedTuple without its __new__'s Python call
 _US = timedelta(microseconds=1)
 SKEW_MS = DEFAULT_MAX_SKEW // timedelta(milliseconds=1)
 MAX_ID_AGE_MS = MAX_ID_AGE // timedelta(milliseconds=1)
@@ -257,19 +258,22 @@ def scan(
         created, pos = _long(data, pos)
         if pos < 0:
             return None
-    # sequence: one or two bytes inline (up to 8191), longer through _long
+    # sequence: up to three bytes inline (up to 1,048,575), longer through _long
     b = data[pos]
     if not b & 0x80:
-        sequence = (b >> 1) ^ -(b & 1)
         pos += 1
     elif not data[pos + 1] & 0x80:
         b = (b & 0x7F) | data[pos + 1] << 7
-        sequence = (b >> 1) ^ -(b & 1)
         pos += 2
+    elif not data[pos + 2] & 0x80:
+        b = (b & 0x7F) | (data[pos + 1] & 0x7F) << 7 | data[pos + 2] << 14
+        pos += 3
     else:
-        sequence, pos = _long(data, pos)
+        b, pos = _long(data, pos)
         if pos < 0:
             return None
+        b = (b << 1) ^ (b >> 63)  # back to its zig-zag form, decoded below
+    sequence = (b >> 1) ^ -(b & 1)
     previous: bytes | None = None
     branch = data[pos]
     if branch == 2:
@@ -320,18 +324,19 @@ def scan(
         key.valid_until_us is not None and at_us >= key.valid_until_us
     ):
         return None
-    return Candidate(
-        record, facts, mid, sequence, previous, (key.public_key, data, value[stop + 2 : at])
-    )
+    item = (key.public_key, data, value[stop + 2 : at])
+    return _tuple_new(Candidate, (record, facts, mid, sequence, previous, item))
 
 
-def fast_check(
+def split(
     records: Sequence[RawRecord], judge: TrustList | TrustHistory, shapes: Shapes
-) -> tuple[list[Accepted], list[RawRecord], list[ShapeKey | None]]:
-    """Split ``records``: (accepted here, the rest for the full path, the rest's shapes).
+) -> tuple[list[Candidate], list[RawRecord], list[ShapeKey | None]]:
+    """Split ``records``: (candidates, the rest for the full path, the rest's shapes).
 
-    A rest record's shape is None unless the fast path could read it and only its shape
-    was unknown: the caller lets :meth:`Shapes.learn` take the full path's verdict."""
+    A candidate still needs its signature checked (``item`` for
+    :func:`exchange.zip215.verify_batch`); a failed one goes to the full path. A rest
+    record's shape is None unless the fast path could read it and only its shape was
+    unknown: the caller lets :meth:`Shapes.learn` take the full path's verdict."""
     known = shapes.shapes
     found: list[Candidate] = []
     rest: list[RawRecord] = []
@@ -352,12 +357,21 @@ def fast_check(
         else:
             rest.append(record)
             rest_shapes.append(got)
+    return found, rest, rest_shapes
+
+
+def fast_check(
+    records: Sequence[RawRecord], judge: TrustList | TrustHistory, shapes: Shapes
+) -> tuple[list[Accepted], list[RawRecord], list[ShapeKey | None]]:
+    """:func:`split`, then the candidates' signatures in one batch check: (accepted
+    here, the rest for the full path, the rest's shapes)."""
+    found, rest, rest_shapes = split(records, judge, shapes)
     out: list[Accepted] = []
     if found:
         verdicts = zip215.verify_batch([c.item for c in found])
         for c, ok in zip(found, verdicts, strict=True):
             if ok:
-                out.append(Accepted(*c[:5], sha256(c.item[1]).digest()))
+                out.append(_tuple_new(Accepted, (*c[:5], sha256(c.item[1]).digest())))
             else:
                 rest.append(c.record)
                 rest_shapes.append(None)
