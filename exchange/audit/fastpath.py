@@ -45,7 +45,6 @@ from typing import Any, NamedTuple
 from exchange import codec, zip215
 from exchange.audit.reader import RawRecord
 from exchange.envelope import binary
-from exchange.errors import ExchangeError
 from exchange.seal import DEFAULT_MAX_SKEW, MAX_ID_AGE, Verified
 from exchange.trust import TrustHistory, TrustList
 
@@ -117,7 +116,7 @@ def _key(trust: TrustList, key_id: bytes) -> Key | None:
     """The key ``key_id`` names in ``trust``; None when unknown, not UTF-8 or revoked."""
     try:
         owner, entry = trust.signing_entry(key_id.decode())
-    except (UnicodeDecodeError, ExchangeError):
+    except Exception:  # unknown, not UTF-8, or a bug: the full path says which
         return None
     if entry.key_id in trust.revocations:  # its records take the full path
         return None
@@ -350,7 +349,7 @@ def split(
             keys = shapes.keys_of(trust)
         try:
             got = scan(record, trust, keys, known)
-        except IndexError:
+        except Exception:  # bytes that end early (IndexError), or a bug: the full path decides
             got = None
         if isinstance(got, Candidate):
             found.append(got)

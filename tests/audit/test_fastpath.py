@@ -3,6 +3,7 @@ path accepts, with the same facts, and leaves everything else to it."""
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from exchange import codec
-from exchange.audit.digest import Digest, DigestBuilder, check
+from exchange.audit.digest import Digest, DigestBuilder, Judge, check
 from exchange.audit.fastpath import SKEW_MS, Shapes, fast_check
 from exchange.audit.reader import RawRecord
 from exchange.chain import Link
@@ -23,8 +24,8 @@ from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import SigningKey
 from exchange.models import Handling, HandlingCode, InformationReliability, SourceReliability, Tlp
 from exchange.seal import Sealed, Verified
-from exchange.trust import TrustList
-from tests.audit.history import audit_federation
+from exchange.trust import KeyEntry, TrustHistory, TrustList
+from tests.audit.history import T0, audit_federation
 from tests.helpers.federation import Federation
 
 TOPIC = Topic("ncp.alerts.v1")
@@ -65,7 +66,7 @@ def _facts(v: Verified, record: RawRecord) -> tuple[Any, ...]:
     return (kind, (e.sender, record[0]), e.message_id.bytes, e.sequence, e.previous_hash)
 
 
-def _agrees(records: Sequence[RawRecord], trust: TrustList, now: datetime, shapes: Shapes) -> int:
+def _agrees(records: Sequence[RawRecord], trust: Judge, now: datetime, shapes: Shapes) -> int:
     """Assert: every record the fast path accepts, the full path accepts with the same
     facts and envelope hash; the rest are handed back, none lost. How many it accepted."""
     accepted, rest, _ = fast_check(records, trust, shapes)
@@ -286,6 +287,74 @@ def test_keys_are_judged_at_the_append_time_and_revoked_keys_by_the_full_path(
     assert [a.record for a in accepted] == records[1:3]
     verdicts = [type(check(r, fed.trust, now)) for r in records]
     assert verdicts.count(Verified) == 3  # the two inside the window, the spare before revocation
+
+
+def test_each_record_is_judged_by_the_list_in_force_at_its_append_time(
+    fed: Federation,
+) -> None:
+    """A key listed from version 2 on: its record appended before version 2 was published
+    is left to the full path (which refuses it), the one appended after is accepted."""
+    now = datetime.now(UTC)
+    t = fed.trust
+    spare = SigningKey.generate()
+    members = [
+        dataclasses.replace(
+            m, signing_keys=(*m.signing_keys, KeyEntry.for_key(spare.public_bytes, T0))
+        )
+        if m.node_id == "FR"
+        else m
+        for m in t.members.values()
+    ]
+    v2 = TrustList(
+        federation=t.federation,
+        version=t.version + 1,
+        issued_at=t.issued_at,
+        root_public_key=t.root_public_key,
+        members=members,
+    )
+    published = now - timedelta(hours=1)
+    history = TrustHistory([(0, t), (_ms(published), v2)])
+    shapes = _taught(fed, t, now)
+    fr = fed.sender("FR")
+    before = fr.alert(published - timedelta(minutes=1), topic=TOPIC, signer=spare, advance=False)
+    after = fr.alert(now, topic=TOPIC, signer=spare, advance=False)
+    records = [_record(before), _record(after)]
+    accepted, _, _ = fast_check(records, history, shapes)
+    assert [a.record for a in accepted] == records[1:]
+    assert _agrees(records, history, now, shapes) == 1
+    assert type(check(records[0], history, now)) is not Verified
+
+
+class _BrokenTrust(TrustList):
+    """A trust list whose look-up fails as a bug would (not with an ExchangeError)."""
+
+    __slots__ = ()
+
+    def signing_entry(self, key_id: str) -> tuple[NodeId, KeyEntry]:
+        raise RuntimeError(f"boom for {KeyId(key_id)}")
+
+
+def test_an_unexpected_error_leaves_the_record_to_the_full_path(fed: Federation) -> None:
+    """A bug in a look-up does not stop the fast path: the record goes to the full path,
+    which reports it."""
+    now = datetime.now(UTC)
+    t = fed.trust
+    broken = _BrokenTrust(
+        federation=t.federation,
+        version=t.version,
+        issued_at=t.issued_at,
+        root_public_key=t.root_public_key,
+        members=t.members.values(),
+    )
+    shapes = _taught(fed, t, now)
+    record = _record(fed.sender("FR").alert(now, topic=TOPIC))
+    accepted, rest, _ = fast_check([record], broken, shapes)
+    assert accepted == []
+    assert rest == [record]
+    builder = DigestBuilder(broken, now, shapes)
+    builder.add_many([record])
+    failed, _, _ = builder.digest()
+    assert len(failed) == 1
 
 
 def test_a_mixed_batch_digests_as_the_full_path_digests_it(fed: Federation) -> None:
