@@ -15,17 +15,19 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from itertools import islice
 from typing import Any
 
+from exchange import zip215
 from exchange.audit.checks import HASH, Block, RecordSummary
+from exchange.audit.fastpath import SHAPES, Candidate, Shapes, split
 from exchange.audit.reader import RawRecord
 from exchange.audit.tally import Tally
 from exchange.codec import decode_signed
 from exchange.envelope import decode_envelope
 from exchange.errors import ExchangeError, Reason
 from exchange.fetchguard import UndecodableBatch
-from exchange.models import Tlp
 from exchange.seal import (
     SignatureChecked,
     Verified,
@@ -33,7 +35,6 @@ from exchange.seal import (
     check_signatures,
     verify_checked,
 )
-from exchange.topics import MessageType
 from exchange.trust import TrustHistory, TrustList
 
 #: What records are judged against: one list, or every list published (each record against
@@ -228,7 +229,7 @@ class _Columns:
 class DigestBuilder:
     """Verifies records and accumulates their :data:`Digest`."""
 
-    def __init__(self, trust: Judge, now: datetime) -> None:
+    def __init__(self, trust: Judge, now: datetime, shapes: Shapes | None = None) -> None:
         self.trust = trust
         self.now = now
         self.failed: list[tuple[Any, ...]] = []
@@ -236,13 +237,64 @@ class DigestBuilder:
         self._columns: dict[tuple[str, str], _Columns] = {}
         # verified records counted by what the tally tells apart: one dict entry per
         # kind instead of a dozen counter updates per record
-        self._kinds: dict[tuple[str, str, MessageType, Tlp, tuple[str, ...], int], array[int]] = {}
+        self._kinds: dict[tuple[Any, ...], array[int]] = {}
+        self._shapes = shapes if shapes is not None else SHAPES
 
     def add_many(self, records: Iterable[RawRecord]) -> None:
-        """Verify and take in records, :data:`CHUNK` signatures a batch check."""
+        """Verify and take in records, :data:`CHUNK` signatures a batch check.
+
+        The common shape through :func:`~exchange.audit.fastpath.split` and one batch
+        check, the rest (and whatever it is not sure of) through :func:`check_many`,
+        whose acceptances teach the fast path their shape."""
         it = iter(records)
         while chunk := list(islice(it, CHUNK)):
-            self._add_checked(chunk, check_many(chunk, self.trust, self.now))
+            found, rest, shapes = split(chunk, self.trust, self._shapes)
+            if found:
+                verdicts = zip215.verify_batch([c.item for c in found])
+                failed = self._add_candidates(found, verdicts)
+                rest += failed
+                shapes += [None] * len(failed)
+            if rest:
+                verdicts_ = check_many(rest, self.trust, self.now)
+                self._add_checked(rest, verdicts_)
+                learn = self._shapes.learn
+                for record, v, shape in zip(rest, verdicts_, shapes, strict=True):
+                    if shape is not None and type(v) is Verified:
+                        learn(shape, v, record[0])
+
+    def _add_candidates(
+        self, found: Sequence[Candidate], verdicts: Sequence[bool]
+    ) -> list[RawRecord]:
+        """Take in the fast path's candidates whose signature held (what
+        :meth:`_add_checked` keeps); the records of the others, for the full path."""
+        columns, kinds = self._columns, self._kinds
+        failed: list[RawRecord] = []
+        for (record, (kind, chain), mid, sequence, previous, item), ok in zip(
+            found, verdicts, strict=True
+        ):
+            if not ok:
+                failed.append(record)
+                continue
+            ts = record[3]
+            times = kinds.get(kind)
+            if times is None:
+                times = kinds[kind] = array("q")
+            times.append(ts)
+            c = columns.get(chain)
+            if c is None:
+                c = columns[chain] = _Columns()
+            if previous is None:
+                c.no_previous.append(len(c.seqs))
+                previous = _NO_HASH
+            c.previous += previous
+            c.seqs.append(sequence)
+            c.times.append(ts)
+            c.partitions.append(record[1])
+            c.offsets.append(record[2])
+            c.mids += mid
+            c.hashes += sha256(item[1]).digest()
+        self._shapes.accepted += len(found) - len(failed)
+        return failed
 
     def _add_checked(
         self, records: Sequence[RawRecord], verdicts: Sequence[Verified | RecordSummary]

@@ -332,14 +332,17 @@ class RangeReader:
             records, position = self._run(
                 fetch(min(src.batch_records, end - position)), "reading records"
             )
-            batch: list[RawRecord] = []
-            for r in records:
-                if r.offset >= end:
-                    break
-                ts = r.timestamp
-                if in_window(ts, since, until, r.value):
-                    batch.append((topic, partition, r.offset, ts, r.key, r.value))
             idle = 0.0 if records else idle + 0.5
+            if records and records[-1].offset >= end:  # offsets ascend: cut at the end
+                records = [r for r in records if r.offset < end]
+            if since is None and until is None:  # no window: every record, in one pass
+                batch = [(topic, partition, r.offset, r.timestamp, r.key, r.value) for r in records]
+            else:
+                batch = [
+                    (topic, partition, r.offset, r.timestamp, r.key, r.value)
+                    for r in records
+                    if in_window(r.timestamp, since, until, r.value)
+                ]
             if idle >= src.timeout_s:
                 raise _stalled(src.timeout_s, f"{topic}[{partition}]")
             if batch:
