@@ -25,6 +25,7 @@ every assigned partition to the stored offsets and retries after a backoff.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -564,12 +565,12 @@ class Consumer:
 
     def _count(self, outcome: BatchOutcome, records: Sequence[Any], retractions: int) -> None:
         m = self.metrics
-        for record in records:
-            m.stored.inc(1, record.topic)
-        for entry in outcome.quarantined:
-            m.quarantined.inc(1, entry.reason)
-        for skipped in outcome.skipped:
-            m.skipped.inc(1, skipped.reason)
+        for topic, n in collections.Counter(record.topic for record in records).items():
+            m.stored.inc(n, topic)
+        for reason, n in collections.Counter(entry.reason for entry in outcome.quarantined).items():
+            m.quarantined.inc(n, reason)
+        for reason, n in collections.Counter(skipped.reason for skipped in outcome.skipped).items():
+            m.skipped.inc(n, reason)
         m.retractions.inc(retractions)
         m.last_batch.set(time.time())
         consumer = self._consumer

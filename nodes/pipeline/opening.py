@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Container, Sequence
 from datetime import datetime, timedelta
+from enum import Enum
 
 from exchange.codec import decode_signed
 from exchange.envelope import WIRE_VERSION
 from exchange.errors import ExchangeError, Reason, VerificationError, WireError
 from exchange.ids import Topic
+from exchange.models import Payload
 from exchange.seal import (
     Opened,
     SignatureChecked,
@@ -218,6 +220,16 @@ def open_raws(raws: Sequence[RawRecord], ctx: PipelineContext, now: datetime) ->
     return [open_checked(r, c, ctx, now) for r, c in zip(raws, checked, strict=True)]
 
 
+def payload_text(payload: Payload) -> JsonText:
+    """``payload`` as JSON text, its offence category read ahead: the rules and the store's
+    ``category`` column read it without parsing the text."""
+    category = getattr(payload, "category", None)
+    if isinstance(category, Enum):
+        category = category.value
+    known = None if category is None else {"category": category}
+    return JsonText(payload.model_dump_json(), known)
+
+
 def ready(opening: Opening | OpenedRecord) -> Ready:
     """An opened record reduced to its :class:`OpenedRecord` (others pass unchanged)."""
     if not isinstance(opening, Opened):
@@ -237,7 +249,7 @@ def ready(opening: Opening | OpenedRecord) -> Ready:
         tlp=str(handling.tlp.value),
         handling_code=str(handling.code.value),
         envelope_hash=verified.envelope_hash,
-        payload=None if payload is None else JsonText(payload.model_dump_json()),
+        payload=None if payload is None else payload_text(payload),
     )
 
 

@@ -3,7 +3,8 @@
 A :class:`RawRecord` travels as a tuple of its fields; what comes back (:data:`ReadyWire`)
 is ``("q", reason, detail)`` for a quarantine entry (the caller still has the raw bytes),
 ``("s", reason)`` for a skip, or ``("o", facts...)`` for an opened record, its payload as
-JSON text (:class:`~nodes.store.jsontext.JsonText` on both sides: never parsed on the way).
+JSON text and the top-level values read ahead with it, its offence category
+(:class:`~nodes.store.jsontext.JsonText` on both sides: never parsed on the way).
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ def to_wire(item: Ready) -> ReadyWire:
         item.handling_code,
         item.envelope_hash,
         None if item.payload is None else _text(item.payload),
+        None if item.payload is None else _known(item.payload),
     )
+
+
+def _known(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return payload.known if type(payload) is JsonText else None
 
 
 def _text(payload: Mapping[str, Any]) -> str:
@@ -82,7 +88,7 @@ def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
         return quarantine(raw, wire[1], wire[2], now)
     if tag == _SKIPPED:
         return Skipped(raw.topic, raw.partition, raw.offset, wire[1], None)
-    _, mid, mtype, key, sender, created, seq, recips, tlp, code, ehash, payload = wire
+    _, mid, mtype, key, sender, created, seq, recips, tlp, code, ehash, payload, known = wire
     return OpenedRecord(
         UUID(bytes=mid),
         MessageType(mtype),
@@ -94,5 +100,5 @@ def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
         tlp,
         code,
         ehash,
-        None if payload is None else JsonText(payload),
+        None if payload is None else JsonText(payload, known),
     )

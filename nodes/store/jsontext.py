@@ -19,13 +19,16 @@ class JsonText(Mapping[str, Any]):
     """A read-only mapping over the JSON object ``text`` (compact, as ``dump_json`` writes).
 
     ``text`` must be a JSON object; it is not checked here (the caller made it from a
-    validated model), and a mismatch shows on first read as a ValueError.
+    validated model), and a mismatch shows on first read as a ValueError. ``known``: some
+    of its top-level values, read ahead by whoever wrote the text (the offence category, for
+    the rules and the store's column): reading one of them does not parse the text.
     """
 
-    __slots__ = ("_data", "text")
+    __slots__ = ("_data", "known", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, known: Mapping[str, Any] | None = None) -> None:
         self.text = text
+        self.known = known
         self._data: dict[str, Any] | None = None
 
     def _parsed(self) -> dict[str, Any]:
@@ -38,6 +41,9 @@ class JsonText(Mapping[str, Any]):
         return data
 
     def __getitem__(self, key: str) -> Any:
+        known = self.known
+        if known is not None and self._data is None and key in known:
+            return known[key]
         return self._parsed()[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -47,10 +53,13 @@ class JsonText(Mapping[str, Any]):
         return len(self._parsed())
 
     def __contains__(self, key: object) -> bool:
+        known = self.known
+        if known is not None and self._data is None and key in known:
+            return True
         return key in self._parsed()
 
     def __repr__(self) -> str:
         return f"JsonText({self.text!r})"
 
-    def __reduce__(self) -> tuple[type[JsonText], tuple[str]]:
-        return (JsonText, (self.text,))
+    def __reduce__(self) -> tuple[type[JsonText], tuple[str, Mapping[str, Any] | None]]:
+        return (JsonText, (self.text, self.known))

@@ -10,6 +10,7 @@ import pytest
 
 from exchange.topics import MessageType
 from nodes.pipeline import from_wire, open_raw, ready, to_wire
+from nodes.pipeline.opening import payload_text
 from nodes.pipeline.records import OpenedRecord, RawRecord
 from nodes.rules import Incoming, drop_fields
 from nodes.store.codecs import _ENCODER, dump_json
@@ -26,6 +27,27 @@ def test_every_payload_type_serialises_exactly_as_the_store_encodes_it(
     a stored record reads the same whichever side wrote it."""
     payload = sample_payloads()[message_type]
     assert payload.model_dump_json() == _ENCODER.encode(payload.model_dump(mode="json"))
+
+
+@pytest.mark.parametrize("message_type", list(MessageType))
+def test_the_values_read_ahead_are_those_the_text_holds(message_type: MessageType) -> None:
+    """payload_text's category, read without parsing, equals the parsed text's."""
+    text = payload_text(sample_payloads()[message_type])
+    parsed = json.loads(text.text)
+    assert text.known is None or all(parsed[k] == v for k, v in text.known.items())
+    assert text.get("category") == parsed.get("category")
+    if message_type is MessageType.OFFENCE_ALERT:
+        assert text.known == {"category": parsed["category"]}
+
+
+def test_a_value_read_ahead_is_answered_without_parsing() -> None:
+    """Reading a known key leaves the text unparsed; any other key parses it once."""
+    text = JsonText('{"category":"FRAUD","title":"x"}', {"category": "FRAUD"})
+    assert text["category"] == "FRAUD"
+    assert "category" in text
+    assert text._data is None
+    assert text["title"] == "x"
+    assert text._data is not None
 
 
 def test_it_reads_as_the_mapping_its_text_holds() -> None:
@@ -59,10 +81,11 @@ def test_the_store_writes_its_text_unchanged_and_a_changed_copy_encoded_anew() -
 
 def test_it_pickles_as_its_text() -> None:
     """Across the process pool it travels as its text and is equal on arrival."""
-    text = JsonText('{"a":[1,2,3]}')
+    text = JsonText('{"a":[1,2,3]}', {"a": [1, 2, 3]})
     back = pickle.loads(pickle.dumps(text))  # noqa: S301 - bytes this test made
     assert isinstance(back, JsonText)
     assert back.text == text.text
+    assert back.known == text.known
     assert back == {"a": [1, 2, 3]}
 
 
@@ -85,8 +108,9 @@ def test_an_opened_record_crosses_the_wire_with_its_payload_as_text(
     payload = opened.payload
     assert isinstance(payload, JsonText)
     wire = to_wire(opened)
-    assert wire[-1] == payload.text
+    assert wire[-2:] == (payload.text, payload.known)
     back = from_wire(record, wire, NOW)
     assert isinstance(back, OpenedRecord)
     assert isinstance(back.payload, JsonText)
     assert back.payload == payload
+    assert back.payload.known == payload.known == {"category": payload["category"]}
