@@ -53,6 +53,7 @@ from exchange.trust import TrustList
 from nodes import trustfeed
 from nodes.blacklist import service as blacklist_service
 from nodes.clock import Clock, utc_now
+from nodes.commits import CommitSignal
 from nodes.config import NodeConfig
 from nodes.connector_host import connector_context, outbound_of, run_inbound
 from nodes.consumer import Consumer
@@ -102,7 +103,7 @@ class Node(NodeStatus):
         self._inbound: list[tuple[str, InboundConnector]] = []
         self._contexts: dict[str, ConnectorContext] = {}
         self.connectors: dict[str, object] = {}  # the instances by name (tests, tools)
-        self._committed = asyncio.Event()
+        self.commits = CommitSignal()
         self._topics_ready = asyncio.Event()
         self._trust: TrustList | None = None
         self._started = False
@@ -159,7 +160,7 @@ class Node(NodeStatus):
             metrics=self.metrics,
             dispatcher=self.dispatcher,
             clock=self.clock,
-            on_commit=self._committed.set,
+            on_commit=self.commits.notify,
         )
         spawn = self.supervisor.spawn
         spawn("publisher", self._publish)

@@ -7,12 +7,12 @@ the attributes declared here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from nodes.blacklist import service as blacklist_service
 from nodes.clock import Clock
+from nodes.commits import CommitSignal
 from nodes.config import NodeConfig
 from nodes.consumer import Consumer, end_offsets
 from nodes.metrics import Metrics
@@ -37,7 +37,7 @@ class NodeStatus:
     dispatcher: Dispatcher | None
     supervisor: Supervisor
     pseudonyms: PseudonymPart | None
-    _committed: asyncio.Event
+    commits: CommitSignal
     _topics_ready: asyncio.Event
     _started: bool
 
@@ -46,10 +46,12 @@ class NodeStatus:
     async def wait_until(self, predicate: Callable[[], bool], within_s: float = 30.0) -> None:
         """Wait until ``predicate()`` holds after a commit (or now); TimeoutError otherwise."""
         async with asyncio.timeout(within_s):
-            while not predicate():
-                self._committed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._committed.wait(), 0.1)
+            while True:
+                seen = self.commits.count
+                if predicate():
+                    return
+                # a commit wakes it at once; the poll serves predicates that no commit moves
+                await self.commits.wait_after(seen, 0.1)
 
     async def wait_stored(
         self, count: int, within_s: float = 30.0, topic: str | None = None

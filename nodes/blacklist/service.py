@@ -9,8 +9,6 @@ was asked for or is due on schedule (``snapshot_interval_s``). Exports are writt
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from exchange.errors import ExchangeError, InputError
@@ -88,15 +86,13 @@ async def run(node: Any) -> None:
     interval = settings(node.config).sync_interval_s
     try:
         while True:
-            # Cleared before the round, so a commit during it wakes the next one at once;
-            # left set, the event would make this loop spin (every node, all the time).
-            node._committed.clear()
+            # Noted before the round, so a commit during it wakes the next one at once.
+            seen = node.commits.count
             try:
                 await step(db, node)
             except ExchangeError as exc:
                 log.warning("blacklist_round_failed", detail=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(node._committed.wait(), interval)
+            await node.commits.wait_after(seen, interval)
     finally:
         await db.close()
 
