@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import pickle
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,7 +132,12 @@ def test_digest_keeps_what_the_checks_and_counts_need(fed: Federation) -> None:
     batch.append((TOPIC, 1, 2, _ms(now) + 12, b"k", None))
     summaries = [summarize(r, fed.trust, now) for r in batch]
     failed, blocks, tally = digest_batch(batch, fed.trust, now)
-    assert [RecordSummary._make(r) for r in failed] == [s for s in summaries if not s.verified]
+    # in place order: the fast path (which may have learnt this shape from an earlier test)
+    # hands the failures it leaves to the full path after the rest
+    place = operator.attrgetter("topic", "partition", "offset")
+    assert sorted((RecordSummary._make(r) for r in failed), key=place) == sorted(
+        (s for s in summaries if not s.verified), key=place
+    )
     by_summaries, by_digest = ChainChecker(), ChainChecker()
     by_summaries.add_many(summaries)
     by_digest.add_many(RecordSummary._make(r) for r in failed)
