@@ -20,6 +20,11 @@ the pure pipeline, then committed in a task
 that overlaps with opening the next batch; the consumer waits for that commit before
 deciding the next batch (replay checks see it) and on revocation. A failed commit rewinds
 every assigned partition to the stored offsets and retries after a backoff.
+
+Its parts: this module holds the loop (:meth:`Consumer.run`, one round, the commit and
+its metrics); the rebalance side (the listener, seeking to the stored offsets) and
+:func:`end_offsets` are in nodes.consumer_offsets; taking and opening a fetched batch
+(and ``OPEN_CHUNK``) in nodes.consumer_batch.
 """
 
 from __future__ import annotations
@@ -30,17 +35,16 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, stop_quietly
 from exchange.errors import ExchangeError, Reason, TransientError
-from exchange.fetchguard import UndecodableBatch
-from nodes.config import ConsumerConfig, OwnMessages, PublisherConfig
-from nodes.intake import refusal
+from nodes.config import ConsumerConfig, PublisherConfig
+from nodes.consumer_batch import OPEN_CHUNK, BatchOpening, _Fetched, _retrieve
+from nodes.consumer_offsets import Rebalancing, _Listener, end_offsets
 from nodes.logging import get_logger
 from nodes.metrics import Metrics
 from nodes.openpool import OpenPool
@@ -53,61 +57,19 @@ from nodes.pipeline import (
     Opening,
     PipelineContext,
     RawRecord,
-    check_raws,
     message_ids,
-    open_checked,
-    open_own,
-    open_raws,
-    own_claim,
-    own_key_ids,
     process,
     quarantine,
-    refuse_unsent,
 )
 from nodes.publisher import Backoff, Clock, utc_now
-from nodes.store.base import QuarantineEntry, Store
+from nodes.store.base import Store
+
+__all__ = ["OPEN_CHUNK", "STATUS_EVERY_S", "Consumer", "end_offsets"]
 
 STATUS_EVERY_S = 5.0
-#: Records per signature-checking task, verified in one batch check: large enough for the
-#: batch check's gain (256: ~5x single checks, bench zip215), small enough that the first
-#: chunk is ready soon.
-OPEN_CHUNK = 256
 
 
-@dataclass
-class _Fetched:
-    """A fetched batch on its way: the records to open, those refused before decoding, the
-    round's clock, and the task opening them (in the worker processes)."""
-
-    raws: list[RawRecord]
-    refused: list[tuple[RawRecord, QuarantineEntry]]
-    now: datetime
-    opening: asyncio.Future[Sequence[Opening | OpenedRecord]]
-
-    def discard(self) -> None:
-        """Drop it undecided (a rewind or a rebalance: its records will be read again)."""
-        self.opening.cancel()
-
-
-def _retrieve(future: asyncio.Future[Sequence[Opening | OpenedRecord]]) -> None:
-    """Read a discarded opening's outcome, so its error is not reported as never retrieved."""
-    if not future.cancelled():
-        future.exception()
-
-
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: Consumer, consumer: AIOKafkaConsumer) -> None:
-        self.owner = owner
-        self.consumer = consumer
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self.owner.on_revoked()
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.owner.on_assigned(self.consumer, list(assigned))
-
-
-class Consumer:
+class Consumer(Rebalancing, BatchOpening):
     """Reads the federation topics into the store. ``run()`` until :meth:`stop`."""
 
     def __init__(
@@ -175,73 +137,6 @@ class Consumer:
         """Finish (and commit) the current batch, then return from :meth:`run`."""
         self._stopping = True
         self._stop.set()
-
-    # --- rebalancing ---------------------------------------------------------------------
-
-    async def settle(self) -> None:
-        """Wait for the in-flight commit (before partitions move)."""
-        task, self._commit_task = self._commit_task, None
-        if task is not None:
-            await task
-
-    async def on_revoked(self) -> None:
-        """Partitions are about to move: let the round in hand finish and commit first, and
-        drop the batch fetched ahead (the next owner reads it from the stored offsets)."""
-        async with self._round_lock:
-            self._drop_ahead()
-            await self.settle()
-
-    def _drop_ahead(self) -> None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead.discard()
-
-    async def on_assigned(
-        self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
-    ) -> None:
-        """Resume every newly assigned partition exactly at its stored offset.
-
-        Called by aiokafka right after it has set the new assignment, and the client's
-        fetcher starts at once from the reset position (the earliest offset: a node never
-        commits to Kafka). So :meth:`seek_to_stored` pauses the partitions before its first
-        ``await``; until the seek, nothing from them reaches :meth:`_round`. A failure here
-        (the store does not answer) leaves them paused and fails the next round, which
-        rewinds; aiokafka itself would only log it and go on reading from the beginning.
-        """
-        try:
-            await self.seek_to_stored(partitions, consumer)
-        except Exception as exc:
-            self._assign_error = exc
-            self.log.warning("seeking to the stored offsets failed", error=str(exc))
-
-    async def seek_to_stored(
-        self, partitions: Sequence[TopicPartition], consumer: AIOKafkaConsumer | None = None
-    ) -> None:
-        """Set each of ``partitions`` to the offset stored with the records (or the
-        beginning when none is stored), pausing them until then."""
-        consumer = consumer or self._consumer
-        if consumer is None or not partitions:
-            return
-        consumer.pause(*partitions)  # synchronously, before anything else can fetch
-        async with self._round_lock:
-            self._drop_ahead()  # read past the offsets about to be set: read again
-            await self.settle()  # a commit in flight moves the stored offsets
-            stored = await self.store.load_offsets(self.group)
-            fresh = []
-            for tp in partitions:
-                offset = stored.get((tp.topic, tp.partition))
-                if offset is None:
-                    fresh.append(tp)
-                    self._position[tp] = 0
-                else:
-                    consumer.seek(tp, offset)
-                    self._offsets[(tp.topic, tp.partition)] = offset
-                    self._position[tp] = offset
-            if fresh:
-                await consumer.seek_to_beginning(*fresh)
-            consumer.resume(*partitions)
-        self._assign_error = None
-        self.log.info("partitions assigned", count=len(partitions), from_beginning=len(fresh))
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -390,117 +285,6 @@ class Consumer:
             opening.set_result([])
         return _Fetched(raws, refused, now, opening)
 
-    def _take(
-        self, batch: Mapping[TopicPartition, Sequence[Any]], now: datetime
-    ) -> tuple[list[RawRecord], list[tuple[RawRecord, QuarantineEntry]]]:
-        """The fetched records as RawRecords to open, and those refused before any decoding
-        (a batch that cannot be read, a record over ``max_record_bytes``), minus any below
-        this consumer's position.
-
-        None should ever be below it: every seek pauses its partitions until it applies.
-        One that is all the same was read before in this life (stored or being stored):
-        it is counted in ``exchange_consumer_reread_total`` and not processed twice.
-        """
-        raws: list[RawRecord] = []
-        refused: list[tuple[RawRecord, QuarantineEntry]] = []
-        cap = self.config.max_record_bytes
-        position = self._position
-        for tp, msgs in batch.items():
-            if not msgs:
-                continue
-            start = position.get(tp, 0)
-            if msgs[0].offset < start:
-                again = [m for m in msgs if m.offset < start]
-                self.metrics.reread.inc(len(again), tp.topic)
-                self.log.error(
-                    "records read again below the consumer's position; dropped",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    position=start,
-                    first=again[0].offset,
-                    count=len(again),
-                )
-                msgs = [m for m in msgs if m.offset >= start]
-                if not msgs:
-                    continue
-            position[tp] = msgs[-1].offset + 1
-            for m in msgs:
-                raw = RawRecord(
-                    m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, m.timestamp_type
-                )
-                value = m.value
-                if value is not None and (len(value) > cap or type(value) is UndecodableBatch):
-                    entry = refusal(raw, cap, now)
-                    if entry is not None:
-                        refused.append((raw, entry))
-                        self._log_refused(entry)
-                        continue
-                raws.append(raw)
-        return raws, refused
-
-    def _log_refused(self, entry: QuarantineEntry) -> None:
-        self.log.warning(
-            "record refused before decoding; quarantined",
-            topic=entry.topic,
-            partition=entry.partition,
-            offset=entry.offset,
-            reason=entry.reason,
-            detail=entry.detail,
-        )
-
-    async def _open_matching_own(
-        self, raws: Sequence[RawRecord], now: datetime
-    ) -> Sequence[Opening | OpenedRecord]:
-        """Open a batch; with ``own_messages = "match"``, this node's own records first.
-
-        A record naming one of this node's keys whose envelope hash is in its outbox is
-        opened here without a signature check (the bytes are what it signed); one that is
-        not in the outbox is verified like any other and, if it verifies, quarantined as
-        ``not_in_own_outbox``: this node's key signed something it never sent.
-        """
-        if self.config.own_messages is not OwnMessages.MATCH:
-            return await self._open(raws, now)
-        ctx = self.context
-        keys = own_key_ids(ctx)
-        claims = {i: h for i, raw in enumerate(raws) if (h := own_claim(raw, keys)) is not None}
-        if not claims:
-            return await self._open(raws, now)
-        sent = await self.store.outbox_envelope_hashes(list(claims.values()))
-        result: list[Opening | OpenedRecord | None] = [None] * len(raws)
-        rest: list[int] = []
-        for i, raw in enumerate(raws):
-            mine = open_own(raw, ctx, now, sent) if i in claims else None
-            if mine is None:
-                rest.append(i)
-            else:
-                result[i] = mine
-        self.metrics.own_matched.inc(len(raws) - len(rest))
-        if rest:
-            others = await self._open([raws[i] for i in rest], now)
-            for i, opening in zip(rest, others, strict=True):
-                result[i] = refuse_unsent(raws[i], opening, now) if i in claims else opening
-        return [r for r in result if r is not None]
-
-    async def _open(
-        self, raws: Sequence[RawRecord], now: datetime
-    ) -> Sequence[Opening | OpenedRecord]:
-        """Open a batch: in the worker processes when there are; otherwise signatures in the
-        thread pool, a chunk per batch check (the native check releases the GIL), while this
-        thread opens the chunks whose signatures already held."""
-        ctx = self.context
-        if self.open_pool is not None:
-            return await self.open_pool.open(raws, now)
-        if self._pool is None or len(raws) < 2 * OPEN_CHUNK:
-            return open_raws(raws, ctx, now)
-        chunks = [raws[i : i + OPEN_CHUNK] for i in range(0, len(raws), OPEN_CHUNK)]
-        loop = asyncio.get_running_loop()
-        pending = [loop.run_in_executor(self._pool, check_raws, c, ctx, now) for c in chunks]
-        opened: list[Opening] = []
-        for chunk, future in zip(chunks, pending, strict=True):
-            checked = await future
-            opened.extend(open_checked(r, c, ctx, now) for r, c in zip(chunk, checked, strict=True))
-        return opened
-
     def _log_internal(self, outcome: BatchOutcome) -> None:
         for raw, exc in outcome.internal_errors:
             self.log.error(
@@ -590,26 +374,3 @@ class Consumer:
             return
         self._last_status = time.monotonic()
         await self.store.set_status("last_batch_at", now.isoformat())
-
-
-async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    """The end offset of every partition of ``topics`` (for ``exchange node status``); a
-    topic the cluster does not know has no entry."""
-    consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, None))
-
-    with kafka_errors("reading end offsets"):
-        await consumer.start()
-        try:
-            # Fresh metadata for every topic: the client's own view right after start may
-            # lack some (consumer.topics() returns a new view without updating it), and a
-            # topic left out would read as "nothing on it".
-            cluster = await consumer._client.fetch_all_metadata()
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in topics
-                for p in sorted(cluster.partitions_for_topic(topic) or ())
-            ]
-            ends = await consumer.end_offsets(partitions) if partitions else {}
-        finally:
-            await consumer.stop()
-    return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
