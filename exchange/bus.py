@@ -208,8 +208,8 @@ async def ensure_topics(
             raise InputError([(f"topics.{name}", f"partitions must be >= 1, got {count}")])
     admin = AIOKafkaAdminClient(**admin_kwargs(s))
     with kafka_errors("creating topics"):
-        await admin.start()
-        try:
+        try:  # closed even when start() fails or is cancelled half-way (its connections)
+            await admin.start()
             existing = set(await admin.list_topics())
             missing = [name for name in wanted if name not in existing]
             if not missing:

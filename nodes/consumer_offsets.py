@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors
+from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, stop_quietly
 from nodes.consumer_batch import _Fetched
 from nodes.store.base import Store
 
@@ -124,8 +124,8 @@ async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple
     consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, None))
 
     with kafka_errors("reading end offsets"):
-        await consumer.start()
-        try:
+        try:  # stopped even when start() fails or is cancelled half-way (its connections)
+            await consumer.start()
             # Fresh metadata for every topic: the client's own view right after start may
             # lack some (consumer.topics() returns a new view without updating it), and a
             # topic left out would read as "nothing on it".
@@ -137,5 +137,5 @@ async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple
             ]
             ends = await consumer.end_offsets(partitions) if partitions else {}
         finally:
-            await consumer.stop()
+            await stop_quietly(consumer)
     return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}
