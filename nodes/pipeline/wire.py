@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from uuid import UUID, SafeUUID
 
+from exchange.envelope.binary import uuid_from_bytes
 from exchange.topics import MessageType
 from nodes.pipeline.records import OpenedRecord, RawRecord, Ready, Skipped, quarantine
 from nodes.store.base import QuarantineEntry
@@ -25,8 +25,6 @@ RawWire = tuple[str, int, int, bytes | None, bytes | None, int | None, int | Non
 #: One record back: ("q", reason, detail) | ("s", reason) | ("o", facts...).
 ReadyWire = tuple[Any, ...]
 
-_new = object.__new__
-_set = object.__setattr__
 _MESSAGE_TYPES = {t.value: t for t in MessageType}
 _QUARANTINED = "q"
 _SKIPPED = "s"
@@ -92,11 +90,8 @@ def from_wire(raw: RawRecord, wire: ReadyWire, now: datetime) -> Ready:
     if tag == _SKIPPED:
         return Skipped(raw.topic, raw.partition, raw.offset, wire[1], None)
     _, mid, mtype, key, sender, created, seq, recips, tlp, code, ehash, payload, known = wire
-    message_id = _new(UUID)  # 16 bytes always make a UUID: spare UUID.__init__'s checks
-    _set(message_id, "int", int.from_bytes(mid))
-    _set(message_id, "is_safe", SafeUUID.unknown)
     return OpenedRecord(
-        message_id,
+        uuid_from_bytes(mid),
         _MESSAGE_TYPES[mtype],
         key,
         sender,
