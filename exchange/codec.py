@@ -30,6 +30,7 @@ use every byte (trailing bytes are refused).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -449,6 +450,25 @@ def decode_signed(data: bytes) -> tuple[bytes, bytes, str]:
                     raise _malformed("key_id is not UTF-8") from None
                 return data[HEADER_SIZE + 2 : stop], data[stop + 2 : at], key_id
     return _decode_signed_fields(data)
+
+
+def may_name_key(data: bytes, key_ids: frozenset[str]) -> bool:
+    """False only when ``data`` cannot be a SignedEnvelope naming one of ``key_ids``; True
+    when it may (then :func:`decode_signed` says), and for every older schema.
+
+    In the current schema the key id is the last field and nothing may follow it, so the
+    data of any such record ends with the key id's UTF-8 bytes, whatever the encoding of
+    its length (a varint may be padded). A cheap test for the consumer's hot path, which
+    otherwise decodes every record's framing only to learn that its key is not its own.
+    """
+    if data[:HEADER_SIZE] != (_signed_header or _signed()):
+        return True
+    return data.endswith(_utf8(key_ids))
+
+
+@functools.lru_cache(maxsize=64)
+def _utf8(key_ids: frozenset[str]) -> tuple[bytes, ...]:
+    return tuple(k.encode("utf-8") for k in key_ids)
 
 
 def _field(data: bytes, pos: int, end: int, name: str) -> tuple[int, int]:

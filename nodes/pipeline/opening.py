@@ -14,7 +14,7 @@ from collections.abc import Container, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 
-from exchange.codec import decode_signed
+from exchange.codec import decode_signed, may_name_key
 from exchange.envelope import WIRE_VERSION
 from exchange.errors import ExchangeError, Reason, VerificationError, WireError
 from exchange.ids import Topic
@@ -51,6 +51,8 @@ OWN_MESSAGE = "own_message"
 def _signed_by_own_key(value: bytes, ctx: PipelineContext) -> bool:
     """Whether the record names one of this node's own signing keys (not verified: a record
     that only claims it is skipped by this node and still refused by every other)."""
+    if not may_name_key(value, ctx.skip_key_ids):
+        return False
     try:
         return decode_signed(value)[2] in ctx.skip_key_ids
     except ExchangeError:
@@ -67,7 +69,7 @@ def own_key_ids(ctx: PipelineContext) -> frozenset[str]:
 def own_claim(raw: RawRecord, key_ids: frozenset[str]) -> bytes | None:
     """The envelope hash of ``raw`` when it names one of ``key_ids`` (this node's own keys;
     the SignedEnvelope's framing only, nothing verified), else None."""
-    if not key_ids or raw.value is None:
+    if not key_ids or raw.value is None or not may_name_key(raw.value, key_ids):
         return None
     try:
         envelope_bytes, _, key_id = decode_signed(raw.value)

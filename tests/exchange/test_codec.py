@@ -152,6 +152,22 @@ def test_decode_signed_of_another_record_is_refused() -> None:
         codec.decode_signed(codec.encode("Envelope", samples.envelope_record()))
 
 
+def test_may_name_key_is_false_only_where_no_key_can_be_named() -> None:
+    """The consumer's cheap pre-check for its own key ids never hides a record that names
+    one: not with the key id's length padded (Avro varints may be), not in another schema;
+    it is False for a record of another key."""
+    envelope = codec.encode("Envelope", samples.envelope_record())
+    data = codec.encode_signed(envelope, bytes(64), "own-key")
+    assert codec.may_name_key(data, frozenset({"own-key", "x"}))
+    assert not codec.may_name_key(data, frozenset({"other-key"}))
+    assert not codec.may_name_key(data, frozenset())
+    # length 7: zig-zag 14, one byte 0x0E; padded to two bytes 0x8E 0x00
+    padded = data[: -len("own-key") - 1] + b"\x8e\x00own-key"
+    assert codec.decode_signed(padded)[2] == "own-key"
+    assert codec.may_name_key(padded, frozenset({"own-key"}))
+    assert codec.may_name_key(envelope, frozenset({"other-key"}))  # not this schema: decode
+
+
 def test_large_lengths_use_multi_byte_varints() -> None:
     """A 1 MB envelope round-trips through the fast path (3-byte length varint)."""
     big = bytes(1 << 20)

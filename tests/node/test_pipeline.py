@@ -288,6 +288,27 @@ def test_own_records_in_the_outbox_open_without_a_signature_check(federation: Fe
     assert signature != bytes(64 - len(b"x")) + b"x"
 
 
+def test_an_own_key_record_with_a_padded_key_id_length_is_still_claimed(
+    federation: Federation,
+) -> None:
+    """A thief cannot slip a record past the outbox match by re-framing it: with the key
+    id's length as a padded varint it still names this node's key, so it is claimed (and,
+    not in the outbox, verified and quarantined); another member's record is not."""
+    ctx = context(federation)
+    mine = federation.member("DE").alert()
+    value = mine.value
+    key_id = decode_signed(value)[2].encode()
+    assert len(key_id) < 64  # one varint byte: 2 x length
+    padded = value[: -len(key_id) - 1] + bytes([0x80 | (2 * len(key_id)), 0]) + key_id
+    assert decode_signed(padded) == decode_signed(value)
+    assert own_claim(raw(mine), own_key_ids(ctx)) == mine.envelope_hash
+    record = RawRecord(ALERTS, 0, 0, mine.key, padded)
+    assert own_claim(record, own_key_ids(ctx)) == mine.envelope_hash
+    entry = refuse_unsent(record, open_raw(record, ctx, NOW), NOW)
+    assert isinstance(entry, QuarantineEntry)
+    assert entry.reason == Reason.NOT_IN_OWN_OUTBOX.value
+
+
 def test_a_record_signed_with_the_own_key_but_never_sent_is_quarantined(
     federation: Federation,
 ) -> None:
