@@ -52,6 +52,7 @@ from exchange.errors import ConfidentialityError, Reason, WireError
 from exchange.ids import KeyId, NodeId, Topic
 from exchange.keys import EncryptionKey
 from exchange.models import Payload
+from exchange.quickinit import quick_init
 from exchange.seal_check import SignatureChecked, check_signature
 from exchange.seal_rules import (
     DEFAULT_MAX_SKEW,
@@ -110,6 +111,7 @@ class Verified(_VerifiedFields):
         raise _sealed_only("Verified")  # unpickling would build one anywhere
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Opened:
     """A verified record and its payload; None when addressed to other nodes only."""

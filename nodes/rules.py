@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from exchange.ids import NodeId
+from exchange.quickinit import quick_init
 from exchange.topics import MessageType
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class EnvelopeFacts(Protocol):
     def created_at(self) -> datetime: ...
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A record on its way through the rules."""

@@ -16,6 +16,7 @@ from uuid import UUID
 from exchange.fetchguard import KEEP_BYTES
 from exchange.ids import NodeId
 from exchange.keys import EncryptionKey
+from exchange.quickinit import quick_init
 from exchange.seal import (
     Opened,
 )
@@ -39,6 +40,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LOG_APPEND_TIME = 1
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """A Kafka record as consumed.
@@ -60,6 +62,7 @@ class RawRecord:
     timestamp_type: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Skipped:
     """Consumed, not for this node: neither stored nor quarantined."""
@@ -178,6 +181,7 @@ def quarantine(
 Opening = Opened | QuarantineEntry | Skipped
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OpenedRecord:
     """A verified, opened record as :func:`decide` and the store need it: the envelope's

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from exchange.errors import ExchangeError, Reason
+from exchange.quickinit import quick_init
 
 #: The identity of a message (wire v2): (sender node id, message id).
 MessageKey = tuple[str, UUID]
@@ -46,6 +47,7 @@ class RecordState(StrEnum):
     WITHDRAWN = "withdrawn"  # retracted by its sender; kept, marked
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
     """A verified, decoded record that passed the rules, as stored (after minimisation)."""
@@ -83,6 +85,7 @@ class Tombstone:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class QuarantineEntry:
     topic: str
