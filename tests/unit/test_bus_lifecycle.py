@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
+import aiokafka
 import pytest
+from aiokafka import client as aiokafka_client
 from aiokafka.errors import KafkaConnectionError
 
+from exchange import bus_lifecycle
 from exchange.bus import start_or_close, started, stop_quietly
 
 
@@ -225,3 +228,109 @@ async def test_a_stop_that_fails_closes_the_client_underneath() -> None:
     client._client = Inner()  # type: ignore[attr-defined]  # where aiokafka keeps it
     await stop_quietly(client)
     assert Inner.closed
+
+
+class _Connection:
+    """Stands in for an AIOKafkaConnection: open until closed."""
+
+    def __init__(self) -> None:
+        self.open = True
+
+    def connected(self) -> bool:
+        return self.open
+
+    def close(self) -> None:
+        self.open = False
+
+
+class _Bootstrapping(_Client):
+    """A client whose start opens a connection through aiokafka's client module and holds it
+    only in a local variable (as aiokafka's bootstrap does) before it fails or hangs."""
+
+    async def start(self) -> None:
+        self.calls.append("start")
+        self.connection = await aiokafka_client.create_conn("127.0.0.1", 9)
+        await super().start()
+
+
+@pytest.fixture
+def fake_connections(monkeypatch: pytest.MonkeyPatch) -> list[_Connection]:
+    """aiokafka's connection factory replaced by one making stand-ins (the noting kept)."""
+    made: list[_Connection] = []
+
+    async def create_conn(*args: object, **kwargs: object) -> _Connection:
+        made.append(_Connection())
+        return made[-1]
+
+    monkeypatch.setattr(bus_lifecycle, "_original_create_conn", create_conn)
+    return made
+
+
+def test_exchange_bus_installs_the_noting_of_connections() -> None:
+    """Importing exchange.bus puts the noting wrapper in aiokafka's client module."""
+    assert aiokafka_client.create_conn is bus_lifecycle._noted_create_conn
+
+
+async def test_a_connection_a_failed_start_held_alone_is_closed(
+    fake_connections: list[_Connection],
+) -> None:
+    """A connection the start opened, that stop() cannot reach, is closed when it fails."""
+    client = _Bootstrapping(start_error=KafkaConnectionError("metadata refused"))
+    with pytest.raises(KafkaConnectionError):
+        async with started(client):
+            pass
+    assert len(fake_connections) == 1
+    assert not fake_connections[0].open
+
+
+async def test_a_connection_a_cancelled_start_held_alone_is_closed(
+    fake_connections: list[_Connection],
+) -> None:
+    """The same when the start is cancelled while it waits (aiokafka's bootstrap window)."""
+    client = _Bootstrapping(start_hangs=True)
+    task = asyncio.create_task(start_or_close(client))
+    await _until(lambda: len(fake_connections) == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not fake_connections[0].open
+
+
+async def test_a_started_clients_connections_are_left_to_it_and_no_longer_noted(
+    fake_connections: list[_Connection],
+) -> None:
+    """A start that succeeds closes nothing, and what the tasks it made open later (they
+    share its context) is not noted: the list does not grow for a long-lived client."""
+    later = asyncio.Event()
+    noted_later: list[int] = []
+
+    async def background() -> None:  # as aiokafka's metadata task, made during start()
+        await later.wait()
+        await aiokafka_client.create_conn("127.0.0.1", 9)
+        opened = bus_lifecycle._opened.get()
+        noted_later.append(-1 if opened is None else len(opened.connections))
+
+    class Spawning(_Bootstrapping):
+        async def start(self) -> None:
+            self.task = asyncio.create_task(background())
+            await super().start()
+
+    client = Spawning()
+    await start_or_close(client)
+    later.set()
+    await client.task
+    assert noted_later == [0]
+    assert [c.open for c in fake_connections] == [True, True]
+    with pytest.raises(KafkaConnectionError):  # a later failed start closes only its own
+        await start_or_close(_Bootstrapping(start_error=KafkaConnectionError("x")))
+    assert [c.open for c in fake_connections] == [True, True, False]
+
+
+def test_install_refuses_an_aiokafka_it_was_not_checked_against(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An aiokafka release this was not checked against fails install() loudly."""
+    monkeypatch.setattr(aiokafka_client, "create_conn", bus_lifecycle._original_create_conn)
+    monkeypatch.setattr(aiokafka, "__version__", "0.99.0")
+    with pytest.raises(RuntimeError, match=r"aiokafka 0\.99\.0 not checked"):
+        bus_lifecycle.install()
