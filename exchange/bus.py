@@ -12,15 +12,16 @@ SASL/PLAIN or SCRAM, with or without TLS); :func:`producer_kwargs` and
 consumer that never commits on its own (nodes store offsets with the records).
 :func:`ensure_topics` creates missing topics. :func:`kafka_errors` turns any aiokafka
 or network error into an :class:`~exchange.errors.ExchangeError`, so none leaks.
+Every client is started through :func:`started` (``async with started(client) as c:``)
+or, when it outlives the block, :func:`start_or_close` (both from
+:mod:`exchange.bus_lifecycle`): no start that fails or is cancelled leaves it open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,7 +40,8 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition
 
-from exchange import fetchguard
+from exchange import bus_lifecycle, fetchguard
+from exchange.bus_lifecycle import STOP_GRACE_S, start_or_close, started, stop_quietly
 from exchange.bus_settings import (
     KafkaSettings,
     SaslMechanism,
@@ -74,6 +76,8 @@ __all__ = [
     "read_trust_lists",
     "sasl_password",
     "ssl_context",
+    "start_or_close",
+    "started",
     "stop_quietly",
     "timestamp_types",
     "translate",
@@ -83,6 +87,9 @@ __all__ = [
 # Every consumer this process makes turns a batch it cannot read into one marked record
 # instead of an error that stalls the partition (see exchange.fetchguard).
 fetchguard.install()
+# Every start of a client through started()/start_or_close() closes what it opened when it
+# fails or is cancelled, aiokafka's bootstrap connection included (see exchange.bus_lifecycle).
+bus_lifecycle.install()
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -118,50 +125,6 @@ def _refused_credentials(exc: BaseException) -> bool:
     text names the SASL error: a wrong password, not an outage."""
     text = str(exc)
     return "SaslAuthenticationFailed" in text or "AuthenticationFailed" in text
-
-
-#: How long :func:`stop_quietly` lets a client's stop run when its caller is cancelled.
-STOP_GRACE_S = 10.0
-
-
-async def stop_quietly(client: Any) -> None:
-    """Stop an aiokafka consumer or producer, whatever state the cluster is in, and close
-    its connections even when the caller is being cancelled.
-
-    For clean-ups (a ``finally``, a worker exiting, a loop cancelled at shutdown) where
-    nothing is left to lose: a failure to stop must not hide the error that ended the
-    work, and must not leave a connection open. The stop runs shielded from the caller's
-    cancellation (up to :data:`STOP_GRACE_S`); the cancellation goes through once it is
-    done. aiokafka's stop can itself end in the CancelledError of a fetch it cancelled
-    (seen with the broker gone mid-read), leaving its client open: the client is closed
-    then.
-    """
-    stopping = asyncio.ensure_future(client.stop())
-    cancelled = False
-    deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
-    while not stopping.done():
-        left = deadline - asyncio.get_running_loop().time()
-        if left <= 0:
-            break
-        try:
-            await asyncio.wait_for(asyncio.shield(stopping), left)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                cancelled = True  # the caller's: finish stopping first
-        except (KafkaError, OSError, TimeoutError):
-            break
-    if not stopping.done():  # past the grace time: let it finish on its own
-        stopping.add_done_callback(lambda f: f.cancelled() or f.exception())
-    elif stopping.cancelled():  # aiokafka's own stop was cut short: close what it left open
-        inner = getattr(client, "_client", None) or getattr(client, "client", None)
-        if inner is not None:
-            with contextlib.suppress(Exception):
-                await inner.close()
-    else:
-        stopping.exception()  # retrieved: a failed stop is what it is
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 @contextmanager
@@ -206,10 +169,8 @@ async def ensure_topics(
     for name, count in wanted.items():
         if count < 1:
             raise InputError([(f"topics.{name}", f"partitions must be >= 1, got {count}")])
-    admin = AIOKafkaAdminClient(**admin_kwargs(s))
     with kafka_errors("creating topics"):
-        try:  # closed even when start() fails or is cancelled half-way (its connections)
-            await admin.start()
+        async with started(AIOKafkaAdminClient(**admin_kwargs(s))) as admin:
             existing = set(await admin.list_topics())
             missing = [name for name in wanted if name not in existing]
             if not missing:
@@ -244,8 +205,6 @@ async def ensure_topics(
                         raise TransientError(detail)
                     raise ExchangeError(Reason.BAD_CONFIG, detail, field=f"topics.{name}")
             await _until_served(admin, {n: wanted[n] for n in created}, s.request_timeout_ms)
-        finally:
-            await admin.close()
         return created
 
 
@@ -274,15 +233,11 @@ async def publish_trust_list(
             if attempt == 2:
                 raise
             await asyncio.sleep(1.0 + attempt)
-    producer = AIOKafkaProducer(**producer_kwargs(s))
-    try:
-        with kafka_errors("publishing the trust list"):
-            await producer.start()
+    with kafka_errors("publishing the trust list"):
+        async with started(AIOKafkaProducer(**producer_kwargs(s))) as producer:
             meta = await producer.send_and_wait(
                 topic, signed, key=trust_record_key(federation, version), partition=0
             )
-    finally:
-        await stop_quietly(producer)
     return meta.offset, meta.timestamp
 
 
@@ -292,11 +247,9 @@ async def read_trust_lists(
     """Every record on ``<prefix>.trust.v1`` as (append time ms, signed bytes), in log order;
     [] when the topic does not exist. Joins no group and commits nothing."""
     topic = trust_topic(prefix)
-    consumer = AIOKafkaConsumer(**consumer_kwargs(s))
     out: list[tuple[int, bytes]] = []
-    try:
-        with kafka_errors("reading the trust topic"):
-            await consumer.start()
+    with kafka_errors("reading the trust topic"):
+        async with started(AIOKafkaConsumer(**consumer_kwargs(s))) as consumer:
             if topic not in await consumer.topics():
                 return []
             tp = TopicPartition(topic, 0)
@@ -309,19 +262,15 @@ async def read_trust_lists(
                     for record in batch.get(tp, []):
                         if record.value is not None:
                             out.append((record.timestamp, record.value))
-    finally:
-        await stop_quietly(consumer)
     return out
 
 
 async def timestamp_types(s: KafkaSettings, topics: Sequence[str]) -> dict[str, str]:
     """``message.timestamp.type`` of each of ``topics`` that exists (LogAppendTime or
     CreateTime): whether its record times are the broker's or the producers'."""
-    admin = AIOKafkaAdminClient(**admin_kwargs(s))
     found: dict[str, str] = {}
-    try:
-        with kafka_errors("describing topics"):
-            await admin.start()
+    with kafka_errors("describing topics"):
+        async with started(AIOKafkaAdminClient(**admin_kwargs(s))) as admin:
             existing = set(await admin.list_topics())
             wanted = [t for t in topics if t in existing]
             if not wanted:
@@ -334,9 +283,6 @@ async def timestamp_types(s: KafkaSettings, topics: Sequence[str]) -> dict[str, 
                     for entry in resource[4]:
                         if entry[0] == "message.timestamp.type":
                             found[resource[3]] = entry[1]
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
     return found
 
 

@@ -9,7 +9,6 @@ Every aiokafka error becomes an :class:`~exchange.errors.ExchangeError`
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 
-from exchange.bus import KafkaSettings, admin_kwargs, kafka_errors
+from exchange.bus import KafkaSettings, admin_kwargs, kafka_errors, started
 from exchange.errors import ExchangeError, Reason
 from exchange.provision import (
     ALLOW,
@@ -146,23 +145,16 @@ async def read_cluster(
     settings: KafkaSettings, topic_names: Sequence[str]
 ) -> tuple[dict[str, ExistingTopic], list[Acl]]:
     """The federation topics that exist and the cluster's ACLs."""
-    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
-    try:
-        with kafka_errors("reading the cluster"):
-            await admin.start()
+    with kafka_errors("reading the cluster"):
+        async with started(AIOKafkaAdminClient(**admin_kwargs(settings))) as admin:
             return await read_topics(admin, topic_names), await read_acls(admin)
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
 
 
 async def apply(settings: KafkaSettings, plan: Plan) -> None:
     """Carry out ``plan``: topics first (so ACLs never name a topic that cannot be made),
     then configs and partitions, then ACL grants, then revocations."""
-    admin = AIOKafkaAdminClient(**admin_kwargs(settings))
-    try:
-        with kafka_errors("provisioning the cluster"):
-            await admin.start()
+    with kafka_errors("provisioning the cluster"):
+        async with started(AIOKafkaAdminClient(**admin_kwargs(settings))) as admin:
             await _create_topics(admin, plan.create_topics, settings.request_timeout_ms)
             if plan.alter_configs:
                 response = await admin.alter_configs(
@@ -180,6 +172,3 @@ async def apply(settings: KafkaSettings, plan: Plan) -> None:
                 )
             await _create_acls(admin, plan.create_acls)
             await _delete_acls(admin, plan.delete_acls)
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()

@@ -33,14 +33,14 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, stop_quietly
+from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, start_or_close, stop_quietly
 from exchange.errors import ExchangeError, Reason, TransientError
 from nodes.config import ConsumerConfig, PublisherConfig
 from nodes.consumer_batch import OPEN_CHUNK, BatchOpening, _Fetched, _retrieve
@@ -146,13 +146,13 @@ class Consumer(Rebalancing, BatchOpening):
         kwargs["fetch_max_bytes"] = self.config.fetch_max_bytes
         kwargs["max_partition_fetch_bytes"] = self.config.max_partition_fetch_bytes
         consumer = AIOKafkaConsumer(**kwargs)
-        try:
-            with kafka_errors("starting the consumer"):
-                await consumer.start()
-                consumer.subscribe(self.topics, listener=_Listener(self, consumer))
-        except BaseException:
-            await consumer.stop()
-            raise
+
+        async def subscribed(start: Awaitable[None]) -> None:  # part of starting it
+            await start
+            consumer.subscribe(self.topics, listener=_Listener(self, consumer))
+
+        with kafka_errors("starting the consumer"):  # kept across rounds: closed if not started
+            await start_or_close(consumer, subscribed)
         return consumer
 
     async def run(self) -> None:

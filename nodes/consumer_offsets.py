@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, stop_quietly
+from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, started
 from nodes.consumer_batch import _Fetched
 from nodes.store.base import Store
 
@@ -121,11 +121,8 @@ class Rebalancing:
 async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
     """The end offset of every partition of ``topics`` (for ``exchange node status``); a
     topic the cluster does not know has no entry."""
-    consumer = AIOKafkaConsumer(**consumer_kwargs(kafka, None))
-
     with kafka_errors("reading end offsets"):
-        try:  # stopped even when start() fails or is cancelled half-way (its connections)
-            await consumer.start()
+        async with started(AIOKafkaConsumer(**consumer_kwargs(kafka, None))) as consumer:
             # Fresh metadata for every topic: the client's own view right after start may
             # lack some (consumer.topics() returns a new view without updating it), and a
             # topic left out would read as "nothing on it".
@@ -136,6 +133,4 @@ async def end_offsets(kafka: KafkaSettings, topics: Sequence[str]) -> dict[tuple
                 for p in sorted(cluster.partitions_for_topic(topic) or ())
             ]
             ends = await consumer.end_offsets(partitions) if partitions else {}
-        finally:
-            await stop_quietly(consumer)
     return {(tp.topic, tp.partition): int(offset) for tp, offset in ends.items()}

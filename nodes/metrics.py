@@ -117,7 +117,12 @@ class Metrics:
         self.published = Counter(
             r, "exchange_published_total", "Outbox items acknowledged by Kafka."
         )
-        self.consumed = Counter(r, "exchange_consumed_total", "Records read from Kafka.")
+        self.consumed = Counter(
+            r,
+            "exchange_consumed_total",
+            "Records decided (stored, skipped or quarantined), counted at their decision: "
+            "a batch fetched ahead and dropped undecided counts when read again and decided.",
+        )
         self.stored = Counter(r, "exchange_stored_total", "Records stored as valid.", "topic")
         self.quarantined = Counter(
             r, "exchange_quarantined_total", "Records quarantined, by reason.", "reason"

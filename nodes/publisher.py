@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 
-from exchange.bus import KafkaSettings, kafka_errors, producer_kwargs, stop_quietly
+from exchange.bus import KafkaSettings, kafka_errors, producer_kwargs, start_or_close, stop_quietly
 from exchange.chain import ChainState
 from exchange.errors import ExchangeError, TransientError
 from exchange.ids import NodeId
@@ -180,12 +180,8 @@ class Publisher(Sealing):
     async def _ensure_producer(self) -> Any:
         if self._producer is None:
             producer = self.producer_factory()
-            try:
-                with kafka_errors("starting the producer"):
-                    await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
+            with kafka_errors("starting the producer"):  # kept across rounds: closed if not started
+                await start_or_close(producer)
             self._producer = producer
         return self._producer
 

@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, stop_quietly
+from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, started
 from exchange.errors import ExchangeError
 from exchange.topics import trust_topic
 from exchange.trust import TrustList, check_version, load_trust_list
@@ -150,10 +150,8 @@ class TrustFollower:
             await asyncio.sleep(self.retry_s)
 
     async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(**consumer_kwargs(self.kafka))
-        try:
-            with kafka_errors("following the trust topic"):
-                await consumer.start()
+        with kafka_errors("following the trust topic"):
+            async with started(AIOKafkaConsumer(**consumer_kwargs(self.kafka))) as consumer:
                 if self.topic not in await consumer.topics():
                     return  # not published yet: run() retries
                 tp = TopicPartition(self.topic, 0)
@@ -164,5 +162,3 @@ class TrustFollower:
                     for record in batch.get(tp, []):
                         if record.value is not None:
                             await self.offer(record.value)
-        finally:
-            await stop_quietly(consumer)

@@ -28,6 +28,8 @@ from exchange.bus import (
     admin_kwargs,
     consumer_kwargs,
     kafka_errors,
+    start_or_close,
+    started,
     stop_quietly,
 )
 from exchange.errors import InputError, TransientError
@@ -136,13 +138,18 @@ class KafkaHistoryReader:
         except TimeoutError:
             raise TransientError(f"{action}: no answer within {self.timeout_s:g} s") from None
 
+    async def _connect(self, start: Awaitable[None]) -> None:
+        """A client's start, bounded by the timeout, its errors translated."""
+        action = f"connecting to {self.settings.bootstrap_servers}"
+        with kafka_errors(action):
+            await self._bounded(start, action)
+
     async def _partitions(self) -> dict[str, list[int]]:
         """The partitions of each existing topic (an admin metadata request, no group)."""
         action = f"connecting to {self.settings.bootstrap_servers}"
         admin = AIOKafkaAdminClient(**admin_kwargs(self.settings))
-        with kafka_errors(action):
-            try:
-                await self._bounded(admin.start(), action)
+        async with started(admin, self._connect):
+            with kafka_errors(action):
                 # list first: describing a missing topic makes a broker with
                 # auto.create.topics.enable create it, and an audit must change nothing
                 existing = set(await self._bounded(admin.list_topics(), action))
@@ -150,23 +157,26 @@ class KafkaHistoryReader:
                 described = (
                     await self._bounded(admin.describe_topics(wanted), action) if wanted else []
                 )
-            finally:
-                await admin.close()
         found: dict[str, list[int]] = {}
         for entry in described:
             if entry.get("error_code", 0) == 0:
                 found[entry["topic"]] = sorted(p["partition"] for p in entry["partitions"])
         return found
 
-    async def _start(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+    async def _existing(self) -> dict[str, list[int]]:
+        """:meth:`_partitions`, noting the missing topics in :attr:`plan` (InputError when
+        a required one, or every one, is missing)."""
         partitions = await self._partitions()
         self.plan.missing_topics = [t for t in self.plan.topics if t not in partitions]
         missing = self.plan.missing_topics
         if missing and (self.required or len(missing) == len(self.plan.topics)):
             raise InputError([("topic", f"{t}: no such topic on the cluster") for t in missing])
-        action = f"connecting to {self.settings.bootstrap_servers}"
-        with kafka_errors(action):
-            await self._bounded(consumer.start(), action)
+        return partitions
+
+    async def _seek(
+        self, consumer: AIOKafkaConsumer, partitions: dict[str, list[int]]
+    ) -> list[TopicPartition]:
+        """Assign the partitions, fill the plan's ranges, seek each non-empty one to its start."""
         tps = [TopicPartition(t, p) for t in self.plan.topics for p in partitions.get(t, ())]
         if not tps:
             return []
@@ -196,18 +206,18 @@ class KafkaHistoryReader:
         For readers elsewhere (:class:`RangeReader`, one per verification worker); the
         consumer used to find the offsets is closed before returning.
         """
+        partitions = await self._existing()
         consumer = AIOKafkaConsumer(**_consumer_kwargs(self.settings))
-        try:
-            todo = await self._start(consumer)
-        finally:
-            await stop_quietly(consumer)
+        async with started(consumer, self._connect):
+            todo = await self._seek(consumer, partitions)
         return [(tp.topic, tp.partition, *self.plan.ranges[tp.topic][tp.partition]) for tp in todo]
 
     async def batches(self) -> AsyncIterator[list[RawRecord]]:
         """The records, in batches; each partition in offset order."""
+        partitions = await self._existing()
         consumer = AIOKafkaConsumer(**_consumer_kwargs(self.settings))
-        try:
-            todo = await self._start(consumer)
+        async with started(consumer, self._connect):
+            todo = await self._seek(consumer, partitions)
             pending = {tp: self.plan.ranges[tp.topic][tp.partition][1] for tp in todo}
             since, until = self.since_ms, self.until_ms
             idle = 0.0
@@ -238,8 +248,6 @@ class KafkaHistoryReader:
                     raise _stalled(self.timeout_s, f"{len(pending)} partition(s)")
                 if batch:
                     yield batch
-        finally:
-            await stop_quietly(consumer)
 
 
 @dataclass(frozen=True)
@@ -298,8 +306,9 @@ class RangeReader:
                 return AIOKafkaConsumer(**kwargs)
 
             consumer = self._loop.run_until_complete(make())
+            action = f"connecting to {self.source.settings.bootstrap_servers}"
+            self._run(start_or_close(consumer), action)  # not kept when it does not start
             self._consumer = consumer
-            self._run(consumer.start(), f"connecting to {self.source.settings.bootstrap_servers}")
         return self._consumer
 
     def batches(

@@ -179,7 +179,7 @@ async def test_a_restarted_node_resumes_from_its_stored_offsets(
         await send_alert(fr, "three")
         await again.wait_stored(1)
         await again.wait_caught_up()  # any re-read of old records would have landed by now
-        assert again.metrics.consumed.value() == 1  # counted where it is read, not stored
+        assert again.metrics.consumed.value() == 1  # counted when decided, not per fetch
         assert again.metrics.reread.value() == 0
         assert again.metrics.stored.value() == 1
         assert again.metrics.quarantined.value() == 0
