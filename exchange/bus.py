@@ -27,20 +27,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
-    AuthenticationFailedError,
-    AuthenticationMethodNotSupported,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaError,
     RequestTimedOutError,
-    SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
     for_code,
 )
 from aiokafka.structs import TopicPartition
 
-from exchange import bus_lifecycle, fetchguard
+from exchange import authguard, bus_lifecycle, fetchguard
 from exchange.bus_lifecycle import STOP_GRACE_S, start_or_close, started, stop_quietly
 from exchange.bus_settings import (
     KafkaSettings,
@@ -54,7 +51,13 @@ from exchange.bus_settings import (
     sasl_password,
     ssl_context,
 )
-from exchange.errors import ExchangeError, InputError, Reason, TransientError
+from exchange.errors import (
+    AuthenticationError,
+    ExchangeError,
+    InputError,
+    Reason,
+    TransientError,
+)
 from exchange.topics import DEFAULT_PREFIX, TopicKind, topic_name, trust_topic
 
 __all__ = [
@@ -90,14 +93,14 @@ fetchguard.install()
 # Every start of a client through started()/start_or_close() closes what it opened when it
 # fails or is cancelled, aiokafka's bootstrap connection included (see exchange.bus_lifecycle).
 bus_lifecycle.install()
+# ... and reports credentials the cluster refuses as refused, not as an unreachable cluster
+# (see exchange.authguard).
+authguard.install()
 
 
 # --- errors --------------------------------------------------------------------------------
 
 _NOT_TRANSIENT: tuple[type[KafkaError], ...] = (
-    AuthenticationFailedError,
-    AuthenticationMethodNotSupported,
-    SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     GroupAuthorizationFailedError,
     ClusterAuthorizationFailedError,
@@ -107,24 +110,24 @@ _NOT_TRANSIENT: tuple[type[KafkaError], ...] = (
 def translate(exc: BaseException, action: str) -> ExchangeError:
     """The :class:`ExchangeError` for an aiokafka or network error met while doing ``action``.
 
-    Authentication and authorisation failures are configuration errors (``BAD_CONFIG``,
-    not retried: waiting will not fix a wrong password or a missing ACL); everything
-    else (connection lost, timeouts, leader elections, broker errors) is a
-    :class:`TransientError` the caller retries.
+    Refused credentials are an :class:`AuthenticationError` and authorisation failures
+    an error with reason ``BAD_CONFIG``: configuration errors, not retried (waiting will
+    not fix a wrong password or a missing ACL). Everything else (connection lost,
+    timeouts, leader elections, broker errors) is a :class:`TransientError` the caller
+    retries. aiokafka's bootstrap reports refused credentials as an unreachable cluster;
+    :mod:`exchange.authguard` (installed on import) makes it raise the refusal.
     """
     if isinstance(exc, ExchangeError):
         return exc
     name = type(exc).__name__
-    if isinstance(exc, _NOT_TRANSIENT) or _refused_credentials(exc):
+    if isinstance(exc, authguard.REFUSALS):
+        return AuthenticationError(
+            f"{action}: the Kafka cluster refused the credentials (check kafka.sasl_username, "
+            f"kafka.sasl_password or sasl_password_file, kafka.sasl_mechanism): {exc}"
+        )
+    if isinstance(exc, _NOT_TRANSIENT):
         return ExchangeError(Reason.BAD_CONFIG, f"{action}: {name}: {exc}", field="kafka")
     return TransientError(f"{action}: {name}: {exc}")
-
-
-def _refused_credentials(exc: BaseException) -> bool:
-    """aiokafka reports refused SASL credentials at bootstrap as a connection error whose
-    text names the SASL error: a wrong password, not an outage."""
-    text = str(exc)
-    return "SaslAuthenticationFailed" in text or "AuthenticationFailed" in text
 
 
 @contextmanager

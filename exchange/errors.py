@@ -113,6 +113,15 @@ class InputError(ExchangeError):
         super().__init__(reason, text, field=problems[0][0] if problems else None)
 
 
+class AuthenticationError(ExchangeError):
+    """The Kafka cluster refused this client's credentials (SASL user, password or
+    mechanism): ``BAD_CONFIG`` on field ``kafka``, never retried, since waiting does not
+    fix a wrong password. Told apart from an unreachable cluster by exchange.authguard."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.BAD_CONFIG, detail, field="kafka")
+
+
 class TransientError(ExchangeError):
     """The bus or the store is unavailable for now; try again."""
 

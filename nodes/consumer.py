@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from exchange.bus import KafkaSettings, consumer_kwargs, kafka_errors, start_or_close, stop_quietly
-from exchange.errors import ExchangeError, Reason, TransientError
+from exchange.errors import AuthenticationError, ExchangeError, Reason, TransientError
 from nodes.config import ConsumerConfig, PublisherConfig
 from nodes.consumer_batch import OPEN_CHUNK, BatchOpening, _Fetched, _retrieve
 from nodes.consumer_offsets import Rebalancing, _Listener, end_offsets
@@ -173,6 +173,8 @@ class Consumer(Rebalancing, BatchOpening):
                         self.log.info("consuming again", after_failures=backoff.failures)
                         backoff.reset()
                         self.last_error = None
+                except AuthenticationError:
+                    raise  # refused credentials: no retry fixes them (fatal to the supervisor)
                 except ExchangeError as exc:
                     await self._failed(exc)
                     await self._pause(backoff.next_delay())

@@ -43,7 +43,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from exchange.bus import KafkaSettings, kafka_errors, producer_kwargs, start_or_close, stop_quietly
 from exchange.chain import ChainState
-from exchange.errors import ExchangeError, TransientError
+from exchange.errors import AuthenticationError, ExchangeError, TransientError
 from exchange.ids import NodeId
 from exchange.keys import SigningKey
 from exchange.models import Handling
@@ -133,6 +133,8 @@ class Publisher(Sealing):
                     count = await self._round()
                     if count < self.config.batch_size:
                         await self._flush()  # nothing more waiting: finish before pausing
+                except AuthenticationError:
+                    raise  # refused credentials: no retry fixes them (fatal to the supervisor)
                 except Exception as exc:  # ExchangeError, or a bug: log, back off, retry
                     if not isinstance(exc, ExchangeError):
                         self.log.exception("publish round failed unexpectedly")
