@@ -37,7 +37,7 @@ from tests.helpers.federation import Federation
 from tests.helpers.nodes import make_node
 from tests.node.helpers import quarantine_of, stored_ids
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 6
 TOTAL = 1500
