@@ -12,10 +12,11 @@ on its topics, received at or after ``--since``), oldest first by message id (a 
 senders' creation time; all its topics interleaved), under the same onward-sharing rules as
 live deliveries, each page it confirms audited as a DISCLOSURE naming it. The store is read
 one page at a time (a keyset walk of the message-id index), so memory stays bounded by a
-page however much history the node holds. It does not move the connector's cursor: records stored while it runs reach the
-connector through the node as usual, possibly twice (connectors are idempotent by message
-id). Run it while the node runs or not. Exit 0 when everything was handed over; a failure of
-the connector stops it (exit 1) after auditing what was delivered: run it again.
+page however much history the node holds. It does not move the connector's cursor: records
+stored while it runs reach the connector through the node as usual, possibly twice
+(connectors are idempotent by message id). Run it while the node runs or not. Exit 0 when
+everything was handed over; a failure of the connector stops it (exit 1) after auditing what
+was delivered: run it again.
 """
 
 from __future__ import annotations
