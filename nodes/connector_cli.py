@@ -8,12 +8,15 @@
 connector's ``tokens`` option (the config never holds the token itself).
 
 ``backfill`` hands a configured outbound connector the records already stored (ACTIVE ones,
-on its topics, received at or after ``--since``; oldest first), under the same
-onward-sharing rules as live deliveries, each page it confirms audited as a DISCLOSURE
-naming it. It does not move the connector's cursor: records stored while it runs reach the
-connector through the node as usual, possibly twice (connectors are idempotent by message
-id). Run it while the node runs or not. Exit 0 when everything was handed over; a failure of
-the connector stops it (exit 1) after auditing what was delivered: run it again.
+on its topics, received at or after ``--since``), oldest first by message id (a UUIDv7: the
+senders' creation time; all its topics interleaved), under the same onward-sharing rules as
+live deliveries, each page it confirms audited as a DISCLOSURE naming it. The store is read
+one page at a time (a keyset walk of the message-id index), so memory stays bounded by a
+page however much history the node holds. It does not move the connector's cursor: records
+stored while it runs reach the connector through the node as usual, possibly twice
+(connectors are idempotent by message id). Run it while the node runs or not. Exit 0 when
+everything was handed over; a failure of the connector stops it (exit 1) after auditing what
+was delivered: run it again.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from nodes.config import NodeConfig, load_config
 from nodes.connector_host import outbound_of
 from nodes.logging import configure, get_logger
 from nodes.metrics import Metrics
-from nodes.outbound import Dispatcher, Outbound
-from nodes.store.base import StoredRecord
+from nodes.outbound import PAGE, Dispatcher, Outbound
+from nodes.store.base import MessageKey
 from nodes.store.opened import opened_store
 
 
@@ -44,7 +47,14 @@ def register(subparsers: Any) -> None:
     sub.required = True
     token = sub.add_parser("token", help="print a new bearer token and its hash for the config")
     token.set_defaults(func=_token)
-    back = sub.add_parser("backfill", help="hand the stored history to an outbound connector")
+    back = sub.add_parser(
+        "backfill",
+        help="hand the stored history to an outbound connector",
+        description="Hand the stored ACTIVE records on the connector's topics to it, oldest"
+        " first by message id (the senders' creation time), a page at a time, each page it"
+        " confirms audited as a DISCLOSURE. Exit 0 when all was handed over, 1 when the"
+        " connector failed (run it again to go on).",
+    )
     back.add_argument("--config", "-c", required=True, type=Path, help="the node's TOML config")
     back.add_argument("name", help="the connector's name in the config")
     back.add_argument("--since", help="only records received at or after this ISO 8601 time")
@@ -87,20 +97,18 @@ def _target(config: NodeConfig, name: str) -> Outbound:
     return outbound_of(spec, connector, context)
 
 
-async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tuple[int, int]:
-    """Hand the stored history to connector ``name``; (delivered, withheld)."""
+async def backfill(
+    config: NodeConfig, name: str, since: datetime | None, *, page_size: int = PAGE
+) -> tuple[int, int]:
+    """Hand the stored history to connector ``name``; (delivered, withheld).
+
+    The store is read ``page_size`` records at a time (a keyset walk by message id: oldest
+    first by the senders' creation time, then sender) and each page is handed over and
+    audited before the next is read, so memory stays bounded by a page whatever the store
+    holds."""
     target = _target(config, name)
+    topics = [topic_name(kind, config.kafka.topic_prefix) for kind in sorted(target.topics)]
     async with opened_store(config.store.url) as store:
-        records: list[StoredRecord] = []
-        for kind in sorted(target.topics):
-            topic = topic_name(kind, config.kafka.topic_prefix)
-            count = await store.count_records(topic)
-            if count:
-                records.extend(await store.list_records(topic=topic, limit=count))
-        chosen = sorted(
-            (r for r in records if since is None or r.received_at >= since),
-            key=lambda r: (r.received_at, r.message_id),
-        )
         dispatcher = Dispatcher(
             node=config.node_id,
             outbound=[target],
@@ -110,8 +118,19 @@ async def backfill(config: NodeConfig, name: str, since: datetime | None) -> tup
             metrics=Metrics(),
         )
         dispatcher.actor = f"cli:connector-backfill/{config.node_id}"
+        delivered = withheld = 0
+        after: MessageKey | None = None
         try:
-            return await dispatcher.backfill(chosen)
+            while True:
+                page = await store.page_records(topics, since=since, after=after, limit=page_size)
+                if not page:
+                    break
+                done, held = await dispatcher.backfill(page)
+                delivered, withheld = delivered + done, withheld + held
+                if len(page) < page_size:
+                    break
+                after = (page[-1].sender, page[-1].message_id)
+            return delivered, withheld
         finally:
             await dispatcher.close()
 

@@ -255,6 +255,21 @@ class Store(Protocol):
 
     async def get_record(self, message_id: UUID) -> StoredRecord | None: ...
 
+    async def page_records(
+        self,
+        topics: Sequence[str],
+        *,
+        since: datetime | None = None,
+        after: MessageKey | None = None,
+        include_withdrawn: bool = False,
+        limit: int = 100,
+    ) -> list[StoredRecord]:
+        """Up to ``limit`` records on ``topics`` received at or after ``since``, oldest first
+        by message id (then sender), from just past ``after`` (the (sender, message id) of the
+        last record of the previous page): a keyset walk of the message-id index, so memory
+        and each page's cost stay bounded by the page. WITHDRAWN records only on request.
+        See :mod:`nodes.store.record_pages`."""
+
     async def count_records(self, topic: str | None = None) -> int:
         """Records stored (ACTIVE and WITHDRAWN), on ``topic`` or all."""
 

@@ -39,12 +39,13 @@ from nodes.store.base import (
 )
 from nodes.store.postgres_access import DRIVER_ERRORS, Conn, translate
 from nodes.store.postgres_outbox import PostgresOutbox
+from nodes.store.postgres_pages import PostgresPages
 from nodes.store.postgres_queries import PostgresQueries
 
 _LOCK_MIGRATE = 0x4E43_5001  # advisory lock keys ("NCP" + purpose)
 
 
-class PostgresStore(PostgresQueries, PostgresOutbox):
+class PostgresStore(PostgresQueries, PostgresOutbox, PostgresPages):
     """:class:`nodes.store.base.Store` on a PostgreSQL database."""
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:

@@ -46,6 +46,7 @@ from nodes.store.base import (
     Tombstone,
     TopicPartition,
 )
+from nodes.store.sqlite_pages import SqlitePages
 
 T = TypeVar("T")
 Conn = sqlite3.Connection
@@ -66,7 +67,7 @@ def parse_sqlite_url(url: str) -> str:
     return url[len(prefix) :]
 
 
-class SqliteStore:
+class SqliteStore(SqlitePages):
     """:class:`nodes.store.base.Store` on a SQLite file."""
 
     def __init__(self, url: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
