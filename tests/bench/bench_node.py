@@ -13,7 +13,11 @@ store is seen to hold all of them (looked for every 10 ms). Latency is per recor
 round that stored it). Peak RSS is each node's ``VmHWM`` just before it is stopped. A second
 figure isolates DE: ``30,000 * BENCH_SCALE`` distinct sealed alerts put on Kafka first, then
 DE alone drains them (from its first consumer round until all are stored), against the
-serial limit of the consumer's own stages. Then DE alone again with threads
+serial limit of the consumer's own stages, and by CPU time: records stored per CPU-second
+of DE and its worker processes from its partitions' assignment on (the machine's other load
+moves the wall clock far more than it moves this; 1.0 means DE spends exactly the bare
+stages' CPU on a record, so its wall-clock ratio can reach at most the core count times
+this). Then DE alone again with threads
 (``open_processes = 0``) and with two worker processes, to compare the two. A third run
 measures the pipeline's own latency without a backlog: ``10,000 * BENCH_SCALE`` alerts
 enqueued into a running FR at 1,000 a second.
@@ -286,9 +290,11 @@ def _zip215_batch_rate(fed: Federation, m: int) -> float:
 
 async def _consumer_alone(
     ctx: BenchContext, folder: Path, n: int, tables: dict[str, dict[str, Any]], tag: str
-) -> float:
+) -> tuple[float, float]:
     """DE alone (config ``tables``) draining ``n`` distinct sealed alerts already on Kafka:
-    messages/s from its first consumer round to all stored."""
+    (messages/s from its first consumer round to all stored, records stored per CPU-second
+    of the node and its workers from its partitions' assignment on: start-up and the
+    broker not counted)."""
     fed = make_federation(
         folder / f"fed-consumer-{tag}",
         ("FR", "DE"),
@@ -308,6 +314,15 @@ async def _consumer_alone(
         probe = _StoredProbe(fed, "DE", n)
         try:
             await wait_for(
+                lambda: de.log_path.exists() and "partitions assigned" in de.log_path.read_text(),
+                within_s=90,
+                what="DE alone being assigned its partitions",
+                interval=PROBE_S,
+                detail=de.log_tail,
+                watch=(de,),
+            )
+            cpu_from = de.family_cpu_s()
+            await wait_for(
                 probe,
                 within_s=600,
                 what=f"DE alone storing {n} records",
@@ -318,13 +333,14 @@ async def _consumer_alone(
         finally:
             probe.close()
         done = time.time()
+        cpu = de.family_cpu_s() - cpu_from
         assert de.terminate() == 0, de.log_tail()
     finally:
         de.close()
     times = stored_times(fed, "DE")
     assert len(times) == n, f"DE alone stored {len(times)} records, expected {n}"
     first_round = min(received for _, received in times) / 1e6
-    return n / (done - first_round)
+    return n / (done - first_round), n / cpu if cpu > 0 else 0.0
 
 
 async def _paced_latencies(ctx: BenchContext, folder: Path, n: int) -> list[float]:
@@ -392,11 +408,15 @@ async def run(ctx: BenchContext) -> list[Figure]:
         )
         rates = await _stages(fed, ctx, n, folder)
         e2e, latencies, (de_mb, de_family_mb, fr_mb) = await _end_to_end(fed, n, folder)
-        alone = await _consumer_alone(ctx, folder, ctx.n(N_CONSUMER), DE_TABLES, "default")
+        alone, alone_per_cpu = await _consumer_alone(
+            ctx, folder, ctx.n(N_CONSUMER), DE_TABLES, "default"
+        )
         modes = {
-            k: await _consumer_alone(
-                ctx, folder, ctx.n(N_CONSUMER), {"consumer": {"open_processes": k}}, str(k)
-            )
+            k: (
+                await _consumer_alone(
+                    ctx, folder, ctx.n(N_CONSUMER), {"consumer": {"open_processes": k}}, str(k)
+                )
+            )[0]
             for k in (0, 2)
         }
         zip215_batch = _zip215_batch_rate(fed, min(n, SAMPLE))
@@ -420,6 +440,15 @@ async def run(ctx: BenchContext) -> list[Figure]:
         Figure(f"{PACED} p50", _percentile(paced, 50), "ms"),
         Figure(f"{PACED} p99", _percentile(paced, 99), "ms"),
         Figure(CONSUMER, alone, "msg/s", CONSUMER_LIMIT, consumer_limit),
+        Figure(
+            "node DE alone by CPU time: records per CPU-second of the node and its workers"
+            " (1.0: exactly the bare stages' CPU a record; the wall-clock ratio's most is"
+            f" {cores} times this)",
+            alone_per_cpu,
+            "msg/s",
+            CONSUMER_LIMIT,
+            consumer_limit,
+        ),
         Figure(
             "node DE alone, threads (open_processes=0)",
             modes[0],

@@ -278,6 +278,29 @@ class NodeProcess:
 
     def family_hwm_kb(self) -> int:
         """VmHWM summed over the running child and all its descendants, in KiB."""
+        total = 0
+        for pid in self._family():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += next((int(x.split()[1]) for x in lines if x.startswith("VmHWM:")), 0)
+        return total
+
+    def family_cpu_s(self) -> float:
+        """CPU seconds (user and system) the running child and its live descendants have
+        used so far."""
+        ticks = 0
+        for pid in self._family():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def _family(self) -> set[int]:
+        """The running child's pid and those of all its descendants."""
         parents: dict[int, int] = {}
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -290,14 +313,7 @@ class NodeProcess:
             more = {pid for pid, ppid in parents.items() if ppid in family} - family
             family |= more
             grew = bool(more)
-        total = 0
-        for pid in family:
-            try:
-                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-            except OSError:
-                continue
-            total += next((int(x.split()[1]) for x in lines if x.startswith("VmHWM:")), 0)
-        return total
+        return family
 
     def _signal(self, sig: signal.Signals, timeout: float) -> int:
         proc = self.proc
