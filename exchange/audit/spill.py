@@ -39,8 +39,6 @@ from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy
-
 from exchange.audit.chains import HASH, MID, Columns
 
 _V = TypeVar("_V")
@@ -190,6 +188,8 @@ def _merge(cursors: list[_Cursor]) -> Iterator[Columns]:
 def by_sequence(columns: Columns, step: int) -> Iterator[Columns]:
     """``columns`` sorted by sequence (records with one sequence in arrival order), in
     pieces of ``step`` records: each piece a copy, the whole never copied at once."""
+    import numpy  # here: the verification workers import the checks, and need no numpy
+
     n = len(columns)
     seqs = numpy.frombuffer(columns.sequences, dtype=numpy.int64)
     if n < 2 or bool(numpy.all(seqs[1:] >= seqs[:-1])):
@@ -253,6 +253,8 @@ def _by_piece(odd: dict[int, _V], where: Any, step: int, pieces: int) -> list[di
 
 def _rows(column: bytes | bytearray | array[int], width: int) -> Any:
     """A column as an array of ``width``-byte rows (a view: no copy)."""
+    import numpy
+
     return numpy.frombuffer(column, dtype=numpy.dtype((numpy.void, width)))
 
 

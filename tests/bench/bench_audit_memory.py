@@ -161,6 +161,14 @@ def _replay_child(
 
     checks.RUN_RECORDS = run_records
     workers = default_workers()
+    phases: dict[str, int] = {}
+    finish = checks.ChainChecker.finish
+
+    def finish_measured(self: checks.ChainChecker, *args: Any, **kw: Any) -> Any:
+        phases["peak_fed"] = _peak()  # everything read and merged; the end's checks next
+        return finish(self, *args, **kw)
+
+    checks.ChainChecker.finish = finish_measured  # type: ignore[method-assign]
 
     async def go() -> Any:
         with VerifyPool(trust, root, now=datetime.now(UTC), workers=workers) as pool:
@@ -179,6 +187,7 @@ def _replay_child(
         {
             "before": before,
             "peak": _peak(),
+            **phases,
             "violations": len(outcome.violations),
             "records": outcome.tally.records,
             "elapsed_s": time.perf_counter() - t0,

@@ -143,7 +143,8 @@ async def main() -> None:
         print(
             f"replayed {r['records']:,} records in {r['elapsed_s']:.0f} s, {r['violations']}"
             f" violations; main process peak RSS {r['peak'] / 1e6:.0f} MB"
-            f" ({r['before'] / 1e6:.0f} MB before), RUN_RECORDS {RUN_RECORDS:,},"
+            f" ({r['before'] / 1e6:.0f} MB before, {r['peak_fed'] / 1e6:.0f} MB before its"
+            f" end's checks), RUN_RECORDS {RUN_RECORDS:,},"
             f" longest chain {max(n for s in shares for n in s.values()):,}"
         )
     finally:
