@@ -18,9 +18,9 @@ import pytest
 
 import exchange.audit.spill
 from exchange.audit.chains import Block, Columns
-from exchange.audit.checks import ChainChecker, ChainKind, Violation
+from exchange.audit.checks import ChainChecker, ChainKind, RecordSummary, Violation
 from exchange.audit.spill import Spill
-from tests.audit.test_checks_spill import T, U, block, mid
+from tests.audit.test_checks_spill import T, U, block, h, mid
 
 PIECE = 8  # records a piece: windows of a few records
 
@@ -242,3 +242,36 @@ def test_columns_cut_keeps_odd_values_with_their_records() -> None:
     assert list(c.sequences) == [3, 4]
     assert c.no_previous == set()
     assert c.odd_mids == {1: "id-4"}
+
+
+def test_shuffled_summaries_keep_their_text_ids_and_missing_links_when_sorted() -> None:
+    """Summaries (text ids, kept aside by index) arriving shuffled, sorted run by run:
+    a reused text id, a first record with no previous hash and a later one without
+    one are found as with every record in memory."""
+    summaries = [
+        RecordSummary(
+            T,
+            0,
+            s,
+            1_700_000_000_000 + s,
+            "FR",
+            "OffenceAlert",
+            f"id-{s}",
+            s,
+            None if s in (1, 50) else h(f"r{s - 1}"),
+            h(f"r{s}"),
+        )
+        for s in range(1, 101)
+    ]
+    summaries.append(summaries[41]._replace(offset=500, timestamp=1_700_000_000_500))
+    Random(3).shuffle(summaries)
+    windowed, whole = ChainChecker(run_records=9), ChainChecker()
+    windowed.add_many(summaries)
+    whole.add_many(summaries)
+    violations = windowed.finish()
+    assert windowed.spilled > 0
+    assert violations == whole.finish()
+    assert [(v.kind, v.offset, v.message_id) for v in violations] == [
+        (ChainKind.CHAIN_BREAK, 50, "id-50"),
+        (ChainKind.DUPLICATE_MESSAGE_ID, 500, "id-42"),
+    ]
