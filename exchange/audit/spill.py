@@ -187,22 +187,21 @@ def _merge(cursors: list[_Cursor]) -> Iterator[Columns]:
 
 def by_sequence(columns: Columns, step: int) -> Iterator[Columns]:
     """``columns`` sorted by sequence (records with one sequence in arrival order), in
-    pieces of ``step`` records: each piece a copy, the whole never copied at once."""
+    pieces of ``step`` records: each piece a copy, the whole never copied at once, and
+    the values kept by index (:attr:`Columns.odd_mids`, ...) moved in one pass."""
     import numpy  # here: the verification workers import the checks, and need no numpy
 
     n = len(columns)
     seqs = numpy.frombuffer(columns.sequences, dtype=numpy.int64)
-    if n < 2 or bool(numpy.all(seqs[1:] >= seqs[:-1])):
-        del seqs  # the columns' arrays may not change size while a view holds them
-        for start in range(0, n, step):
-            yield columns.piece(start, min(n, start + step))
-        return
-    order = numpy.argsort(seqs, kind="stable")
-    del seqs
+    order: Any = None  # None: already sorted
+    if n > 1 and not bool(numpy.all(seqs[1:] >= seqs[:-1])):
+        order = numpy.argsort(seqs, kind="stable")
+    del seqs  # the columns' arrays may not change size while a view holds them
     odd = columns.no_previous or columns.odd_hashes or columns.odd_previous or columns.odd_mids
-    where = numpy.empty(n if odd else 0, dtype=numpy.int64)
-    if odd:
-        where[order] = numpy.arange(n)  # where each record goes
+    where: Any = None  # None: each record stays where it is
+    if odd and order is not None:
+        where = numpy.empty(n, dtype=numpy.int64)
+        where[order] = numpy.arange(n)
     views = [
         _rows(columns.sequences, 8),
         _rows(columns.timestamps, 8),
@@ -218,10 +217,16 @@ def by_sequence(columns: Columns, step: int) -> Iterator[Columns]:
     odd_previous = _by_piece(columns.odd_previous, where, step, pieces)
     odd_mids = _by_piece(columns.odd_mids, where, step, pieces)
     for k in range(pieces):
-        part = order[k * step : (k + 1) * step]
-        seq_b, time_b, part_b, off_b, mid_b, prev_b, hash_b = (
-            bytes(view[part].tobytes()) for view in views
-        )
+        start, stop = k * step, min(n, (k + 1) * step)
+        if order is None:
+            seq_b, time_b, part_b, off_b, mid_b, prev_b, hash_b = (
+                bytes(view[start:stop].tobytes()) for view in views
+            )
+        else:
+            part = order[start:stop]
+            seq_b, time_b, part_b, off_b, mid_b, prev_b, hash_b = (
+                bytes(view[part].tobytes()) for view in views
+            )
         piece = Columns()
         piece.append_parts(
             (
@@ -242,11 +247,11 @@ def by_sequence(columns: Columns, step: int) -> Iterator[Columns]:
 
 
 def _by_piece(odd: dict[int, _V], where: Any, step: int, pieces: int) -> list[dict[int, _V]]:
-    """``odd`` (values by record index) moved to where ``where`` sends each record, split
-    by piece of ``step`` records: one dict a piece, indices within the piece."""
+    """``odd`` (values by record index) moved to where ``where`` sends each record (None:
+    nowhere), split by piece of ``step`` records: one dict a piece, indices within it."""
     out: list[dict[int, _V]] = [{} for _ in range(pieces)] if odd else [{}] * pieces
     for i, v in odd.items():
-        k, at = divmod(int(where[i]), step)
+        k, at = divmod(i if where is None else int(where[i]), step)
         out[k][at] = v
     return out
 
