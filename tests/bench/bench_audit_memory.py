@@ -25,18 +25,21 @@ the figure is the peak, and "bytes a record" is (peak - before) / records.
   0 skips it). The replay holds a tenth of its records at a time (``RUN_RECORDS``), so
   that a run of minutes shows the bound a 10M replay has with the default million;
   then once with everything in memory, for the ratio; then a history where one member
-  wrote 90% of the records.
+  wrote 90% of the records, at a tenth of its records a run and at the default run
+  (or all its records, when fewer).
 
-The 10M estimate prints its method: this replay's peak, plus what a default run holds
-beyond this replay's run at the cost of a record held in memory *as measured* (the
-all-in-memory replay's bytes a record: columns, the allocator's slack, the volume
-chart's timestamps), plus 8 bytes a record beyond this replay's records (the volume
-chart's timestamps, which still grow). The end's checks hold a window of one chain
-(:meth:`~exchange.audit.spill.Spill.windows`), not the longest chain, so the shares of
-the members do not enter it. The estimate it replaced left out that, before windows,
-the end held two chains at once (the one checked and the one before it) and that a
-held record costs more than its 112 bytes of columns; it said 503 MB where a whole
-10M replay (:mod:`tests.bench.stream_audit_10m`) peaked at 869 MB.
+The 10M estimate prints its method: the one-member history's peak with the default
+run of a million records (at ``BENCH_AUDIT_REPLAY_SCALE=0.1`` and more; below, with
+all its records a run, plus the rest of a default run at what one more record in a run
+costs *as measured*: the slope between its two run sizes, or the all-in-memory cost a
+record, whichever is more), plus 8 bytes a record beyond this replay's records (the
+volume chart's timestamps, which still grow). The end's checks
+hold a window of one chain (:meth:`~exchange.audit.spill.Spill.windows`), not the
+longest chain, so the shares of the members do not enter it. The estimate this one
+replaced left out that, before windows, the end held two chains at once (the one
+checked and the one before it) and that a held record costs more than its 112 bytes
+of columns; it said 503 MB where a whole 10M replay
+(:mod:`tests.bench.stream_audit_10m`) peaked at 869 MB.
 """
 
 from __future__ import annotations
@@ -284,10 +287,12 @@ async def run(ctx: BenchContext) -> list[Figure]:
         return figures
     m = max(10_000, int(FULL * scale))
     run = m // 10
+    big_run = min(RUN_RECORDS, m)  # at 1M records and more: the default run, measured
     now = datetime.now(UTC)
     replays: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-audit-memory-") as tmp:
-        for shape, top, runs in (("equal", 0.0, (run, m + 1)), ("dominant", DOMINANT, (run,))):
+        shapes = (("equal", 0.0, (run, m + 1)), ("dominant", DOMINANT, (run, big_run)))
+        for shape, top, runs in shapes:
             prefix = f"{ctx.prefix}{shape[0]}"
             fed = make_federation(Path(tmp) / shape, MEMBERS, now, prefix=prefix)
             key_files = {k: str(fed.nodes[NodeId(k)].directory / "signing.key") for k in MEMBERS}
@@ -300,23 +305,26 @@ async def run(ctx: BenchContext) -> list[Figure]:
             del records
             args = (ctx.bootstrap, topic, fed.trust_bytes, fed.root.public_bytes, m)
             for held_records in runs:
-                key = shape if held_records == run else "held"
+                key = shape if held_records == run else f"{shape} {held_records}"
                 replays[key] = await asyncio.to_thread(
                     _in_child, _replay_child, *args, held_records
                 )
     for r in replays.values():
         if r["violations"] or r["records"] != m:
             raise RuntimeError(f"bench history not clean: {r}")
-    replay, replay_held, replay_dominant = replays["equal"], replays["held"], replays["dominant"]
-    # 10M, default RUN_RECORDS: this run's peak, plus the records a default run holds
-    # beyond this one's at what a held record costs as measured (all held in memory),
-    # plus 8 B a record beyond m (the volume chart's timestamps). The end's checks hold
-    # a window, whatever the longest chain: the members' shares do not enter it.
+    replay, replay_held = replays["equal"], replays[f"equal {m + 1}"]
+    replay_dominant, replay_big_run = replays["dominant"], replays[f"dominant {big_run}"]
+    # 10M, default RUN_RECORDS: the one-member history's peak with the larger run (the
+    # default run itself from 1M records on: its worst case, one long chain a run,
+    # sorted when spilled), plus what the rest of a default run would hold at what one
+    # more record in a run costs, measured (the slope between the two run sizes), plus
+    # 8 B a record beyond m (the volume chart's timestamps). The end's checks hold a
+    # window, whatever the longest chain, so the same holds for any shares.
     held_cost = _per_record(replay_held, m)
-    grows = (FULL - m) * 8 + max(0, RUN_RECORDS - run) * held_cost
-
-    def estimate(r: dict[str, Any]) -> float:
-        return float(r["peak"]) + grows
+    run_cost = float(replay_big_run["peak"] - replay_dominant["peak"]) / (big_run - run)
+    estimate = (
+        replay_big_run["peak"] + (RUN_RECORDS - big_run) * max(run_cost, held_cost) + (FULL - m) * 8
+    )
 
     held_estimate = replay_held["before"] + (replay_held["peak"] - replay_held["before"]) * (
         FULL / m
@@ -339,6 +347,14 @@ async def run(ctx: BenchContext) -> list[Figure]:
             replay["peak"] / MB,
         ),
         Figure(
+            f"audit replay: main process peak RSS, {m / 1e6:g}M records, {run / 1e6:g}M a"
+            f" run, one member {DOMINANT:.0%}, at the end's checks",
+            replay_dominant["peak"] / MB,
+            "MB",
+            "all read, before the end's checks",
+            replay_dominant["peak_fed"] / MB,
+        ),
+        Figure(
             f"audit replay: main process (peak - start) / records, {m / 1e6:g}M",
             _per_record(replay, m),
             "B/record",
@@ -346,19 +362,28 @@ async def run(ctx: BenchContext) -> list[Figure]:
             held_cost,
         ),
         Figure(
-            f"audit replay: 10M estimate: peak + {held_cost:.0f} B (a held record, measured)"
-            f" x {(RUN_RECORDS - run) / 1e6:g}M more a run + 8 B x records beyond",
-            estimate(replay) / MB,
+            f"audit replay: a record more in a run, one member {DOMINANT:.0%}: peak at"
+            f" {big_run / 1e6:g}M a run - at {run / 1e6:g}M, / records",
+            run_cost,
+            "B/record",
+            "a record all held in memory, (peak - start) / records",
+            held_cost,
+        ),
+        Figure(
+            f"audit replay: main process peak RSS, {m / 1e6:g}M records, one member"
+            f" {DOMINANT:.0%}, {big_run / 1e6:g}M a run",
+            replay_big_run["peak"] / MB,
+            "MB",
+            f"{run / 1e6:g}M a run",
+            replay_dominant["peak"] / MB,
+        ),
+        Figure(
+            f"audit replay: 10M estimate, any shares: that peak + {max(run_cost, held_cost):.0f}"
+            f" B x {(RUN_RECORDS - big_run) / 1e6:g}M more a run + 8 B x records beyond",
+            estimate / MB,
             "MB",
             "all held in memory, linear",
             held_estimate / MB,
-        ),
-        Figure(
-            f"audit replay: 10M estimate, one member {DOMINANT:.0%} (the same method)",
-            estimate(replay_dominant) / MB,
-            "MB",
-            "four equal members",
-            estimate(replay) / MB,
         ),
     ]
     return figures
