@@ -14,7 +14,7 @@ import pickle
 from array import array
 from collections.abc import Iterator
 from itertools import groupby
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, TypeVar
 from uuid import UUID
 
 
@@ -41,6 +41,7 @@ class Block(NamedTuple):
     no_previous: tuple[int, ...]
 
 
+_V = TypeVar("_V")
 HASH = 32
 NO_HASH = bytes(HASH)
 MID = 16
@@ -48,6 +49,27 @@ NO_MID = bytes(MID)
 
 #: A message id as kept: the UUID's 16 bytes (from blocks) or the text (from summaries).
 MessageId = bytes | str
+
+
+#: Columns as plain values: the four ``array("q")`` columns' bytes, ids, previous and own
+#: hashes, the indices without a previous hash, and the odd hashes, previous hashes and ids.
+Parts = tuple[
+    bytes,
+    bytes,
+    bytes,
+    bytes,
+    bytes,
+    bytes,
+    bytes,
+    list[int],
+    dict[int, bytes],
+    dict[int, bytes],
+    dict[int, "str | None"],
+]
+
+
+def _shifted(odd: dict[int, _V], start: int, stop: int) -> dict[int, _V]:
+    return {i - start: v for i, v in odd.items() if start <= i < stop} if odd else {}
 
 
 def mid_text(mid: MessageId | None) -> str | None:
@@ -120,34 +142,29 @@ class Columns:
         if len(self.message_ids) != MID * n:
             raise ValueError(f"block of {b.sender} on {b.topic} has ids of the wrong size")
 
-    def dump(self, f: BinaryIO) -> None:
-        """Write the columns to ``f`` (a private scratch file: pickle, written and read
-        by this process only)."""
-        pickle.dump(
-            (
-                self.sequences.tobytes(),
-                self.timestamps.tobytes(),
-                self.partitions.tobytes(),
-                self.offsets.tobytes(),
-                bytes(self.message_ids),
-                bytes(self.previous),
-                bytes(self.hashes),
-                sorted(self.no_previous),
-                self.odd_hashes,
-                self.odd_previous,
-                self.odd_mids,
-            ),
-            f,
-            protocol=pickle.HIGHEST_PROTOCOL,
+    def parts(self) -> Parts:
+        """The columns as plain values (what :meth:`dump` writes)."""
+        return (
+            self.sequences.tobytes(),
+            self.timestamps.tobytes(),
+            self.partitions.tobytes(),
+            self.offsets.tobytes(),
+            bytes(self.message_ids),
+            bytes(self.previous),
+            bytes(self.hashes),
+            sorted(self.no_previous),
+            self.odd_hashes,
+            self.odd_previous,
+            self.odd_mids,
         )
 
-    def load(self, f: BinaryIO) -> None:
-        """Append the columns :meth:`dump` wrote (one dump) from ``f``."""
-        seqs, times, parts, offs, mids, prev, hashes, no_prev, odd_h, odd_p, odd_m = pickle.load(f)  # noqa: S301  (this process's own scratch file)
+    def append_parts(self, parts: Parts) -> None:
+        """Append columns given as :meth:`parts` returns them."""
+        seqs, times, parts_, offs, mids, prev, hashes, no_prev, odd_h, odd_p, odd_m = parts
         base = len(self.sequences)
         self.sequences.frombytes(seqs)
         self.timestamps.frombytes(times)
-        self.partitions.frombytes(parts)
+        self.partitions.frombytes(parts_)
         self.offsets.frombytes(offs)
         self.message_ids += mids
         self.previous += prev
@@ -156,6 +173,42 @@ class Columns:
         self.odd_hashes.update((base + i, v) for i, v in odd_h.items())
         self.odd_previous.update((base + i, v) for i, v in odd_p.items())
         self.odd_mids.update((base + i, v) for i, v in odd_m.items())
+
+    def append_columns(self, other: Columns) -> None:
+        """Append ``other``'s records."""
+        self.append_parts(other.parts())
+
+    def piece(self, start: int, stop: int) -> Columns:
+        """Records ``start`` to ``stop`` (not included), as columns of their own."""
+        out = Columns()
+        out.sequences = self.sequences[start:stop]
+        out.timestamps = self.timestamps[start:stop]
+        out.partitions = self.partitions[start:stop]
+        out.offsets = self.offsets[start:stop]
+        out.message_ids = self.message_ids[MID * start : MID * stop]
+        out.previous = self.previous[HASH * start : HASH * stop]
+        out.hashes = self.hashes[HASH * start : HASH * stop]
+        out.no_previous = {i - start for i in self.no_previous if start <= i < stop}
+        out.odd_hashes = _shifted(self.odd_hashes, start, stop)
+        out.odd_previous = _shifted(self.odd_previous, start, stop)
+        out.odd_mids = _shifted(self.odd_mids, start, stop)
+        return out
+
+    def cut(self, k: int) -> Columns:
+        """Remove the first ``k`` records and return them, as columns of their own."""
+        head, rest = self.piece(0, k), self.piece(k, len(self))
+        for name in self.__slots__:
+            setattr(self, name, getattr(rest, name))
+        return head
+
+    def dump(self, f: BinaryIO) -> None:
+        """Write the columns to ``f`` (a private scratch file: pickle, written and read
+        by this process only)."""
+        pickle.dump(self.parts(), f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, f: BinaryIO) -> None:
+        """Append the columns :meth:`dump` wrote (one dump) from ``f``."""
+        self.append_parts(pickle.load(f))  # noqa: S301  (this process's own scratch file)
 
     def order(self, i: int) -> tuple[int, int, int]:
         """Log order within the chain's topic: timestamp, partition, offset."""

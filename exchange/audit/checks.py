@@ -26,11 +26,14 @@ chain.
 What is kept: per chain, columns (sequence, timestamp, partition, offset, message id,
 previous and own hash: 112 bytes a verified record, no object per record) until
 ``run_records`` records are held; then every chain's columns go to a scratch file
-(:mod:`exchange.audit.spill`) and memory starts again. :meth:`ChainChecker.finish`
-reads one chain back at a time. Message ids are checked for repeats per sender
-through hashed bucket files, one bucket in memory at a time. So memory holds a run
-of records and the longest chain, whatever the history's length. Detail (places,
-hashes in words) is built at :meth:`ChainChecker.finish`, for violations only.
+(:mod:`exchange.audit.spill`), sorted by sequence, and memory starts again.
+:meth:`ChainChecker.finish` reads each chain back in windows of ascending sequences
+and walks them in order, carrying from one window to the next only the next sequence
+expected and the last sequence's hashes. Message ids are checked for repeats per
+sender through hashed bucket files, one bucket in memory at a time. So memory holds a
+run of records, then a window, whatever the history's length or its longest chain.
+Detail (places, hashes in words) is built at :meth:`ChainChecker.finish`, for
+violations only.
 """
 
 from __future__ import annotations
@@ -286,7 +289,7 @@ class ChainChecker:
         self._finished = True
         found = list(self._violations)
         if self._spill.chains:
-            self._spill_all()  # then every chain is read back whole from its file
+            self._spill_all()  # then every chain is read back from its file, in windows
         else:
             for (sender, _), c in self._chains.items():
                 self._file_ids(sender, c)
@@ -295,11 +298,13 @@ class ChainChecker:
         for key, number in self._numbers.items():
             sender, topic = key
             in_memory = self._chains.get(key)
-            c = self._spill.load(number, Columns()) if in_memory is None else in_memory
-            anchored = self.anchored or topic in anchored_topics
-            found.extend(_check_chain(sender, topic, c, anchored))
-            if dups or self._dup_text:
-                self._collect_duplicates(sender, topic, c, dups, entries)
+            windows = self._spill.windows(number) if in_memory is None else [in_memory]
+            walk = _ChainWalk(sender, topic, self.anchored or topic in anchored_topics)
+            for c in windows:
+                walk.walk(c)
+                if dups or self._dup_text:
+                    self._collect_duplicates(sender, topic, c, dups, entries)
+            found.extend(walk.out)
         if entries:
             found.extend(_duplicates(entries))
         found.sort(key=Violation.sort_key)
@@ -358,73 +363,99 @@ def _duplicates(
     return out
 
 
-def _check_chain(sender: str, topic: str, c: Columns, anchored: bool) -> list[Violation]:
-    """Forks, gaps and breaks of one chain, walking its sequences in order."""
-    out: list[Violation] = []
-    chain = f"{sender} on {topic}"
+class _ChainWalk:
+    """Forks, gaps and breaks of one chain, walking its sequences in order, a window of
+    sequences at a time (:meth:`walk`, each window's above the last one's).
 
-    def at(i: int, kind: str, reason: str) -> None:
-        out.append(
-            Violation(
-                topic,
-                c.partitions[i],
-                c.offsets[i],
-                kind,
-                reason,
-                sender,
-                mid_text(c.mid(i)),
-            )
-        )
+    Between windows it keeps the next sequence expected and the distinct records of the
+    last sequence seen: their hashes, and the first one's hash and place (for a break's
+    reason), so that a gap, a fork or a break across two windows reads as in one.
+    """
 
-    def where(i: int) -> str:
-        return _where(topic, c.partitions[i], c.offsets[i])
+    def __init__(self, sender: str, topic: str, anchored: bool) -> None:
+        self.sender, self.topic, self.anchored = sender, topic, anchored
+        self.chain = f"{sender} on {topic}"
+        self.out: list[Violation] = []
+        self.expected: int | None = None
+        self.linked: set[bytes] = set()  # hashes of the last sequence's distinct records
+        self.first: tuple[bytes, str] = (NO_HASH, "")  # its first record: hash, place
 
-    expected: int | None = None
-    before: list[int] = []  # the distinct records of sequence seq - 1, if seen
-    hashes, previous, no_previous = c.hashes, c.previous, c.no_previous
-    columns_only = not (c.odd_hashes or c.odd_previous)
-    for seq, idx in c.groups():
-        if expected is None:
-            expected = seq if anchored else 1
-        if len(idx) > 1:  # rare: a fork or a re-send
-            idx = c.distinct(idx)
-            for i in idx[1:]:
-                at(
-                    i,
-                    ChainKind.FORK,
-                    f"sequence {seq} of {chain} has {len(idx)} different envelopes; "
-                    f"this one ({_short(c.hash(i))}) differs from {where(idx[0])} "
-                    f"({_short(c.hash(idx[0]))})",
+    def walk(self, c: Columns) -> None:
+        """The checks over window ``c`` (every record of each sequence it has)."""
+        sender, topic, chain = self.sender, self.topic, self.chain
+        out = self.out
+
+        def at(i: int, kind: str, reason: str) -> None:
+            out.append(
+                Violation(
+                    topic,
+                    c.partitions[i],
+                    c.offsets[i],
+                    kind,
+                    reason,
+                    sender,
+                    mid_text(c.mid(i)),
                 )
-        if seq > expected:
-            missing = f"{expected}" if seq - 1 == expected else f"{expected}..{seq - 1}"
-            at(
-                idx[0],
-                ChainKind.SEQUENCE_GAP,
-                f"sequence {missing} of {chain} missing before sequence {seq}",
             )
-        if seq == 1:
-            for i in idx:
-                if i not in no_previous:
-                    at(i, ChainKind.CHAIN_BREAK, f"sequence 1 of {chain} has a previous hash")
-        elif before and seq == expected:
-            if columns_only and len(before) == 1 and len(idx) == 1:  # the common case
-                i, j = idx[0], before[0]
-                if i not in no_previous and (
-                    previous[HASH * i : HASH * i + HASH] == hashes[HASH * j : HASH * j + HASH]
-                ):
-                    before, expected = idx, seq + 1
-                    continue
-            linked = {c.hash(j) for j in before}
-            for i in idx:
-                if c.previous_hash(i) not in linked:
-                    p = min(before, key=c.order)
+
+        def where(i: int) -> str:
+            return _where(topic, c.partitions[i], c.offsets[i])
+
+        expected = self.expected
+        carried = expected is not None  # the sequence before is in an earlier window
+        before: list[int] = []  # the distinct records of sequence seq - 1 in c, if seen
+        hashes, previous, no_previous = c.hashes, c.previous, c.no_previous
+        columns_only = not (c.odd_hashes or c.odd_previous)
+        for seq, idx in c.groups():
+            if expected is None:
+                expected = seq if self.anchored else 1
+            if len(idx) > 1:  # rare: a fork or a re-send
+                idx = c.distinct(idx)
+                for i in idx[1:]:
                     at(
                         i,
-                        ChainKind.CHAIN_BREAK,
-                        f"previous hash {_short(c.previous_hash(i))} of sequence {seq} of "
-                        f"{chain} is not the hash of sequence {seq - 1} "
-                        f"({_short(c.hash(p))} at {where(p)})",
+                        ChainKind.FORK,
+                        f"sequence {seq} of {chain} has {len(idx)} different envelopes; "
+                        f"this one ({_short(c.hash(i))}) differs from {where(idx[0])} "
+                        f"({_short(c.hash(idx[0]))})",
                     )
-        before, expected = idx, seq + 1
-    return out
+            if seq > expected:
+                missing = f"{expected}" if seq - 1 == expected else f"{expected}..{seq - 1}"
+                at(
+                    idx[0],
+                    ChainKind.SEQUENCE_GAP,
+                    f"sequence {missing} of {chain} missing before sequence {seq}",
+                )
+            if seq == 1:
+                for i in idx:
+                    if i not in no_previous:
+                        at(i, ChainKind.CHAIN_BREAK, f"sequence 1 of {chain} has a previous hash")
+            elif (before or carried) and seq == expected:
+                if columns_only and len(before) == 1 and len(idx) == 1:  # the common case
+                    i, j = idx[0], before[0]
+                    if i not in no_previous and (
+                        previous[HASH * i : HASH * i + HASH] == hashes[HASH * j : HASH * j + HASH]
+                    ):
+                        before, expected = idx, seq + 1
+                        continue
+                if before:
+                    linked = {c.hash(j) for j in before}
+                    p = min(before, key=c.order)
+                    first = (c.hash(p), where(p))
+                else:
+                    linked, first = self.linked, self.first
+                for i in idx:
+                    if c.previous_hash(i) not in linked:
+                        at(
+                            i,
+                            ChainKind.CHAIN_BREAK,
+                            f"previous hash {_short(c.previous_hash(i))} of sequence {seq} of "
+                            f"{chain} is not the hash of sequence {seq - 1} "
+                            f"({_short(first[0])} at {first[1]})",
+                        )
+            before, expected, carried = idx, seq + 1, False
+        self.expected = expected
+        if before:
+            p = min(before, key=c.order)
+            self.linked = {c.hash(j) for j in before}
+            self.first = (c.hash(p), where(p))

@@ -12,11 +12,12 @@ runs the chain checks, whose result does not depend on the order digests arrive 
 Memory: chains span partitions, which Kafka does not order among themselves, so the
 checks keep every verified record until the end, but only what they need, in
 columns (:class:`~exchange.audit.checks.ChainChecker`, 112 bytes a record), and only
-a run of them in memory: each million records held go to scratch files, and the end
-reads one chain back at a time (:mod:`exchange.audit.spill`). Measured
-(tests/bench/bench_audit_memory.py): the checks alone over 10M records peaked at
-201 MB, against 122 bytes a record held in memory (1.2 GB at 10M; 202 bytes a record
-before, 2 GB). What still grows is the volume chart's timestamps, 8 bytes a record.
+a run of them in memory: each million records held go to scratch files, sorted by
+sequence, and the end reads each chain back in windows of sequences, never whole
+(:mod:`exchange.audit.spill`), so the longest chain does not set the peak. Measured
+(tests/bench/stream_audit_10m.py): a replay of 3M records, 2.7M of them one member's,
+peaked at 322 MB, reached before the end's checks (607 MB when the end read chains
+whole). What still grows is the volume chart's timestamps, 8 bytes a record.
 Disk: about 130 bytes a record in the system's temporary directory during a replay.
 """
 

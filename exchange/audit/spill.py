@@ -4,9 +4,20 @@ Chains span partitions, which Kafka does not order among themselves, so no recor
 be judged before the whole history is read. In memory each verified record costs 112
 bytes of columns (:class:`~exchange.audit.chains.Columns`); past
 ``ChainChecker(run_records=...)`` records the checks move every chain's columns to a
-file of its own (:class:`Spill`, a handful of copies, no work per record), and at the
-end read back one chain at a time: memory holds one run of records plus the longest
-chain, not the history.
+file of its own (:class:`Spill`) as one *run*, sorted by sequence (numpy's stable sort
+and gathers: no Python work per record) and written in pieces of
+:data:`PIECE_RECORDS`. At the end each chain is read back as a merge of its runs, in
+windows of ascending sequences (:meth:`Spill.windows`), a piece per run at most and
+usually one piece in all, since a chain's records arrive in about sequence order.
+Memory holds one run of records while reading, then a window: neither the history
+nor the longest chain (a 10M-record chain is 1.1 GB of columns; one member may write
+most of a federation's history).
+
+File layout (this process's own, never shared): a chain's file is its runs one after
+another, each run its pieces, each piece one pickle of
+:meth:`~exchange.audit.chains.Columns.parts` (the seven columns' bytes, then the few
+values kept by index); where each run starts and each piece's first sequence are kept
+in memory.
 
 Duplicate message ids are found across chains without a set of every id:
 :class:`IdBuckets` writes each (sender, id) as an 18-byte key to one of 256 bucket
@@ -22,11 +33,17 @@ from __future__ import annotations
 
 import tempfile
 import weakref
+from array import array
+from bisect import bisect_left
 from collections.abc import Container, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
-from exchange.audit.chains import MID, Columns
+from exchange.audit.chains import HASH, MID, Columns
 
+_V = TypeVar("_V")
+#: Records of a sorted run written (and read back) at a time: 112 bytes each.
+PIECE_RECORDS = 16_384
 #: Buckets of (sender, message id) keys; a power of two.
 BUCKETS = 256
 #: Bytes of keys held in memory before they are appended to the bucket files.
@@ -59,28 +76,46 @@ class _Folder:
 
 
 class Spill:
-    """Each chain's columns, appended to a file of its own run by run."""
+    """Each chain's runs, sorted by sequence, appended to a file of its own in pieces;
+    read back a window of sequences at a time (:meth:`windows`)."""
 
-    def __init__(self, folder: str | Path | None = None) -> None:
+    def __init__(self, folder: str | Path | None = None, piece_records: int | None = None) -> None:
         self._folder = _Folder(folder)
+        self.piece_records = PIECE_RECORDS if piece_records is None else piece_records
         self.chains: set[int] = set()  # chain numbers with something on disk
         self.records = 0
+        # chain: a (file offset, each piece's first sequence) a run
+        self._runs: dict[int, list[tuple[int, array[int]]]] = {}
+
+    def _path(self, chain: int) -> Path:
+        return self._folder.path() / f"chain-{chain}.bin"
 
     def dump(self, chain: int, columns: Columns) -> None:
-        """Append ``columns`` to chain ``chain``'s file."""
-        with (self._folder.path() / f"chain-{chain}.bin").open("ab") as f:
-            columns.dump(f)
+        """Append ``columns`` to chain ``chain``'s file as one run, sorted by sequence."""
+        if not len(columns):
+            return
+        with self._path(chain).open("ab") as f:
+            offset = f.tell()
+            firsts = array("q")
+            for piece in by_sequence(columns, max(1, self.piece_records)):
+                firsts.append(piece.sequences[0])
+                piece.dump(f)
+        self._runs.setdefault(chain, []).append((offset, firsts))
         self.chains.add(chain)
         self.records += len(columns)
 
-    def load(self, chain: int, into: Columns) -> Columns:
-        """Chain ``chain``'s records from its file, appended to ``into``."""
-        path = self._folder.path() / f"chain-{chain}.bin"
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            while f.tell() < size:
-                into.load(f)
-        return into
+    def windows(self, chain: int) -> Iterator[Columns]:
+        """Chain ``chain``'s records, every one once, in windows of ascending sequences.
+
+        Each window holds every record of the sequences it has (a fork or a re-send is
+        never cut in two) and only sequences above the previous window's: the merge of
+        the chain's sorted runs, a piece of each at a time. Memory holds about one piece
+        per run and one window, whatever the chain's length (records sharing one sequence
+        number are the exception: they are held together, however many).
+        """
+        path = self._path(chain)
+        runs = self._runs.get(chain, [])
+        yield from _merge([_Cursor(path, offset, firsts) for offset, firsts in runs])
 
     @property
     def bytes_on_disk(self) -> int:
@@ -92,6 +127,140 @@ class Spill:
     def close(self) -> None:
         """Remove the files."""
         self._folder.close()
+
+
+class _Cursor:
+    """One sorted run of a chain, read a piece at a time into ``buffer`` when asked (the
+    file opened for each piece: a chain may have many runs; no descriptor is held)."""
+
+    def __init__(self, path: Path, offset: int, firsts: array[int]) -> None:
+        self.path = path
+        self.offset = offset
+        self.firsts = firsts  # the first sequence of each piece
+        self.read = 0  # pieces read
+        self.buffer = Columns()
+
+    @property
+    def floor(self) -> int | None:
+        """The lowest sequence not yet read (None when all is read)."""
+        return self.firsts[self.read] if self.read < len(self.firsts) else None
+
+    def more(self) -> None:
+        """Append the run's next piece to the buffer (there is one: ``floor`` is not None)."""
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            self.buffer.load(f)
+            self.offset = f.tell()
+        self.read += 1
+
+
+def _merge(cursors: list[_Cursor]) -> Iterator[Columns]:
+    """Windows of the records of ``cursors`` (sorted runs), by ascending sequence.
+
+    Below the lowest sequence that no run has read yet, every record is in a buffer
+    (runs are sorted): those records are a window. When there are none, the run that
+    holds that lowest unread sequence reads its next piece. So a run is read only when
+    the merge reaches its sequences: for runs that follow one another (a chain's
+    records arrive in about sequence order), one piece at a time is held.
+    """
+    while cursors:
+        floors = [(f, n) for n, c in enumerate(cursors) if (f := c.floor) is not None]
+        if not floors:
+            window = Columns()
+            for c in cursors:
+                window.append_columns(c.buffer)
+            if len(window):
+                yield window
+            return
+        bound, lowest = min(floors)
+        window = Columns()
+        for c in cursors:
+            k = bisect_left(c.buffer.sequences, bound)
+            if k:
+                window.append_columns(c.buffer.cut(k))
+        if len(window):
+            yield window
+        else:
+            cursors[lowest].more()
+        cursors = [c for c in cursors if len(c.buffer) or c.floor is not None]
+
+
+def by_sequence(columns: Columns, step: int) -> Iterator[Columns]:
+    """``columns`` sorted by sequence (records with one sequence in arrival order), in
+    pieces of ``step`` records: each piece a copy, the whole never copied at once, and
+    the values kept by index (:attr:`Columns.odd_mids`, ...) moved in one pass."""
+    import numpy  # here: the verification workers import the checks, and need no numpy
+
+    n = len(columns)
+    seqs = numpy.frombuffer(columns.sequences, dtype=numpy.int64)
+    order: Any = None  # None: already sorted
+    if n > 1 and not bool(numpy.all(seqs[1:] >= seqs[:-1])):
+        order = numpy.argsort(seqs, kind="stable")
+    del seqs  # the columns' arrays may not change size while a view holds them
+    odd = columns.no_previous or columns.odd_hashes or columns.odd_previous or columns.odd_mids
+    where: Any = None  # None: each record stays where it is
+    if odd and order is not None:
+        where = numpy.empty(n, dtype=numpy.int64)
+        where[order] = numpy.arange(n)
+    views = [
+        _rows(columns.sequences, 8),
+        _rows(columns.timestamps, 8),
+        _rows(columns.partitions, 8),
+        _rows(columns.offsets, 8),
+        _rows(columns.message_ids, MID),
+        _rows(columns.previous, HASH),
+        _rows(columns.hashes, HASH),
+    ]
+    pieces = -(-n // step)
+    no_previous = _by_piece(dict.fromkeys(columns.no_previous, 0), where, step, pieces)
+    odd_hashes = _by_piece(columns.odd_hashes, where, step, pieces)
+    odd_previous = _by_piece(columns.odd_previous, where, step, pieces)
+    odd_mids = _by_piece(columns.odd_mids, where, step, pieces)
+    for k in range(pieces):
+        start, stop = k * step, min(n, (k + 1) * step)
+        if order is None:
+            seq_b, time_b, part_b, off_b, mid_b, prev_b, hash_b = (
+                bytes(view[start:stop].tobytes()) for view in views
+            )
+        else:
+            part = order[start:stop]
+            seq_b, time_b, part_b, off_b, mid_b, prev_b, hash_b = (
+                bytes(view[part].tobytes()) for view in views
+            )
+        piece = Columns()
+        piece.append_parts(
+            (
+                seq_b,
+                time_b,
+                part_b,
+                off_b,
+                mid_b,
+                prev_b,
+                hash_b,
+                sorted(no_previous[k]),
+                odd_hashes[k],
+                odd_previous[k],
+                odd_mids[k],
+            )
+        )
+        yield piece
+
+
+def _by_piece(odd: dict[int, _V], where: Any, step: int, pieces: int) -> list[dict[int, _V]]:
+    """``odd`` (values by record index) moved to where ``where`` sends each record (None:
+    nowhere), split by piece of ``step`` records: one dict a piece, indices within it."""
+    out: list[dict[int, _V]] = [{} for _ in range(pieces)] if odd else [{}] * pieces
+    for i, v in odd.items():
+        k, at = divmod(i if where is None else int(where[i]), step)
+        out[k][at] = v
+    return out
+
+
+def _rows(column: bytes | bytearray | array[int], width: int) -> Any:
+    """A column as an array of ``width``-byte rows (a view: no copy)."""
+    import numpy
+
+    return numpy.frombuffer(column, dtype=numpy.dtype((numpy.void, width)))
 
 
 class IdBuckets:

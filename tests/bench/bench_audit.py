@@ -131,11 +131,24 @@ def _seal_chains(
 
 
 def make_history(
-    key_files: dict[str, str], topic: str, n: int, workers: int, now: datetime
+    key_files: dict[str, str],
+    topic: str,
+    n: int,
+    workers: int,
+    now: datetime,
+    dominant: float = 0.0,
 ) -> list[tuple[bytes, bytes]]:
-    """``n`` records over the members' chains, sealed by ``workers`` processes."""
-    per = n // len(MEMBERS)
-    counts = {m: per + (1 if i < n % len(MEMBERS) else 0) for i, m in enumerate(MEMBERS)}
+    """``n`` records over the members' chains, sealed by ``workers`` processes; equal
+    shares, or the first member ``dominant`` of them (a fraction) and the others the rest."""
+    if dominant > 0:
+        top = int(n * dominant)
+        rest, extra = divmod(n - top, len(MEMBERS) - 1)
+        counts = {MEMBERS[0]: top} | {
+            m: rest + (1 if i < extra else 0) for i, m in enumerate(MEMBERS[1:])
+        }
+    else:
+        per = n // len(MEMBERS)
+        counts = {m: per + (1 if i < n % len(MEMBERS) else 0) for i, m in enumerate(MEMBERS)}
     shares: list[dict[str, int]] = [{} for _ in range(min(workers, len(MEMBERS)))]
     for i, (m, c) in enumerate(counts.items()):
         shares[i % len(shares)][m] = c
