@@ -270,6 +270,7 @@ class IdBuckets:
         self._folder = _Folder(folder)
         self._buffers = [bytearray() for _ in range(BUCKETS)]
         self._buffered = 0
+        self._paths: list[Path] = []
         self.keys = 0
 
     def add(self, sid: int, mids: bytes | bytearray, skip: Container[int] = ()) -> None:
@@ -289,11 +290,19 @@ class IdBuckets:
         if self._buffered >= KEY_BUFFER_BYTES:
             self._flush()
 
+    def _bucket_paths(self) -> list[Path]:
+        """The buckets' files, named once (a Path made per flush would intern its name
+        again each time: the interpreter's intern table churns and grows)."""
+        if not self._paths:
+            folder = self._folder.path()
+            self._paths = [folder / f"ids-{k}.bin" for k in range(BUCKETS)]
+        return self._paths
+
     def _flush(self) -> None:
-        folder = self._folder.path()
+        paths = self._bucket_paths()
         for k, buffer in enumerate(self._buffers):
             if buffer:
-                with (folder / f"ids-{k}.bin").open("ab") as f:
+                with paths[k].open("ab") as f:
                     f.write(buffer)
                 self._buffers[k] = bytearray()
         self._buffered = 0
@@ -304,7 +313,7 @@ class IdBuckets:
         for k in range(BUCKETS):
             data = bytes(self._buffers[k])
             if self._folder.used:
-                path = self._folder.path() / f"ids-{k}.bin"
+                path = self._bucket_paths()[k]
                 if path.exists():
                     data = path.read_bytes() + data
             out.update(_repeated(data))
