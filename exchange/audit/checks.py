@@ -39,7 +39,7 @@ violations only.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -129,7 +129,7 @@ def _short(h: bytes | None) -> str:
     return "none" if h is None else h.hex()[:16]
 
 
-#: How many record violations a replay lists in full; more are counted by kind.
+#: How many violations a replay lists in full (the first by place); more are counted by kind.
 MAX_LISTED = 100_000
 #: The longest reason text a listed violation keeps.
 MAX_DETAIL = 500
@@ -287,7 +287,8 @@ class ChainChecker:
         if self._finished:
             raise RuntimeError("ChainChecker.finish() runs once")
         self._finished = True
-        found = list(self._violations)
+        found = _Listing(self.max_listed, self.unlisted)
+        found.extend(self._violations)
         if self._spill.chains:
             self._spill_all()  # then every chain is read back from its file, in windows
         else:
@@ -299,16 +300,14 @@ class ChainChecker:
             sender, topic = key
             in_memory = self._chains.get(key)
             windows = self._spill.windows(number) if in_memory is None else [in_memory]
-            walk = _ChainWalk(sender, topic, self.anchored or topic in anchored_topics)
+            walk = _ChainWalk(sender, topic, self.anchored or topic in anchored_topics, found)
             for c in windows:
                 walk.walk(c)
                 if dups or self._dup_text:
                     self._collect_duplicates(sender, topic, c, dups, entries)
-            found.extend(walk.out)
         if entries:
             found.extend(_duplicates(entries))
-        found.sort(key=Violation.sort_key)
-        return found
+        return found.listed()
 
     def close(self) -> None:
         """Remove the scratch files now (they are removed when the checker is collected too)."""
@@ -339,28 +338,57 @@ class ChainChecker:
             entries.setdefault((sender, mid), []).append((place, c.hash(i)))
 
 
+class _Listing:
+    """The violations a replay lists: the first ``limit`` by place (:meth:`Violation.sort_key`);
+    the rest are counted by kind in ``unlisted``. It holds at most twice ``limit`` at a
+    time, so a member that makes a violation of every record it sends (a sequence number
+    skipped each time, a fork at every sequence) cannot grow the auditor's memory with
+    them, as a flood of refused records cannot (:meth:`ChainChecker.add`)."""
+
+    def __init__(self, limit: int, unlisted: Counter[str]) -> None:
+        self.limit = max(0, limit)
+        self.unlisted = unlisted
+        self._items: list[Violation] = []
+
+    def append(self, v: Violation) -> None:
+        self._items.append(v)
+        if len(self._items) >= 2 * self.limit + 1:
+            self._trim()
+
+    def extend(self, violations: Iterable[Violation]) -> None:
+        for v in violations:
+            self.append(v)
+
+    def listed(self) -> list[Violation]:
+        """The first ``limit`` by place, sorted."""
+        self._trim()
+        return self._items
+
+    def _trim(self) -> None:
+        self._items.sort(key=Violation.sort_key)
+        for v in self._items[self.limit :]:
+            self.unlisted[v.kind] += 1
+        del self._items[self.limit :]
+
+
 def _duplicates(
     entries: dict[tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes]]],
-) -> list[Violation]:
-    out: list[Violation] = []
+) -> Iterator[Violation]:
     for (sender, mid), found in entries.items():
         found.sort(key=lambda e: e[0])
         (_, topic, partition, offset), first_hash = found[0]
         text = mid_text(mid)
         for (_, t, p, o), h in found[1:]:
             note = "identical bytes (a re-send)" if h == first_hash else "different content"
-            out.append(
-                Violation(
-                    t,
-                    p,
-                    o,
-                    ChainKind.DUPLICATE_MESSAGE_ID,
-                    f"message id {text} first seen at {_where(topic, partition, offset)}: {note}",
-                    sender,
-                    text,
-                )
+            yield Violation(
+                t,
+                p,
+                o,
+                ChainKind.DUPLICATE_MESSAGE_ID,
+                f"message id {text} first seen at {_where(topic, partition, offset)}: {note}",
+                sender,
+                text,
             )
-    return out
 
 
 class _ChainWalk:
@@ -372,10 +400,10 @@ class _ChainWalk:
     reason), so that a gap, a fork or a break across two windows reads as in one.
     """
 
-    def __init__(self, sender: str, topic: str, anchored: bool) -> None:
+    def __init__(self, sender: str, topic: str, anchored: bool, out: _Listing) -> None:
         self.sender, self.topic, self.anchored = sender, topic, anchored
         self.chain = f"{sender} on {topic}"
-        self.out: list[Violation] = []
+        self.out = out
         self.expected: int | None = None
         self.linked: set[bytes] = set()  # hashes of the last sequence's distinct records
         self.first: tuple[bytes, str] = (NO_HASH, "")  # its first record: hash, place

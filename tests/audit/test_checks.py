@@ -393,3 +393,24 @@ def test_a_flood_of_bad_records_is_counted_but_listed_only_up_to_the_limit() -> 
     assert len(listed) == 50
     assert all(len(v.reason) <= 600 for v in listed)
     assert checker.unlisted == {"malformed": 101_000 - 50}
+
+
+def test_a_member_making_every_record_a_violation_is_listed_only_up_to_the_limit() -> None:
+    """A member that skips a sequence number at every record makes a gap of each: past
+    max_listed they are counted by kind, the first by place are listed, and finding them
+    does not hold them all (20,000 gaps would take about 5 MB)."""
+    c = Chain()
+    checker = ChainChecker(max_listed=50)
+    checker.add_many([c.rec(2 * i + 1, prev=f"nothing{i}" if i else None) for i in range(20_000)])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        listed = checker.finish()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert [(v.kind, v.offset) for v in listed] == [
+        (ChainKind.SEQUENCE_GAP, offset) for offset in range(1, 51)
+    ]
+    assert checker.unlisted == {ChainKind.SEQUENCE_GAP: 19_999 - 50}
+    assert peak < 1024 * 1024, peak
