@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from exchange.audit.chains import HASH, NO_HASH, NO_MID, Block, Columns, MessageId, mid_text
+from exchange.audit.listing import Listing
 from exchange.audit.spill import IdBuckets, Spill
 
 __all__ = ["HASH", "Block", "ChainChecker", "ChainKind", "RecordSummary", "Violation"]
@@ -287,14 +288,16 @@ class ChainChecker:
         if self._finished:
             raise RuntimeError("ChainChecker.finish() runs once")
         self._finished = True
-        found = _Listing(self.max_listed, self.unlisted)
+        found = Listing(self.max_listed, self.unlisted)
         found.extend(self._violations)
         if self._spill.chains:
             self._spill_all()  # then every chain is read back from its file, in windows
         else:
             for (sender, _), c in self._chains.items():
                 self._file_ids(sender, c)
-        dups = self._ids.repeats()
+        dups, left_out = self._ids.repeats(self.max_listed)
+        if left_out:
+            self.unlisted[ChainKind.DUPLICATE_MESSAGE_ID] += left_out
         entries: dict[tuple[str, MessageId], list[tuple[tuple[int, str, int, int], bytes]]] = {}
         for key, number in self._numbers.items():
             sender, topic = key
@@ -335,40 +338,21 @@ class ChainChecker:
             elif (sender, mid) not in self._dup_text:
                 continue
             place = (c.timestamps[i], topic, c.partitions[i], c.offsets[i])
-            entries.setdefault((sender, mid), []).append((place, c.hash(i)))
+            found = entries.setdefault((sender, mid), [])
+            found.append((place, c.hash(i)))
+            if len(found) > 2 * self.max_listed + 2:
+                self._trim_places(found)
 
-
-class _Listing:
-    """The violations a replay lists: the first ``limit`` by place (:meth:`Violation.sort_key`);
-    the rest are counted by kind in ``unlisted``. It holds at most twice ``limit`` at a
-    time, so a member that makes a violation of every record it sends (a sequence number
-    skipped each time, a fork at every sequence) cannot grow the auditor's memory with
-    them, as a flood of refused records cannot (:meth:`ChainChecker.add`)."""
-
-    def __init__(self, limit: int, unlisted: Counter[str]) -> None:
-        self.limit = max(0, limit)
-        self.unlisted = unlisted
-        self._items: list[Violation] = []
-
-    def append(self, v: Violation) -> None:
-        self._items.append(v)
-        if len(self._items) >= 2 * self.limit + 1:
-            self._trim()
-
-    def extend(self, violations: Iterable[Violation]) -> None:
-        for v in violations:
-            self.append(v)
-
-    def listed(self) -> list[Violation]:
-        """The first ``limit`` by place, sorted."""
-        self._trim()
-        return self._items
-
-    def _trim(self) -> None:
-        self._items.sort(key=Violation.sort_key)
-        for v in self._items[self.limit :]:
-            self.unlisted[v.kind] += 1
-        del self._items[self.limit :]
+    def _trim_places(self, found: list[tuple[tuple[int, str, int, int], bytes]]) -> None:
+        """One id re-sent without end: keep its first place (the one the others are
+        duplicates of) and the ``max_listed`` others a listing could show (the first by
+        topic, partition and offset); count the rest."""
+        first = min(found, key=lambda e: e[0])
+        found.remove(first)
+        found.sort(key=lambda e: e[0][1:])
+        self.unlisted[ChainKind.DUPLICATE_MESSAGE_ID] += len(found) - self.max_listed
+        found[self.max_listed :] = []
+        found.insert(0, first)
 
 
 def _duplicates(
@@ -400,7 +384,7 @@ class _ChainWalk:
     reason), so that a gap, a fork or a break across two windows reads as in one.
     """
 
-    def __init__(self, sender: str, topic: str, anchored: bool, out: _Listing) -> None:
+    def __init__(self, sender: str, topic: str, anchored: bool, out: Listing) -> None:
         self.sender, self.topic, self.anchored = sender, topic, anchored
         self.chain = f"{sender} on {topic}"
         self.out = out

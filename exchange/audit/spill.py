@@ -307,17 +307,26 @@ class IdBuckets:
                 self._buffers[k] = bytearray()
         self._buffered = 0
 
-    def repeats(self) -> set[bytes]:
-        """The keys (sender number + id) added twice or more; one bucket in memory at a time."""
+    def repeats(self, limit: int | None = None) -> tuple[set[bytes], int]:
+        """The keys (sender number + id) added twice or more, at most ``limit`` of them (a
+        member re-sending millions of ids must not fill memory with them), and how many
+        repeats the keys left out add up to. One bucket in memory at a time."""
         out: set[bytes] = set()
+        left_out = 0
         for k in range(BUCKETS):
             data = bytes(self._buffers[k])
             if self._folder.used:
                 path = self._bucket_paths()[k]
                 if path.exists():
                     data = path.read_bytes() + data
-            out.update(_repeated(data))
-        return out
+            for key in _repeated(data):
+                if key in out:
+                    continue
+                if limit is None or len(out) < limit:
+                    out.add(key)
+                else:
+                    left_out += 1
+        return out, left_out
 
     @staticmethod
     def key(sid: int, mid: bytes) -> bytes:

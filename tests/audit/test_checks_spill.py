@@ -217,3 +217,47 @@ def test_spilled_and_in_memory_checks_find_the_same_violations() -> None:
         ChainKind.DUPLICATE_MESSAGE_ID,
     }
     assert small.finish() == expected
+
+
+def test_one_id_sent_without_end_is_listed_only_up_to_the_limit() -> None:
+    """One message id on 300 records: the first 50 duplicates by place are listed, the
+    other 249 counted, and the places the checker holds for that id stay bounded."""
+    same = mid("FR", T, 0)
+    checker = ChainChecker(max_listed=50, run_records=64)
+    seqs = list(range(1, 301))
+    checker.add_block(block("FR", T, seqs, mids=dict.fromkeys(seqs, same)))
+    listed = checker.finish()
+    first_by_place = sorted((s % 3, s) for s in seqs[1:])[:50]  # block(): partition s % 3
+    assert [(v.partition, v.offset) for v in listed] == first_by_place
+    assert {v.kind for v in listed} == {ChainKind.DUPLICATE_MESSAGE_ID}
+    assert checker.unlisted == {ChainKind.DUPLICATE_MESSAGE_ID: 299 - 50}
+
+
+def test_many_repeated_ids_are_counted_past_the_limit() -> None:
+    """200 ids each sent twice, 50 listed: the checker keeps at most 50 repeated ids and
+    counts the duplicates of the others, so every one of the 200 is accounted for."""
+    checker = ChainChecker(max_listed=50, run_records=64)
+    seqs = list(range(1, 401))
+    mids = {s: mid("FR", T, (s - 1) % 200) for s in seqs}
+    checker.add_block(block("FR", T, seqs, mids=mids))
+    listed = checker.finish()
+    assert len(listed) == 50
+    assert {v.kind for v in listed} == {ChainKind.DUPLICATE_MESSAGE_ID}
+    assert all(v.offset > 200 for v in listed)  # the second of each pair
+    assert checker.unlisted == {ChainKind.DUPLICATE_MESSAGE_ID: 150}
+
+
+def test_id_buckets_return_at_most_the_limit_and_count_the_rest(tmp_path: Path) -> None:
+    """IdBuckets.repeats(limit): at most ``limit`` repeated keys; the repeats of those left
+    out are counted (a key added three times is two repeats)."""
+    ids = exchange.audit.spill.IdBuckets(tmp_path)
+    keys = [mid("FR", T, i) for i in range(10)]
+    ids.add(0, b"".join(keys))
+    ids.add(0, b"".join(keys))
+    ids.add(0, keys[0] + keys[1])
+    found, left_out = ids.repeats(4)
+    assert len(found) == 4
+    thrice = {exchange.audit.spill.IdBuckets.key(0, k) for k in keys[:2]}
+    assert left_out == 12 - sum(2 if k in thrice else 1 for k in found)
+    assert ids.repeats() == ({exchange.audit.spill.IdBuckets.key(0, k) for k in keys}, 0)
+    ids.close()
