@@ -130,7 +130,8 @@ def _short(h: bytes | None) -> str:
     return "none" if h is None else h.hex()[:16]
 
 
-#: How many violations a replay lists in full (the first by place); more are counted by kind.
+#: How many violations a replay lists in full; more are counted by kind (refused records
+#: past it as they arrive, the rest at the end: :class:`~exchange.audit.listing.Listing`).
 MAX_LISTED = 100_000
 #: The longest reason text a listed violation keeps.
 MAX_DETAIL = 500
