@@ -80,6 +80,16 @@ def refusal_text(
     return f"{host}:{port} refused {who}{how}: {words}"
 
 
+def _abort(connection: Any) -> None:
+    """Drop a refused connection's socket now. aiokafka closes it gracefully, which over
+    TLS waits for the server's close_notify: an event loop that ends first (a CLI command
+    exiting, a test) leaves the socket open until the garbage collector warns of it."""
+    writer = getattr(connection, "_writer", None)
+    transport = None if writer is None else writer.transport
+    if transport is not None:
+        transport.abort()
+
+
 def install() -> None:
     """Make every aiokafka client in this process report refused credentials as such
     (idempotent, process-wide)."""
@@ -99,6 +109,7 @@ def install() -> None:
         try:
             return await handshake(self)
         except REFUSALS as exc:
+            _abort(self)
             current = _current.get()
             if current is not None and current.active:
                 current.refusals.append((self.host, self.port, exc))

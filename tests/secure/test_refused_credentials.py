@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from exchange.bus import ensure_topics, kafka_errors, producer_kwargs, read_trust_lists
+from exchange.bus import (
+    ensure_topics,
+    kafka_errors,
+    producer_kwargs,
+    read_trust_lists,
+    start_or_close,
+)
 from exchange.cli import main as exchange_main
 from exchange.errors import AuthenticationError, Reason
 from nodes.config import load_config
@@ -72,12 +78,9 @@ async def test_every_client_reports_a_wrong_password_as_refused_credentials(
                 await asyncio.wait_for(attempt, 30)
             _refused(caught.value, user)
         producer = AIOKafkaProducer(**producer_kwargs(wrong))
-        try:
-            with pytest.raises(AuthenticationError) as caught, kafka_errors("starting"):
-                await producer.start()
-            _refused(caught.value, user)
-        finally:
-            await producer.stop()
+        with pytest.raises(AuthenticationError) as caught, kafka_errors("starting"):
+            await start_or_close(producer)  # closed, and what its start opened, when refused
+        _refused(caught.value, user)
 
 
 async def test_a_node_with_a_wrong_password_fails_at_once_naming_the_refusal(

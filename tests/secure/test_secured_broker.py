@@ -28,6 +28,7 @@ from exchange.bus import (
     ensure_topics,
     producer_kwargs,
     read_trust_lists,
+    start_or_close,
 )
 from exchange.cli import main as exchange_main
 from exchange.commands.admin import provision
@@ -76,8 +77,7 @@ async def test_wrong_password_is_refused_as_a_configuration_error(
         await ensure_topics(wrong, fed.prefix)
     producer = AIOKafkaProducer(**producer_kwargs(wrong))
     with pytest.raises(KafkaError):
-        await producer.start()
-    await producer.stop()
+        await start_or_close(producer)  # closed, and what its start opened, when refused
 
 
 async def test_a_client_without_sasl_cannot_read_a_topic(

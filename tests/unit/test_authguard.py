@@ -10,6 +10,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
+    UnsupportedSaslMechanismError,
 )
 
 from exchange import authguard, bus_lifecycle
@@ -82,3 +83,36 @@ def test_install_is_idempotent_and_leaves_create_conn_to_bus_lifecycle() -> None
     assert getattr(bootstrap, "_exchange_authguard", False)
     assert aiokafka_client.create_conn is create_conn
     bus_lifecycle.install()  # still its own wrapper: no RuntimeError
+
+
+async def test_a_refused_connection_is_dropped_at_once_not_closed_gracefully() -> None:
+    """A login the server refuses (here: the mechanism) aborts the connection's transport,
+    so no TLS goodbye is waited for and no socket outlives a command's event loop; the
+    refusal goes on."""
+
+    class Transport:
+        aborted = False
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    class Writer:
+        transport = Transport()
+
+    class Answer:
+        error_code = UnsupportedSaslMechanismError.errno
+
+    class Refused:  # an AIOKafkaConnection as far as the SASL handshake goes
+        _writer = Writer()
+        _sasl_mechanism = "SCRAM-SHA-512"
+        host, port = "127.0.0.1", 1
+
+        async def send(self, request: object) -> Answer:
+            return Answer()
+
+        def close(self, reason: object = None, exc: object = None) -> None:
+            pass  # aiokafka's graceful close: what the guard must not rely on
+
+    with pytest.raises(UnsupportedSaslMechanismError):
+        await aiokafka_conn.AIOKafkaConnection._do_sasl_handshake(Refused())  # type: ignore[arg-type]
+    assert Writer.transport.aborted
